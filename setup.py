@@ -1,0 +1,35 @@
+"""ament_python package that also installs with plain pip (no ROS install needed for the cores)."""
+
+from glob import glob
+
+from setuptools import find_packages, setup
+
+PACKAGE_NAME = "safevla_node"
+
+# Console scripts double as `ros2 run safevla_node <name>` executables (setup.cfg puts them in lib/<pkg>).
+NODES = {
+    "safety_monitor": "safevla_node.nodes.safety_monitor:main",
+}
+
+setup(
+    name=PACKAGE_NAME,
+    version="0.1.0",
+    packages=find_packages(include=["safevla_node*", "sim_bridge*", "policies*"]),
+    package_data={"": ["py.typed"]},
+    data_files=[
+        ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE_NAME}"]),
+        (f"share/{PACKAGE_NAME}", ["package.xml"]),
+        (f"share/{PACKAGE_NAME}/config", glob("config/*.yaml")),
+        (f"share/{PACKAGE_NAME}/launch", glob("launch/*.py")),
+    ],
+    install_requires=["numpy", "PyYAML"],
+    python_requires=">=3.10",
+    zip_safe=True,
+    maintainer="SafeVLA ROS 2 maintainers",
+    maintainer_email="maintainers@safevla-ros.dev",
+    description="Safety-aligned VLA deployment stack for Stretch-class robots on ROS 2",
+    license="Apache-2.0",
+    entry_points={
+        "console_scripts": [f"{name} = {target}" for name, target in NODES.items()],
+    },
+)
