@@ -20,6 +20,7 @@ setup(
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE_NAME}"]),
         (f"share/{PACKAGE_NAME}", ["package.xml"]),
         (f"share/{PACKAGE_NAME}/config", glob("config/*.yaml")),
+        (f"share/{PACKAGE_NAME}/config/robots", glob("config/robots/*.yaml")),
         (f"share/{PACKAGE_NAME}/launch", glob("launch/*.py")),
     ],
     install_requires=["numpy", "PyYAML"],
