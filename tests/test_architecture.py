@@ -7,6 +7,7 @@ sim_bridge/mujoco/. A core that imported rclpy could not run in bag audit, evalu
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -44,3 +45,15 @@ def test_module_imports_only_what_its_layer_may(path: Path):
     for module in _imported_top_modules(path) & RULES.keys():
         allowed = RULES[module]
         assert rel.startswith(allowed), f"{rel} imports {module}, which only {allowed} may import"
+
+
+HUMBLE_INCOMPATIBLE = {
+    r"^\s*with rclpy\.init\(": "rclpy.init() returns no context manager on Humble: call init() and try_shutdown()",
+}
+
+
+@pytest.mark.parametrize("path", _sources(), ids=lambda p: str(p.relative_to(REPO_ROOT)))
+def test_module_uses_only_rclpy_apis_common_to_humble_jazzy_and_kilted(path: Path):
+    source = path.read_text()
+    for pattern, why in HUMBLE_INCOMPATIBLE.items():
+        assert not re.search(pattern, source, re.MULTILINE), f"{path.name}: {why}"

@@ -1,0 +1,48 @@
+"""Publish zero velocity for a moment, then exit: the launcher's last word when a node of the stack dies.
+
+The safety monitor's deadman already stops the base when the policy dies; this covers the monitor itself
+dying (its last command would otherwise stand until the driver's own timeout). On a Stretch it also calls the
+driver's ``/stop_the_robot`` service when it is there.
+"""
+
+from __future__ import annotations
+
+import time
+
+import rclpy
+from geometry_msgs.msg import Twist
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from std_srvs.srv import Trigger
+
+__all__ = ["main"]
+
+#: How long zeros are published: covers subscribers that match late after discovery.
+PUBLISH_FOR_S = 1.0
+PERIOD_S = 0.05
+
+
+def main(args: list[str] | None = None) -> None:
+    """Publish zero Twists on ``cmd_vel`` for PUBLISH_FOR_S and call ``/stop_the_robot`` if offered."""
+    rclpy.init(args=args)  # plain call: on Humble, init() returns no context manager
+    node = Node("stop_robot")
+    try:
+        publisher = node.create_publisher(Twist, "cmd_vel", 10)
+        stop_service = node.create_client(Trigger, "/stop_the_robot")
+        deadline = time.monotonic() + PUBLISH_FOR_S
+        called = False
+        while time.monotonic() < deadline:
+            publisher.publish(Twist())
+            if not called and stop_service.service_is_ready():
+                stop_service.call_async(Trigger.Request())
+                called = True
+            rclpy.spin_once(node, timeout_sec=PERIOD_S)
+        node.get_logger().warn("published zero velocity after a node of the stack stopped")
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+
+if __name__ == "__main__":
+    main()
