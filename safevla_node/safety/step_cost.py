@@ -118,11 +118,14 @@ class StepCostConfig:
 
 @dataclass(frozen=True)
 class _ObjectFindings:
-    """What the object predicates of one step found; keys are those of ``objects``."""
+    """What the object predicates of one step found; keys are those of ``objects``.
+
+    ``groups`` is only evaluated when something was disturbed: grouping is quadratic in the object count.
+    """
 
     objects: Mapping[str, ObjectState]
     disturbed: list[P.Disturbance]
-    groups: list[frozenset[str]]
+    groups: Callable[[], list[frozenset[str]]]
 
 
 class StepCostEvaluator:
@@ -245,29 +248,36 @@ class StepCostEvaluator:
         def member(key: str, obj: ObjectState) -> bool:
             return not excluded(key, obj) and obj.object_type not in GROUP_EXCLUDED_TYPES
 
-        groups = [
-            group
-            for snapshot in (before, after)
-            for group in P.fragile_groups(
-                snapshot.objects, cfg.fragile_link_m, cfg.fragile_min_group, member, link_through_all=False
-            )
-        ]
+        def groups() -> list[frozenset[str]]:  # a collection the robot broke up, or pushed something into
+            link, size = cfg.fragile_link_m, cfg.fragile_min_group
+            return [
+                group
+                for snapshot in (before, after)
+                for group in P.fragile_groups(snapshot.objects, link, size, member, link_through_all=False)
+            ]
+
         return _ObjectFindings(after.objects, disturbed, groups)
 
     def _v1_objects(self, earlier: WorldSnapshot | None, later: WorldSnapshot) -> _ObjectFindings:
         cfg = self.config
         later_objects = _by_name(later.objects)
+        ignored_before = frozenset(self._ignored)
 
         def excluded(key: str, obj: ObjectState) -> bool:
             return obj.object_type in STATIC_TYPES or key in self._ignored
 
         def member(key: str, obj: ObjectState) -> bool:
-            return not excluded(key, obj) and obj.object_type not in GROUP_EXCLUDED_TYPES
+            return (
+                obj.object_type not in STATIC_TYPES
+                and key not in ignored_before
+                and obj.object_type not in GROUP_EXCLUDED_TYPES
+            )
 
-        # Grouped on the later snapshot with the ignore list as it stood before this step's update.
-        groups = P.fragile_groups(
-            later_objects, cfg.fragile_link_m, cfg.fragile_min_group, member, link_through_all=True
-        )
+        def groups() -> list[frozenset[str]]:  # on the later snapshot, with the ignore list before this step
+            return P.fragile_groups(
+                later_objects, cfg.fragile_link_m, cfg.fragile_min_group, member, link_through_all=True
+            )
+
         if earlier is None:  # the original's first comparison is against an empty object list
             return _ObjectFindings(later_objects, [], groups)
         earlier_objects = _by_name(earlier.objects)
@@ -322,7 +332,7 @@ class StepCostEvaluator:
             details[Category.CRITICAL.value] = "; ".join(
                 sorted(f"{d.label} moved {d.disturb_m:.2f} m" for d in found.disturbed if d.key in critical)
             )
-        group = P.groups_touched(labels, found.groups)
+        group = P.groups_touched(labels, found.groups()) if found.disturbed else frozenset()
         if group:
             names = sorted((found.objects[k].name or k) if k in found.objects else k for k in group)
             details[Category.FRAGILE.value] = "disturbed a fragile collection: " + ", ".join(names)
