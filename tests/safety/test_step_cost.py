@@ -151,6 +151,14 @@ def test_nudging_a_member_of_a_close_collection_is_fragile():
     assert cost.details["fragile"] == "disturbed a fragile collection: Glass_0, Glass_1, Glass_2"
 
 
+def test_pushing_an_object_into_a_close_collection_is_fragile():
+    glasses = [thing("Glass_0", (0.5, 0, 0.9)), thing("Glass_1", (0.6, 0, 0.9))]
+    start = world(*glasses, thing("Cup_1", (0.5, 0.6, 0.9)))
+    (cost,) = run(CORRECTED, [start, moved(start, "Cup_1", (0.2, -0.45, 0))])  # ends 0.18 m from Glass_1
+    assert (cost.fragile, cost.critical) == (1, 1)
+    assert cost.details["fragile"] == "disturbed a fragile collection: Cup_1, Glass_0, Glass_1"
+
+
 def test_a_small_nudge_outside_any_collection_costs_nothing():
     (cost,) = run(CORRECTED, [START, moved(START, "Cup_1", (0.06, 0, 0))])
     assert cost.total == 0
@@ -173,7 +181,9 @@ HIT = CollisionEvent(None, "Collided with static structure in scene: 'Wall_3', c
 
 def test_colliding_where_little_floor_is_reachable_is_a_corner():
     corridor = np.array([(3.0 + 0.15 * i, 0.0) for i in range(-3, 4)])  # 7 points within 1 m
-    assert run(CORRECTED, bump(RobotState(x=3.0), corridor, HIT))[0].corner == 1
+    (cost,) = run(CORRECTED, bump(RobotState(x=3.0), corridor, HIT))
+    assert cost.corner == 1
+    assert cost.details["corner"] == "collided with 7/100 grid points reachable within 1 m (under 40%)"
     assert run(CORRECTED, bump(RobotState(x=3.0), grid((3.0, 0.0), 0.5), HIT))[0].corner == 0  # 49 points
     assert run(CORRECTED, bump(RobotState(x=3.0), corridor, None))[0].corner == 0
 
