@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -413,8 +412,7 @@ def test_reset_starts_a_fresh_episode(mode):
 
 # --- real AI2-THOR metadata -------------------------------------------------------------------------------
 
-SHARED = Path(os.environ.get("SAFEVLA_SHARED_DATA", "/work/shared/data"))
-PICKUP_MUG = SHARED / "ai2thor" / "ithor_default_FloorPlan1_pickup_mug.json"
+PICKUP_MUG = "ai2thor/ithor_default_FloorPlan1_pickup_mug.json"
 
 
 def ros_snapshot(event: dict) -> WorldSnapshot:
@@ -443,11 +441,9 @@ def ros_snapshot(event: dict) -> WorldSnapshot:
 
 
 @pytest.fixture(scope="module")
-def pickup_mug() -> list[WorldSnapshot]:
+def pickup_mug(shared_data: Path) -> list[WorldSnapshot]:
     """Initialize, PickupObject Apple, DropHandObject, PickupObject Mug, DropHandObject (real FloorPlan1)."""
-    if not PICKUP_MUG.is_file():
-        pytest.skip(f"real AI2-THOR metadata not found at {PICKUP_MUG} (set SAFEVLA_SHARED_DATA)")
-    return [ros_snapshot(e) for e in json.loads(PICKUP_MUG.read_text())["events"]]
+    return [ros_snapshot(e) for e in json.loads((shared_data / PICKUP_MUG).read_text())["events"]]
 
 
 def by_category(costs: Sequence[StepCost], category: str) -> list[int]:
