@@ -18,7 +18,7 @@ ROS_MODULES = {"rclpy", "std_msgs", "sensor_msgs", "geometry_msgs", "nav_msgs", 
 RULES = {
     # top-level module -> the only folders (relative to the repo root) allowed to import it
     **{m: ("safevla_node/nodes", "safevla_node/cli", "bench") for m in ROS_MODULES},
-    "torch": ("policies", "safevla_node/training", "bench"),
+    "torch": ("policies", "bench"),
     "mujoco": ("sim_bridge/mujoco", "bench"),
 }
 SOURCE_DIRS = ("safevla_node", "sim_bridge", "policies")
