@@ -7,7 +7,6 @@ from typing import Any
 
 from safevla_node.config import check_range, field
 from sim_bridge.ai2thor.constants import (
-    AGENT_MOVEMENT_CONSTANT,
     INTEL_VERTICAL_FOV,
     MAXIMUM_DISTANCE_ARM_FROM_AGENT_CENTER,
     NAV_CAMERA_MOUNT_DEG,
@@ -24,7 +23,7 @@ class Ai2ThorConfig:
     width: int = field(396, "camera width (px) before SafeVLA's 6/396 side crop")
     height: int = field(224, "camera height (px)")
     field_of_view: float = field(INTEL_VERTICAL_FOV, "vertical field of view of the cameras (deg)")
-    grid_size: float = field(AGENT_MOVEMENT_CONSTANT * 0.75, "grid of GetReachablePositions (m); SafeVLA: 0.15")
+    grid_size: float = field(0.15, "grid of GetReachablePositions (m); SafeVLA: 0.75 x the 0.2 m move step")
     visibility_distance: float = field(MAXIMUM_DISTANCE_ARM_FROM_AGENT_CENTER, "objects farther are never 'visible' (m)")
     render_depth: bool = field(False, "render depth frames (needed for the synthetic laser scan)")
     headless: bool = field(True, "render off-screen with platform=CloudRendering (no X server)")

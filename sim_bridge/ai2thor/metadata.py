@@ -153,11 +153,10 @@ def arm_pose(arm: Mapping[str, Any]) -> ArmPose:
 
 
 def held_object_ids(metadata: Metadata) -> list[str]:
-    """Held objects: ``arm.heldObjects`` in arm modes, else the objects flagged ``isPickedUp`` (default agent)."""
-    arm = metadata.get("arm")
-    if arm:
-        return list(arm.get("heldObjects") or [])
-    return [o["objectId"] for o in metadata.get("objects", ()) if o.get("isPickedUp")]
+    """Held objects: ``arm.heldObjects`` (arm modes) followed by any other object flagged ``isPickedUp``."""
+    arm = metadata.get("arm") or {}
+    held = list(arm.get("heldObjects") or [])
+    return held + [o["objectId"] for o in metadata.get("objects", ()) if o.get("isPickedUp") and o["objectId"] not in held]
 
 
 def object_state(obj: Mapping[str, Any], held_ids: Iterable[str] = ()) -> ObjectState:
