@@ -328,7 +328,7 @@ class Ai2ThorBackend(SimBackend):
             position = arm.move_arm_position(lift=targets.get("joint_lift"), extension=targets.get("wrist_extension"))
             self._step({"action": "MoveArm", "position": position, **CONTINUOUS_MOTION_ARGS})
         if "joint_wrist_yaw" in targets:
-            yaw = -(math.degrees(targets["joint_wrist_yaw"]) - arm.wrist_thor_deg)
+            yaw = -math.degrees(targets["joint_wrist_yaw"]) - arm.wrist_thor_deg  # THOR target minus THOR current
             if abs(yaw) > _EPS:
                 self._step({"action": "RotateWristRelative", "yaw": yaw, **CONTINUOUS_MOTION_ARGS})
 
