@@ -32,6 +32,7 @@ pickupable through ``pickupable_ids``). Bounding boxes of house objects are the 
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import math
 from collections.abc import Mapping, Sequence
@@ -129,23 +130,49 @@ class EventDouble:
         return next((o for o in self.metadata["objects"] if o["objectId"] == object_id), None)
 
 
+@functools.lru_cache(maxsize=8)
 def _png(path: Path) -> np.ndarray:
     import matplotlib.image
 
-    return np.round(matplotlib.image.imread(str(path))[..., :3] * 255).astype(np.uint8)
+    image = np.round(matplotlib.image.imread(str(path))[..., :3] * 255).astype(np.uint8)
+    image.flags.writeable = False
+    return image
+
+
+@functools.lru_cache(maxsize=8)
+def _json_text(path: Path) -> str:
+    return path.read_text()
+
+
+def _copy_metadata(meta: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy deep enough that later kinematic updates never reach an emitted event (nested boxes are shared)."""
+    out = dict(meta)
+    out["agent"] = copy.deepcopy(meta["agent"])
+    out["arm"] = copy.deepcopy(meta.get("arm"))
+    out["objects"] = [dict(o, position=dict(o["position"]), rotation=dict(o["rotation"])) for o in meta["objects"]]
+    out["inventoryObjects"] = copy.deepcopy(meta.get("inventoryObjects", []))
+    return out
 
 
 def _walk(objects: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     return [x for o in objects for x in (o, *_walk(o.get("children", ())))]
 
 
-def _inside(px: float, pz: float, polygon: Sequence[Mapping[str, float]]) -> bool:
-    inside, n = False, len(polygon)
-    for i in range(n):
-        a, b = polygon[i], polygon[(i + 1) % n]
-        if (a["z"] > pz) != (b["z"] > pz) and px < a["x"] + (pz - a["z"]) * (b["x"] - a["x"]) / (b["z"] - a["z"]):
-            inside = not inside
-    return inside
+def _grid_in_rooms(rooms: Sequence[Mapping[str, Any]] | None, bounds: np.ndarray, grid: float) -> np.ndarray:
+    """(N, 2) THOR (x, z) grid points inside any room floor polygon (or the scene bounds when no rooms)."""
+    from matplotlib.path import Path as Polygon
+
+    polygons = [np.array([[p["x"], p["z"]] for p in r["floorPolygon"]]) for r in rooms or ()]
+    corners = np.vstack(polygons) if polygons else bounds
+    xs = np.arange(math.ceil(corners[:, 0].min() / grid) * grid, corners[:, 0].max(), grid)
+    zs = np.arange(math.ceil(corners[:, 1].min() / grid) * grid, corners[:, 1].max(), grid)
+    points = np.stack(np.meshgrid(xs, zs, indexing="ij"), axis=-1).reshape(-1, 2)
+    if not polygons:
+        return points
+    inside = np.zeros(len(points), dtype=bool)
+    for polygon in polygons:
+        inside |= Polygon(polygon).contains_points(points)
+    return points[inside]
 
 
 class ThorControllerDouble:
@@ -189,7 +216,7 @@ class ThorControllerDouble:
         return padded("stretch_spoc_nav_camera.png"), padded("stretch_spoc_manip_camera.png")
 
     def _recorded(self, name: str) -> dict[str, Any]:
-        return json.loads((self.data_dir / f"{name}.json").read_text())
+        return json.loads(_json_text(self.data_dir / f"{name}.json"))
 
     def collide_next(self, name: str) -> None:
         """Make the next movement fail with Unity's collision message naming ``name`` (pose unchanged)."""
@@ -199,7 +226,7 @@ class ThorControllerDouble:
         self.stopped = True
 
     def reset(self, scene: Any = None, **kwargs: Any) -> EventDouble:
-        self.resets.append(copy.deepcopy(scene))
+        self.resets.append(scene)
         if self._recording is not None:
             record = self._recorded(_RECORDINGS[self._recording])
             self._replay = record["events"]
@@ -217,7 +244,7 @@ class ThorControllerDouble:
         else:
             raise ValueError(f"the double has recordings only of {sorted(_RECORDINGS)} and ProcTHOR house dicts, not {scene!r}")
         if self.init_kwargs.get("agentMode") == "stretch":
-            self._meta["arm"] = copy.deepcopy(json.loads(_POSE_FILE.read_text())["agent_full_pose"]["arm"])
+            self._meta["arm"] = copy.deepcopy(json.loads(_json_text(_POSE_FILE))["agent_full_pose"]["arm"])
             self._meta["screenWidth"] = self.init_kwargs.get("width", 300)
             self._meta["screenHeight"] = self.init_kwargs.get("height", 300)
         self._meta.update(lastAction="Initialize", lastActionSuccess=True, errorMessage="", actionReturn=None)
@@ -228,7 +255,7 @@ class ThorControllerDouble:
         template = next(o for o in base["objects"] if o["objectType"] == "Mug")
         objects = []
         for h in _walk(house["objects"]):
-            obj = copy.deepcopy(template)
+            obj = dict(template)
             obj.update(
                 name=h["id"], objectId=h["id"], objectType=h["id"].split("|")[0], assetId=h["assetId"],
                 position=dict(h["position"]), rotation=dict(h["rotation"]), visible=False, isPickedUp=False,
@@ -359,21 +386,9 @@ class ThorControllerDouble:
 
     def _reachable(self, grid: float) -> list[dict[str, float]]:
         y = self._meta["agent"]["position"]["y"]
-        if self._house is not None:
-            polygons = [r["floorPolygon"] for r in self._house["rooms"]]
-            xs = [p["x"] for poly in polygons for p in poly]
-            zs = [p["z"] for poly in polygons for p in poly]
-            inside = lambda x, z: any(_inside(x, z, poly) for poly in polygons)  # noqa: E731
-        else:
-            corners = np.array(self._meta["sceneBounds"]["cornerPoints"])
-            xs, zs = list(corners[:, 0]), list(corners[:, 2])
-            inside = lambda x, z: True  # noqa: E731
-        points = []
-        for x in np.arange(math.ceil(min(xs) / grid) * grid, max(xs), grid):
-            for z in np.arange(math.ceil(min(zs) / grid) * grid, max(zs), grid):
-                if inside(x, z):
-                    points.append({"x": round(float(x), 4), "y": y, "z": round(float(z), 4)})
-        return points
+        bounds = np.array(self._meta["sceneBounds"]["cornerPoints"])[:, [0, 2]]
+        points = _grid_in_rooms(self._house["rooms"] if self._house is not None else None, bounds, grid)
+        return [{"x": round(float(x), 4), "y": y, "z": round(float(z), 4)} for x, z in points]
 
     def _emit(self) -> EventDouble:
         if self._replay is not None:
@@ -383,5 +398,5 @@ class ThorControllerDouble:
             frame, third = self._frames[0], [self._frames[1]]
         else:
             frame, third = None, []
-        self.last_event = EventDouble(copy.deepcopy(self._meta), frame, third, self.depth_frame)
+        self.last_event = EventDouble(_copy_metadata(self._meta), frame, third, self.depth_frame)
         return self.last_event
