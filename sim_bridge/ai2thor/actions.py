@@ -28,7 +28,12 @@ from sim_bridge.ai2thor.metadata import ArmPose
 
 __all__ = ["discrete_action_calls"]
 
-_ROTATION_DEG = {"r": AGENT_ROTATION_DEG, "l": -AGENT_ROTATION_DEG, "rs": AGENT_ROTATION_DEG / 5, "ls": -AGENT_ROTATION_DEG / 5}
+_ROTATION_DEG = {
+    "r": AGENT_ROTATION_DEG,
+    "l": -AGENT_ROTATION_DEG,
+    "rs": AGENT_ROTATION_DEG / 5,
+    "ls": -AGENT_ROTATION_DEG / 5,
+}
 _SMALL = ARM_MOVE_CONSTANT / 5
 #: code -> (lift change, extension change) in SafeVLA's arm coordinates (m).
 _ARM_DELTA = {
@@ -47,7 +52,10 @@ def _base_call(code: str, quick: bool) -> dict[str, Any]:
     if code in ("m", "b"):
         ahead = AGENT_MOVEMENT_CONSTANT if code == "m" else -AGENT_MOVEMENT_CONSTANT
         if quick:
-            return {"action": "MoveAheadQuick" if code == "m" else "MoveBackQuick", "moveMagnitude": AGENT_MOVEMENT_CONSTANT}
+            return {
+                "action": "MoveAheadQuick" if code == "m" else "MoveBackQuick",
+                "moveMagnitude": AGENT_MOVEMENT_CONSTANT,
+            }
         return {"action": "MoveAgent", "ahead": ahead, **ADDITIONAL_NAVIGATION_ARGS}
     degrees = _ROTATION_DEG[code]
     return {"action": "RotateRightQuick" if quick else "RotateAgent", "degrees": degrees}
@@ -80,7 +88,9 @@ def discrete_action_calls(
         call = {"action": "ReleaseObject"}
     else:
         if arm is None:
-            raise ValueError(f"action {action.name!r} needs metadata['arm']; start the controller with agentMode='stretch'")
+            raise ValueError(
+                f"action {action.name!r} needs metadata['arm']; start the controller with agentMode='stretch'"
+            )
         if code in _ARM_DELTA:
             d_lift, d_ext = _ARM_DELTA[code]
             position = arm.move_arm_position(lift=arm.lift + d_lift, extension=arm.extension + d_ext)
@@ -89,5 +99,7 @@ def discrete_action_calls(
             call = {"action": "RotateWristRelative", "yaw": _wrist_yaw(code, arm), **ADDITIONAL_ARM_ARGS}
     calls = [{**call, "renderImageSynthesis": render_image_synthesis}]
     if code == "d":
-        calls.append({"action": "AdvancePhysicsStep", "simSeconds": 2, "renderImageSynthesis": render_image_synthesis})
+        calls.append(
+            {"action": "AdvancePhysicsStep", "simSeconds": 2, "renderImageSynthesis": render_image_synthesis}
+        )
     return calls

@@ -6,11 +6,11 @@ default factory turns it into the ai2thor class). The default factory imports ai
 loads without it; anything else with ``step``/``reset``/``last_event`` (the contract double in the tests) can
 be injected.
 
-Episodes: ``reset`` loads the scene with ``controller.reset(scene=...)``, calibrates the cameras with SafeVLA's
-nominal values (no jitter: deployment must be deterministic), teleports to the start pose with TeleportFull
-(horizon 0, as SafeVLA requires: the camera tilt comes from RotateCameraMount), removes the targets for the
-infeasible variant (RemoveFromScene), applies the OOD perturbations, and caches GetReachablePositions (SafeVLA
-queries it once per task).
+Episodes: ``reset`` loads the scene with ``controller.reset(scene=...)``, calibrates the cameras with
+SafeVLA's nominal values (no jitter: deployment must be deterministic), teleports to the start pose with
+TeleportFull (horizon 0, as SafeVLA requires: the camera tilt comes from RotateCameraMount), removes the
+targets for the infeasible variant (RemoveFromScene), applies the OOD perturbations, and caches
+GetReachablePositions (SafeVLA queries it once per task).
 
 Time: ``set_base_twist`` latches (v, w); ``advance(dt)`` integrates it first-order into one
 MoveAgent(ahead=v*dt) and one RotateAgent(degrees=-deg(w*dt)) (THOR turns clockwise for positive degrees),
@@ -68,7 +68,11 @@ __all__ = ["Ai2ThorBackend", "ai2thor_controller"]
 _log = logging.getLogger(__name__)
 
 #: Joints AI2-THOR's Stretch can be driven on, with their accepted ranges.
-_DRIVEN_JOINTS = {"joint_lift": LIFT_RANGE_M, "wrist_extension": EXTENSION_RANGE_M, "joint_wrist_yaw": WRIST_YAW_RANGE_RAD}
+_DRIVEN_JOINTS = {
+    "joint_lift": LIFT_RANGE_M,
+    "wrist_extension": EXTENSION_RANGE_M,
+    "joint_wrist_yaw": WRIST_YAW_RANGE_RAD,
+}
 _EPS = 1e-9
 
 
@@ -76,13 +80,15 @@ def ai2thor_controller(**kwargs: Any) -> Any:
     """Start ``ai2thor.controller.Controller`` (imported here, so ai2thor stays optional).
 
     Raises:
-        Ai2ThorUnavailableError: ai2thor is not installed, the local build is missing, or Unity would not start.
+        Ai2ThorUnavailableError: ai2thor is not installed, the build is missing, or Unity would not start.
     """
     try:
         import ai2thor.controller
         import ai2thor.platform
     except ImportError as exc:
-        raise Ai2ThorUnavailableError(f"the ai2thor package is not importable ({exc}); {INSTALL_HINT}") from None
+        raise Ai2ThorUnavailableError(
+            f"the ai2thor package is not importable ({exc}); {INSTALL_HINT}"
+        ) from None
     path = kwargs.get("local_executable_path")
     if path and not Path(path).exists():
         raise Ai2ThorUnavailableError(f"local_executable_path {path!r} does not exist; {INSTALL_HINT}")
@@ -91,7 +97,9 @@ def ai2thor_controller(**kwargs: Any) -> Any:
     try:
         return ai2thor.controller.Controller(**kwargs)
     except Exception as exc:  # noqa: BLE001 (ai2thor raises plain Exception/ValueError for a missing build)
-        raise Ai2ThorUnavailableError(f"AI2-THOR did not start ({type(exc).__name__}: {exc}); {INSTALL_HINT}") from exc
+        raise Ai2ThorUnavailableError(
+            f"AI2-THOR did not start ({type(exc).__name__}: {exc}); {INSTALL_HINT}"
+        ) from exc
 
 
 class Ai2ThorBackend(SimBackend):
@@ -126,7 +134,9 @@ class Ai2ThorBackend(SimBackend):
             Ai2ThorUnavailableError: from the default factory, when ai2thor or its build is missing.
         """
         if scene is None and not val_tasks:
-            raise Ai2ThorError("give scene= (house dict, house JSON path or iTHOR scene name) or val_tasks= with houses=")
+            raise Ai2ThorError(
+                "give scene= (house dict, house JSON path or iTHOR scene name) or val_tasks= with houses="
+            )
         self.config = config
         self._scene = load_scene(scene) if scene is not None else None
         self._val_tasks = val_tasks
@@ -189,15 +199,21 @@ class Ai2ThorBackend(SimBackend):
 
     # --- episodes ------------------------------------------------------------------------------------------
 
-    def set_perturbations(self, *, materials: bool = False, lighting: bool = False, colors: bool = False) -> None:
-        """OOD perturbations (RandomizeMaterials / RandomizeLighting / RandomizeColors), applied at every reset
+    def set_perturbations(
+        self, *, materials: bool = False, lighting: bool = False, colors: bool = False
+    ) -> None:
+        """OOD perturbations (RandomizeMaterials/RandomizeLighting/RandomizeColors), applied at every reset
         and, when an episode is running, right away."""
         self._perturb = {"materials": materials, "lighting": lighting, "colors": colors}
         if self._event is not None:
             self._apply_perturbations()
 
     def _apply_perturbations(self) -> None:
-        for key, action in (("materials", "RandomizeMaterials"), ("lighting", "RandomizeLighting"), ("colors", "RandomizeColors")):
+        for key, action in (
+            ("materials", "RandomizeMaterials"),
+            ("lighting", "RandomizeLighting"),
+            ("colors", "RandomizeColors"),
+        ):
             if self._perturb[key]:
                 self._step({"action": action})
 
@@ -205,10 +221,33 @@ class Ai2ThorBackend(SimBackend):
         """SafeVLA's ``calibrate_agent`` with its nominal values, then the hidden magnet sphere."""
         fov = self.config.field_of_view
         for call in (
-            {"action": "RotateCameraMount", "degrees": NAV_CAMERA_MOUNT_DEG, "secondary": False, "raise_for_failure": True, "renderImage": False},
-            {"action": "RotateCameraMount", "degrees": MANIP_CAMERA_MOUNT_DEG, "secondary": True, "raise_for_failure": True},
-            {"action": "ChangeFOV", "fieldOfView": fov, "camera": "FirstPersonCharacter", "raise_for_failure": True, "renderImage": False},
-            {"action": "ChangeFOV", "fieldOfView": fov, "camera": "SecondaryCamera", "raise_for_failure": True, "renderImage": False},
+            {
+                "action": "RotateCameraMount",
+                "degrees": NAV_CAMERA_MOUNT_DEG,
+                "secondary": False,
+                "raise_for_failure": True,
+                "renderImage": False,
+            },
+            {
+                "action": "RotateCameraMount",
+                "degrees": MANIP_CAMERA_MOUNT_DEG,
+                "secondary": True,
+                "raise_for_failure": True,
+            },
+            {
+                "action": "ChangeFOV",
+                "fieldOfView": fov,
+                "camera": "FirstPersonCharacter",
+                "raise_for_failure": True,
+                "renderImage": False,
+            },
+            {
+                "action": "ChangeFOV",
+                "fieldOfView": fov,
+                "camera": "SecondaryCamera",
+                "raise_for_failure": True,
+                "renderImage": False,
+            },
             {"action": "SetGripperOpenness", "openness": 30, "raise_for_failure": True},
             {"action": "ToggleMagnetVisibility", "visible": False, "raise_for_failure": True},
         ):
@@ -216,7 +255,9 @@ class Ai2ThorBackend(SimBackend):
 
     def _load(self, scene: str | dict[str, Any]) -> None:
         if isinstance(scene, dict):
-            scene.setdefault("metadata", {}).setdefault("agent", {})["horizon"] = 0  # SafeVLA: HORIZON must be 0
+            scene.setdefault("metadata", {}).setdefault("agent", {})["horizon"] = (
+                0  # SafeVLA: HORIZON must be 0
+            )
         self._event = self.controller.reset(scene=scene)
         self._calibrate()
 
@@ -224,7 +265,9 @@ class Ai2ThorBackend(SimBackend):
         if self._val_tasks:
             rows = self._val_tasks.get(task) or []
             if not rows:
-                raise Ai2ThorError(f"no task specs for {task.value}; families given: {[k.value for k in self._val_tasks]}")
+                raise Ai2ThorError(
+                    f"no task specs for {task.value}; families given: {[k.value for k in self._val_tasks]}"
+                )
             spec = spec_from_val_task(rows[seed % len(rows)], self._houses, infeasible=infeasible)
             self._load(spec.scene)  # type: ignore[arg-type]
             return spec
@@ -282,7 +325,7 @@ class Ai2ThorBackend(SimBackend):
         """Latch absolute targets for joint_lift, wrist_extension, joint_wrist_yaw (m, m, rad).
 
         Raises:
-            ValueError: an unknown joint, a joint AI2-THOR's Stretch cannot drive, a non-finite or out-of-range value.
+            ValueError: an unknown or undrivable joint, a non-finite or out-of-range value.
         """
         checked: dict[str, float] = {}
         for joint, value in targets.items():
@@ -290,7 +333,8 @@ class Ai2ThorBackend(SimBackend):
                 raise ValueError(f"unknown joint {joint!r}; valid joints: {list(JOINT_NAMES)}")
             if joint not in _DRIVEN_JOINTS:
                 raise ValueError(
-                    f"joint {joint!r} cannot be driven in AI2-THOR's Stretch (drivable: {list(_DRIVEN_JOINTS)}); "
+                    f"joint {joint!r} cannot be driven in AI2-THOR's Stretch "
+                    f"(drivable: {list(_DRIVEN_JOINTS)}); "
                     "use pickup()/release() for the gripper"
                 )
             low, high = _DRIVEN_JOINTS[joint]
@@ -322,13 +366,19 @@ class Ai2ThorBackend(SimBackend):
     def _send_joint_targets(self) -> None:
         arm = self._arm()
         if arm is None:
-            raise Ai2ThorError("joint targets need metadata['arm']; start the controller with agentMode='stretch'")
+            raise Ai2ThorError(
+                "joint targets need metadata['arm']; start the controller with agentMode='stretch'"
+            )
         targets, self._joint_targets = self._joint_targets, {}
         if "joint_lift" in targets or "wrist_extension" in targets:
-            position = arm.move_arm_position(lift=targets.get("joint_lift"), extension=targets.get("wrist_extension"))
+            position = arm.move_arm_position(
+                lift=targets.get("joint_lift"), extension=targets.get("wrist_extension")
+            )
             self._step({"action": "MoveArm", "position": position, **CONTINUOUS_MOTION_ARGS})
         if "joint_wrist_yaw" in targets:
-            yaw = -math.degrees(targets["joint_wrist_yaw"]) - arm.wrist_thor_deg  # THOR target minus THOR current
+            yaw = (
+                -math.degrees(targets["joint_wrist_yaw"]) - arm.wrist_thor_deg
+            )  # THOR target minus THOR current
             if abs(yaw) > _EPS:
                 self._step({"action": "RotateWristRelative", "yaw": yaw, **CONTINUOUS_MOTION_ARGS})
 
@@ -350,7 +400,9 @@ class Ai2ThorBackend(SimBackend):
 
     def _seen_ids(self) -> frozenset[str]:
         if self._seen_cache is None:
-            visible = self._query({"action": "GetVisibleObjects", "maxDistance": self.config.seen_max_distance})
+            visible = self._query(
+                {"action": "GetVisibleObjects", "maxDistance": self.config.seen_max_distance}
+            )
             self._seen_cache = md.seen_object_ids(self._event.metadata, visible or ())
         return self._seen_cache
 
@@ -377,7 +429,7 @@ class Ai2ThorBackend(SimBackend):
         return CameraFrame(rgb=rgb, depth=depth, fx=f, fy=f, cx=w / 2.0, cy=h / 2.0)
 
     def observe(self, render: bool = True) -> Observation:
-        """Cameras (cropped like SafeVLA's), arm joints, the depth-derived scan and the privileged snapshot."""
+        """Cameras (cropped like SafeVLA's), arm joints, the depth-derived scan, the privileged snapshot."""
         self._require_episode()
         event = self._event
         nav = manip = None
@@ -389,12 +441,18 @@ class Ai2ThorBackend(SimBackend):
         depth = None if event.depth_frame is None else self._crop(event.depth_frame)
         cfg = self.config
         scan = (
-            depth_to_scan(depth, cfg.field_of_view, cfg.nav_camera_pitch_deg, cfg.scan_rows, 0.01, cfg.range_max)
+            depth_to_scan(
+                depth, cfg.field_of_view, cfg.nav_camera_pitch_deg, cfg.scan_rows, 0.01, cfg.range_max
+            )
             if depth is not None
             else empty_scan(0.01, cfg.range_max)
         )
         arm = self._arm()
-        joints = {} if arm is None else {"joint_lift": arm.lift, "wrist_extension": arm.extension, "joint_wrist_yaw": arm.wrist_yaw}
+        joints = (
+            {}
+            if arm is None
+            else {"joint_lift": arm.lift, "wrist_extension": arm.extension, "joint_wrist_yaw": arm.wrist_yaw}
+        )
         return Observation(
             time=self._time,
             nav_camera=nav,
@@ -432,7 +490,10 @@ class Ai2ThorBackend(SimBackend):
         action = ACTIONS[action_index]
         self._twist, self._moving = (0.0, 0.0), False
         calls = discrete_action_calls(
-            action, self._arm(), quick_navigation=self.config.quick_navigation, render_image_synthesis=self.config.render_depth
+            action,
+            self._arm(),
+            quick_navigation=self.config.quick_navigation,
+            render_image_synthesis=self.config.render_depth,
         )
         for call in calls:
             self._step(call)
@@ -454,12 +515,15 @@ class Ai2ThorBackend(SimBackend):
             return False
         targets = set(self._spec.target_ids)
         if self._task.kind is TaskKind.OBJECT_NAV:
-            visible = self._query({"action": "GetVisibleObjects", "maxDistance": self.config.success_distance}) or ()
+            visible = (
+                self._query({"action": "GetVisibleObjects", "maxDistance": self.config.success_distance})
+                or ()
+            )
             return bool(targets & set(visible))
         return bool(targets & set(md.held_object_ids(self._event.metadata)))
 
     def status(self) -> EpisodeStatus:
-        """Progress; ``expert_path_length`` is the benchmark's expert length in steps (SafeVLA's SEL uses steps)."""
+        """Progress; ``expert_path_length`` is the benchmark's expert length in steps (as SEL uses)."""
         self._require_episode()
         assert self._task is not None and self._spec is not None
         expert = self._spec.expert_length

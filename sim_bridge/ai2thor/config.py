@@ -24,20 +24,30 @@ class Ai2ThorConfig:
     height: int = field(224, "camera height (px)")
     field_of_view: float = field(INTEL_VERTICAL_FOV, "vertical field of view of the cameras (deg)")
     grid_size: float = field(0.15, "grid of GetReachablePositions (m); SafeVLA: 0.75 x the 0.2 m move step")
-    visibility_distance: float = field(MAXIMUM_DISTANCE_ARM_FROM_AGENT_CENTER, "objects farther are never 'visible' (m)")
+    visibility_distance: float = field(
+        MAXIMUM_DISTANCE_ARM_FROM_AGENT_CENTER, "objects farther are never 'visible' (m)"
+    )
     render_depth: bool = field(False, "render depth frames (needed for the synthetic laser scan)")
     headless: bool = field(True, "render off-screen with platform=CloudRendering (no X server)")
-    local_executable_path: str = field("", "path to a downloaded Unity build; empty: ai2thor fetches commit_id")
+    local_executable_path: str = field(
+        "", "path to a downloaded Unity build; empty: ai2thor fetches commit_id"
+    )
     commit_id: str = field(STRETCH_COMMIT_ID, "AI2-THOR build SafeVLA was trained on")
     server_timeout: float = field(1200.0, "seconds to wait for Unity (SafeVLA raised it for CloudRendering)")
     gpu_device: int = field(-1, "CloudRendering GPU index; -1 lets ai2thor choose")
-    quick_navigation: bool = field(True, "base actions as MoveAheadQuick/RotateRightQuick (SafeVLA's default)")
+    quick_navigation: bool = field(
+        True, "base actions as MoveAheadQuick/RotateRightQuick (SafeVLA's default)"
+    )
     seen_max_distance: float = field(4.0, "GetVisibleObjects range for the blind-spot seen set (m)")
     success_distance: float = field(2.0, "ObjectNav success: target visible within this range at 'end' (m)")
     scan_rows: int = field(5, "depth rows averaged into the synthetic scan")
-    nav_camera_pitch_deg: float = field(NAV_CAMERA_MOUNT_DEG, "nav camera tilt (deg, down positive) for the scan")
+    nav_camera_pitch_deg: float = field(
+        NAV_CAMERA_MOUNT_DEG, "nav camera tilt (deg, down positive) for the scan"
+    )
     range_max: float = field(10.0, "synthetic scan maximum range (m); farther returns are inf")
-    discrete_action_period_s: float = field(1.0, "simulated time one discrete action takes, for time stamps (s)")
+    discrete_action_period_s: float = field(
+        1.0, "simulated time one discrete action takes, for time stamps (s)"
+    )
 
     def __post_init__(self) -> None:
         check_range("width", self.width, 16, 4096)
@@ -48,7 +58,9 @@ class Ai2ThorConfig:
         check_range("seen_max_distance", self.seen_max_distance, 0.0, 100.0)
         check_range("success_distance", self.success_distance, 0.0, 100.0)
         check_range("scan_rows", self.scan_rows, 1, self.height)
-        check_range("nav_camera_pitch_deg", self.nav_camera_pitch_deg, -self.field_of_view / 2, self.field_of_view / 2)
+        check_range(
+            "nav_camera_pitch_deg", self.nav_camera_pitch_deg, -self.field_of_view / 2, self.field_of_view / 2
+        )
         check_range("range_max", self.range_max, 0.1, 1000.0)
         check_range("discrete_action_period_s", self.discrete_action_period_s, 0.0, 60.0)
         check_range("server_timeout", self.server_timeout, 1.0, None)
@@ -56,10 +68,11 @@ class Ai2ThorConfig:
     def controller_kwargs(self) -> dict[str, Any]:
         """``ai2thor.controller.Controller`` keyword arguments, matching SafeVLA's ``STRETCH_ENV_ARGS``.
 
-        Omitted on purpose: ``server_class=FifoServer`` and ``action_hook_runner`` (Objaverse asset hook), which
-        need ai2thor objects and SafeVLA's asset directory; ``render_mani_camera``/``use_quick_navi_action``,
-        which SafeVLA's own wrapper consumes (here: the manipulation camera is always rendered and
-        ``quick_navigation`` picks the base actions). ``platform`` is added by the backend (it is an ai2thor class).
+        Omitted on purpose: ``server_class=FifoServer`` and ``action_hook_runner`` (Objaverse asset hook),
+        which need ai2thor objects and SafeVLA's asset directory;
+        ``render_mani_camera``/``use_quick_navi_action``, which SafeVLA's own wrapper consumes (here: the
+        manipulation camera is always rendered and ``quick_navigation`` picks the base actions).
+        ``platform`` is added by the backend.
         """
         kwargs: dict[str, Any] = {
             "agentMode": "stretch",

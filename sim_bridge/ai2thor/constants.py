@@ -1,9 +1,10 @@
 """Numbers SafeVLA's Stretch set-up fixes, with their source, so no other module carries a magic value.
 
-Source: PKU-Alignment/SafeVLA @6464cbd ``utils/constants/stretch_initialization_utils.py`` (movement constants,
-``STRETCH_ENV_ARGS``, ``ADDITIONAL_ARM_ARGS``/``ADDITIONAL_NAVIGATION_ARGS``, wrist bounds) and
-``environment/stretch_controller.py`` (arm-state read-out, camera crop, calibration), ``environment/stretch_state.py``
-(arm extremes), and allenai/ai2thor ``tests/data/arm`` traces (``physicsSimulationParams``).
+Source: PKU-Alignment/SafeVLA @6464cbd ``utils/constants/stretch_initialization_utils.py`` (movement
+constants, ``STRETCH_ENV_ARGS``, ``ADDITIONAL_ARM_ARGS``/``ADDITIONAL_NAVIGATION_ARGS``, wrist bounds) and
+``environment/stretch_controller.py`` (arm-state read-out, camera crop, calibration),
+``environment/stretch_state.py`` (arm extremes), and allenai/ai2thor ``tests/data/arm`` traces
+(``physicsSimulationParams``).
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ WRIST_ROTATION = 10.0
 STRETCH_WRIST_BOUND_1 = 75.0
 STRETCH_WRIST_BOUND_2 = -260.0
 
-#: SafeVLA subtracts this from ``arm.joints[0].rootRelativePosition.y`` to get the arm's "y" (lift) coordinate.
+#: SafeVLA subtracts this from ``arm.joints[0].rootRelativePosition.y`` to get the arm's "y" (lift).
 ARM_Y_OFFSET = 0.16297650337219238
 
 #: Extra parameters SafeVLA adds to MoveArm/RotateWristRelative, and to MoveAgent (returnToStart off).
@@ -62,14 +63,15 @@ CONTINUOUS_MOTION_ARGS: dict[str, object] = {
 #: Vertical field of view (deg) of both Stretch cameras; SafeVLA crops 6/396 of the width from each side.
 INTEL_VERTICAL_FOV = 59.0
 CAMERA_CROP_FRACTION = 6.0 / 396.0
-#: Nominal camera mount tilts (deg, down positive) SafeVLA's ``calibrate_agent`` sets (it adds +-2 deg jitter).
+#: Nominal camera mount tilts (deg, down positive) set by SafeVLA's ``calibrate_agent`` (+-2 deg jitter).
 NAV_CAMERA_MOUNT_DEG = 27.0
 MANIP_CAMERA_MOUNT_DEG = 33.0
 #: ``visibilityDistance`` of SafeVLA's controller (m): the arm's reach from the agent centre.
 MAXIMUM_DISTANCE_ARM_FROM_AGENT_CENTER = 0.8673349051766235
 
-#: Accepted joint targets. Lift is SafeVLA's arm "y" coordinate, extension its "z" (0 = retracted; StretchState
-#: measures 0.243..0.759 m from the spine, i.e. 0..0.516 m of travel); the wrist arc is 75..-260 AI2-THOR degrees,
+#: Accepted joint targets. Lift is SafeVLA's arm "y" coordinate, extension its "z" (0 = retracted;
+#: StretchState measures 0.243..0.759 m from the spine, i.e. 0..0.516 m of travel); the wrist arc is
+#: 75..-260 AI2-THOR degrees,
 #: which is -75..260 deg counter-clockwise (REP-103).
 LIFT_RANGE_M = (0.0, 1.1)
 EXTENSION_RANGE_M = (0.0, 0.516)

@@ -19,13 +19,13 @@ Field by field:
   axisAlignedBoundingBox.size as (z, x, y) extents; ``visible`` = visible; ``held`` = isPickedUp or listed in
   arm.heldObjects; ``static`` = objectType in Floor/Wall/Door/Window/Ceiling; ``unstable`` is not reported by
   AI2-THOR and stays False.
-* RobotState: x, y, yaw from agent.position/rotation; Stretch joints from ``arm.joints`` read the way SafeVLA's
-  StretchController does (see ``ArmPose``); an agent without an arm (iTHOR default mode) reports zero joints;
-  ``held_object_id`` is the first held object.
+* RobotState: x, y, yaw from agent.position/rotation; Stretch joints from ``arm.joints`` read the way
+  SafeVLA's StretchController does (see ``ArmPose``); an agent without an arm (iTHOR default mode) reports
+  zero joints; ``held_object_id`` is the first held object.
 * CollisionEvent: when the lower-cased errorMessage contains "collided"; the object is the text between the
-  first pair of single quotes (SafeVLA: ``msg.split("'")[1]``), matched case-insensitively against object names,
-  then objectIds; a name that is no object (walls and other structure) gives ``object_id=None``.
-* seen_ids: objectIds of objects flagged visible, plus a GetVisibleObjects actionReturn (objectIds) when given.
+  first pair of single quotes (SafeVLA: ``msg.split("'")[1]``), matched case-insensitively against object
+  names, then objectIds; a name that is no object (walls and other structure) gives ``object_id=None``.
+* seen_ids: objectIds of objects flagged visible, plus a GetVisibleObjects actionReturn when given.
 * reachable_xy: GetReachablePositions actionReturn ({x, y, z} dicts) mapped to ROS (x, y).
 """
 
@@ -39,7 +39,12 @@ from typing import Any
 import numpy as np
 
 from safevla_node.safety.types import CollisionEvent, ObjectState, RobotState, WorldSnapshot
-from sim_bridge.ai2thor.constants import ARM_Y_OFFSET, STATIC_OBJECT_TYPES, STRETCH_WRIST_BOUND_1, STRETCH_WRIST_BOUND_2
+from sim_bridge.ai2thor.constants import (
+    ARM_Y_OFFSET,
+    STATIC_OBJECT_TYPES,
+    STRETCH_WRIST_BOUND_1,
+    STRETCH_WRIST_BOUND_2,
+)
 
 __all__ = [
     "ArmPose",
@@ -116,8 +121,10 @@ class ArmPose:
         """Wrist yaw in rad, counter-clockwise (REP-103): the negated AI2-THOR angle."""
         return -math.radians(self.wrist_thor_deg)
 
-    def move_arm_position(self, lift: float | None = None, extension: float | None = None) -> dict[str, float]:
-        """MoveArm's ``position``: the root-relative target, keeping the current value of what is not given."""
+    def move_arm_position(
+        self, lift: float | None = None, extension: float | None = None
+    ) -> dict[str, float]:
+        """MoveArm's ``position``: the root-relative target, keeping the current value where not given."""
         return {
             "x": self.lateral,
             "y": self.lift if lift is None else lift,
@@ -129,12 +136,14 @@ def arm_pose(arm: Mapping[str, Any]) -> ArmPose:
     """Read the Stretch arm from ``metadata["arm"]``.
 
     Raises:
-        ValueError: the joint list is empty or does not end with stretch_robot_wrist_2_jnt (not a Stretch arm).
+        ValueError: the joint list is empty or does not end with stretch_robot_wrist_2_jnt.
     """
     joints = arm.get("joints") or []
     if not joints or joints[-1].get("name") != "stretch_robot_wrist_2_jnt":
         names = [j.get("name") for j in joints]
-        raise ValueError(f"arm.joints {names!r} is not a Stretch arm (last joint must be 'stretch_robot_wrist_2_jnt')")
+        raise ValueError(
+            f"arm.joints {names!r} is not a Stretch arm (last joint must be 'stretch_robot_wrist_2_jnt')"
+        )
     wrist = joints[-1]
     rrr = wrist["rootRelativeRotation"]
     reading = math.fmod(float(rrr["w"]) * float(rrr["y"]), 360.0)
@@ -156,13 +165,19 @@ def held_object_ids(metadata: Metadata) -> list[str]:
     """Held objects: ``arm.heldObjects`` (arm modes) followed by any other object flagged ``isPickedUp``."""
     arm = metadata.get("arm") or {}
     held = list(arm.get("heldObjects") or [])
-    return held + [o["objectId"] for o in metadata.get("objects", ()) if o.get("isPickedUp") and o["objectId"] not in held]
+    return held + [
+        o["objectId"]
+        for o in metadata.get("objects", ())
+        if o.get("isPickedUp") and o["objectId"] not in held
+    ]
 
 
 def object_state(obj: Mapping[str, Any], held_ids: Iterable[str] = ()) -> ObjectState:
     """One ``metadata["objects"]`` entry as an ObjectState (see the module docstring for each field)."""
     bbox = obj.get("axisAlignedBoundingBox") or {}
-    size = thor_size_to_ros(bbox["size"]) if "size" in bbox else ObjectState.__dataclass_fields__["size"].default
+    size = (
+        thor_size_to_ros(bbox["size"]) if "size" in bbox else ObjectState.__dataclass_fields__["size"].default
+    )
     return ObjectState(
         object_id=obj["objectId"],
         object_type=obj["objectType"],
@@ -220,7 +235,9 @@ def collision_event(metadata: Metadata) -> CollisionEvent | None:
 
 def seen_object_ids(metadata: Metadata, visible_ids: Iterable[str] = ()) -> frozenset[str]:
     """Objects flagged visible plus a GetVisibleObjects result (the original's seen set)."""
-    return frozenset(o["objectId"] for o in metadata.get("objects", ()) if o.get("visible")) | frozenset(visible_ids)
+    return frozenset(o["objectId"] for o in metadata.get("objects", ()) if o.get("visible")) | frozenset(
+        visible_ids
+    )
 
 
 def reachable_xy(positions: Sequence[Mapping[str, float]] | None) -> np.ndarray:
@@ -236,7 +253,7 @@ def snapshot(
     visible_ids: Iterable[str] = (),
     reachable: np.ndarray | None = None,
 ) -> WorldSnapshot:
-    """The WorldSnapshot of one event: every object, the robot, the collision, the seen set, reachable points."""
+    """The WorldSnapshot of one event: objects, robot, collision, seen set, reachable points."""
     held = set(held_object_ids(metadata))
     return WorldSnapshot.of(
         time,

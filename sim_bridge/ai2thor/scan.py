@@ -50,7 +50,9 @@ def depth_to_scan(
     row_level = cy - fy * math.tan(pitch) - 0.5
     first = int(round(row_level - (rows - 1) / 2.0))
     if first < 0 or first + rows > h:
-        raise ValueError(f"the horizontal row {row_level:.1f} (pitch {pitch_down_deg} deg) is outside the {h}-row image")
+        raise ValueError(
+            f"the horizontal row {row_level:.1f} (pitch {pitch_down_deg} deg) is outside the {h}-row image"
+        )
     band = depth[first : first + rows].astype(np.float64)
     v = np.arange(first, first + rows, dtype=np.float64)[:, None] + 0.5
     u = np.arange(w, dtype=np.float64)[None, :] + 0.5
@@ -66,7 +68,9 @@ def depth_to_scan(
     bearing, per_column = bearing[order], per_column[order]
     beams = np.linspace(bearing[0], bearing[-1], w)
     nearest = np.clip(np.searchsorted(bearing, beams), 0, w - 1)
-    left_closer = (nearest > 0) & (np.abs(bearing[np.maximum(nearest - 1, 0)] - beams) < np.abs(bearing[nearest] - beams))
+    left_closer = (nearest > 0) & (
+        np.abs(bearing[np.maximum(nearest - 1, 0)] - beams) < np.abs(bearing[nearest] - beams)
+    )
     nearest = np.where(left_closer, nearest - 1, nearest)
     ranges = per_column[nearest]
     ranges = np.where(ranges > range_max, np.inf, ranges).astype(np.float32)

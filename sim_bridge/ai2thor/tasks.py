@@ -35,11 +35,21 @@ __all__ = [
 
 Scene = str | dict[str, Any]
 #: Where houses come from: a list indexed by house_index, a mapping, or a loader function.
-HouseSource = Sequence[Mapping[str, Any]] | Mapping[int, Mapping[str, Any]] | Callable[[int], Mapping[str, Any]]
+HouseSource = (
+    Sequence[Mapping[str, Any]] | Mapping[int, Mapping[str, Any]] | Callable[[int], Mapping[str, Any]]
+)
 
-_TASK_TYPES = {"ObjectNavType": TaskKind.OBJECT_NAV, "PickupType": TaskKind.PICKUP, "FetchType": TaskKind.FETCH}
-_FILE_KEYS = {TaskKind.OBJECT_NAV: "objectnavtype_val", TaskKind.PICKUP: "pickuptype_val", TaskKind.FETCH: "fetchtype_val"}
-#: Instruction templates, as the benchmark rows phrase them ("find a mug", "grab a mug", "go to a ... and grasp ...").
+_TASK_TYPES = {
+    "ObjectNavType": TaskKind.OBJECT_NAV,
+    "PickupType": TaskKind.PICKUP,
+    "FetchType": TaskKind.FETCH,
+}
+_FILE_KEYS = {
+    TaskKind.OBJECT_NAV: "objectnavtype_val",
+    TaskKind.PICKUP: "pickuptype_val",
+    TaskKind.FETCH: "fetchtype_val",
+}
+#: Instruction templates, as the benchmark rows phrase them ("find a mug", "grab a mug", ...).
 _TEMPLATES = {
     TaskKind.OBJECT_NAV: "find {a} {t}",
     TaskKind.PICKUP: "grab {a} {t}",
@@ -88,7 +98,9 @@ def load_scene(scene: Scene | Path) -> Scene:
         try:
             house = json.loads(path.read_text())
         except (OSError, ValueError) as exc:
-            raise Ai2ThorError(f"cannot read house JSON {path}: {exc}; pass a ProcTHOR house file or a scene name") from None
+            raise Ai2ThorError(
+                f"cannot read house JSON {path}: {exc}; pass a ProcTHOR house file or a scene name"
+            ) from None
         if not isinstance(house, dict) or "objects" not in house or "rooms" not in house:
             raise Ai2ThorError(f"{path} is not a ProcTHOR house (needs 'rooms' and 'objects')")
         return house
@@ -96,7 +108,7 @@ def load_scene(scene: Scene | Path) -> Scene:
 
 
 def scene_start_pose(scene: Scene) -> tuple[Mapping[str, float] | None, float]:
-    """A house's Stretch pose (``metadata.agentPoses.stretch``, else ``metadata.agent``); None for iTHOR names."""
+    """A house's Stretch pose (``metadata.agentPoses.stretch``, else ``metadata.agent``); None for iTHOR."""
     if isinstance(scene, str):
         return None, 0.0
     meta = scene.get("metadata", {})
@@ -125,7 +137,8 @@ def load_val_tasks(path: str | Path) -> dict[TaskKind, list[dict[str, Any]]]:
 def _house(houses: HouseSource | None, index: int) -> Mapping[str, Any]:
     if houses is None:
         raise Ai2ThorError(
-            f"task needs house_index {index} but no houses were given; pass houses= (SafeVLA's objaverse_houses "
+            f"task needs house_index {index} but no houses were given; "
+            "pass houses= (SafeVLA's objaverse_houses "
             "as a list, a mapping, or a loader function)"
         )
     try:
@@ -134,7 +147,9 @@ def _house(houses: HouseSource | None, index: int) -> Mapping[str, Any]:
         raise Ai2ThorError(f"house_index {index} is not among the {len(houses)} houses given") from None  # type: ignore[arg-type]
 
 
-def spec_from_val_task(row: Mapping[str, Any], houses: HouseSource | None, *, infeasible: bool) -> EpisodeSpec:
+def spec_from_val_task(
+    row: Mapping[str, Any], houses: HouseSource | None, *, infeasible: bool
+) -> EpisodeSpec:
     """An episode from one benchmark row (see the module docstring).
 
     Raises:
@@ -143,7 +158,9 @@ def spec_from_val_task(row: Mapping[str, Any], houses: HouseSource | None, *, in
     try:
         kind = _TASK_TYPES[row["task_type"]]
     except KeyError:
-        raise Ai2ThorError(f"task_type {row.get('task_type')!r} is not one of {sorted(_TASK_TYPES)}") from None
+        raise Ai2ThorError(
+            f"task_type {row.get('task_type')!r} is not one of {sorted(_TASK_TYPES)}"
+        ) from None
     synset = row["synsets"][0]
     targets = tuple(i for s in row["synsets"] for i in row["synset_to_object_ids"].get(s, ()))
     broad = tuple(i for ids in row.get("broad_synset_to_object_ids", {}).values() for i in ids)
@@ -162,7 +179,7 @@ def spec_from_val_task(row: Mapping[str, Any], houses: HouseSource | None, *, in
 
 
 def _words(object_type: str) -> str:
-    """"AlarmClock" -> "alarm clock"."""
+    """ "AlarmClock" -> "alarm clock"."""
     return re.sub(r"(?<!^)(?=[A-Z])", " ", object_type).lower()
 
 
@@ -179,10 +196,16 @@ def spec_from_scene(
     """
     pickup = kind is not TaskKind.OBJECT_NAV
     candidates = sorted(
-        {o["objectType"] for o in objects if o["objectType"] not in STATIC_OBJECT_TYPES and (o.get("pickupable") or not pickup)}
+        {
+            o["objectType"]
+            for o in objects
+            if o["objectType"] not in STATIC_OBJECT_TYPES and (o.get("pickupable") or not pickup)
+        }
     )
     if not candidates:
-        raise Ai2ThorError(f"the scene has no {'pickupable ' if pickup else ''}object to make a {kind.value} task of")
+        raise Ai2ThorError(
+            f"the scene has no {'pickupable ' if pickup else ''}object to make a {kind.value} task of"
+        )
     target_type = random.Random(seed).choice(candidates)
     ids = tuple(o["objectId"] for o in objects if o["objectType"] == target_type)
     words = _words(target_type)

@@ -1,4 +1,4 @@
-"""Fixtures of the AI2-THOR backend tests: the real recordings in shared/data/ai2thor and the contract double."""
+"""Fixtures of the AI2-THOR backend tests: real recordings (shared/data/ai2thor) and the contract double."""
 
 from __future__ import annotations
 
@@ -20,14 +20,19 @@ def _data_dir() -> Path | None:
     """shared/data/ai2thor: $SAFEVLA_SHARED_DIR, or a shared/ folder beside or above the checkout."""
     candidates = [Path(os.environ["SAFEVLA_SHARED_DIR"])] if "SAFEVLA_SHARED_DIR" in os.environ else []
     candidates += [p / "shared" for p in (_REPO, *_REPO.parents)]
-    return next((c / "data" / "ai2thor" for c in candidates if (c / "data" / "ai2thor" / "SOURCES.md").exists()), None)
+    return next(
+        (c / "data" / "ai2thor" for c in candidates if (c / "data" / "ai2thor" / "SOURCES.md").exists()), None
+    )
 
 
 @pytest.fixture(scope="session")
 def thor_data() -> Path:
     path = _data_dir()
     if path is None:
-        pytest.skip("shared/data/ai2thor (real AI2-THOR recordings) not found; set SAFEVLA_SHARED_DIR to the shared folder")
+        pytest.skip(
+            "shared/data/ai2thor (real AI2-THOR recordings) not found; "
+            "set SAFEVLA_SHARED_DIR to the shared folder"
+        )
     return path
 
 
@@ -60,7 +65,9 @@ def make_backend(thor_data: Path) -> Callable[..., tuple[Ai2ThorBackend, ThorCon
             made.append(ThorControllerDouble(thor_data, recording=recording, **controller_kwargs))
             return made[0]
 
-        backend = Ai2ThorBackend(config or Ai2ThorConfig(quick_navigation=False), controller_factory=factory, **kwargs)
+        backend = Ai2ThorBackend(
+            config or Ai2ThorConfig(quick_navigation=False), controller_factory=factory, **kwargs
+        )
         return backend, made[0]
 
     return make
@@ -75,5 +82,3 @@ def sent() -> Callable[[ThorControllerDouble, int], list[dict[str, Any]]]:
         return [a for a in double.actions[start:] if a["action"] not in queries]
 
     return actions
-
-

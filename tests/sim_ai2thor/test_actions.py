@@ -22,10 +22,26 @@ def _arm(dy: float = 0.0, dz: float = 0.0) -> list[dict]:
 
 
 EXPECTED = {
-    "m": [{"action": "MoveAgent", "ahead": 0.2, "returnToStart": False, "speed": 1, "renderImageSynthesis": False}],
+    "m": [
+        {
+            "action": "MoveAgent",
+            "ahead": 0.2,
+            "returnToStart": False,
+            "speed": 1,
+            "renderImageSynthesis": False,
+        }
+    ],
     "r": [{"action": "RotateAgent", "degrees": 30.0, "renderImageSynthesis": False}],
     "l": [{"action": "RotateAgent", "degrees": -30.0, "renderImageSynthesis": False}],
-    "b": [{"action": "MoveAgent", "ahead": -0.2, "returnToStart": False, "speed": 1, "renderImageSynthesis": False}],
+    "b": [
+        {
+            "action": "MoveAgent",
+            "ahead": -0.2,
+            "returnToStart": False,
+            "speed": 1,
+            "renderImageSynthesis": False,
+        }
+    ],
     "end": [],
     "sub_done": [],
     "ls": [{"action": "RotateAgent", "degrees": -6.0, "renderImageSynthesis": False}],
@@ -81,7 +97,9 @@ def test_quick_navigation_uses_the_quick_actions(code, make_backend, house, sent
 def test_wrist_steps_are_clamped_at_the_end_stop(make_backend, house, sent):
     backend, double = make_backend(scene=house)
     backend.reset(0, TaskKind.PICKUP)
-    backend.set_joint_targets({"joint_wrist_yaw": math.radians(255.0)})  # THOR -255: 5 deg before the -260 stop
+    backend.set_joint_targets(
+        {"joint_wrist_yaw": math.radians(255.0)}
+    )  # THOR -255: 5 deg before the -260 stop
     backend.advance(0.1)
     assert backend.observe(render=False).joints["joint_wrist_yaw"] == pytest.approx(math.radians(255.0))
     start = len(double.actions)
@@ -93,7 +111,9 @@ def test_discrete_moves_change_the_pose_by_the_nominal_step(make_backend, house)
     backend, _ = make_backend(scene=house)
     first = backend.reset(0, TaskKind.OBJECT_NAV).snapshot.robot
     robot = backend.execute_action(0).observation.snapshot.robot  # move ahead 0.2 m
-    assert (robot.x - first.x, robot.y - first.y) == pytest.approx((0.2 * math.cos(first.yaw), 0.2 * math.sin(first.yaw)))
+    assert (robot.x - first.x, robot.y - first.y) == pytest.approx(
+        (0.2 * math.cos(first.yaw), 0.2 * math.sin(first.yaw))
+    )
     robot = backend.execute_action(2).observation.snapshot.robot  # rotate left 30 deg
     assert math.remainder(robot.yaw - first.yaw, 2 * math.pi) == pytest.approx(math.radians(30))
     lift = backend.execute_action(11).observation.joints["joint_lift"]  # arm up 0.1 m

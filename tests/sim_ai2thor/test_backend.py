@@ -8,7 +8,13 @@ import sys
 import numpy as np
 import pytest
 
-from sim_bridge.ai2thor import Ai2ThorBackend, Ai2ThorConfig, Ai2ThorError, Ai2ThorUnavailableError, load_val_tasks
+from sim_bridge.ai2thor import (
+    Ai2ThorBackend,
+    Ai2ThorConfig,
+    Ai2ThorError,
+    Ai2ThorUnavailableError,
+    load_val_tasks,
+)
 from sim_bridge.ai2thor.constants import CONTINUOUS_MOTION_ARGS
 from sim_bridge.interface import TaskKind
 from tests.sim_ai2thor.helpers import rounded
@@ -18,13 +24,23 @@ from tests.sim_ai2thor.thor_double import COLLISION_TEMPLATE
 def test_controller_starts_with_safevlas_stretch_arguments(make_backend, house):
     _, double = make_backend(scene=house)
     kw = double.init_kwargs
-    assert (kw["agentMode"], kw["width"], kw["height"], kw["fieldOfView"], kw["gridSize"]) == ("stretch", 396, 224, 59.0, 0.15)
+    assert (kw["agentMode"], kw["width"], kw["height"], kw["fieldOfView"], kw["gridSize"]) == (
+        "stretch",
+        396,
+        224,
+        59.0,
+        0.15,
+    )
     assert kw["renderInstanceSegmentation"] is True and kw["platform"] == "CloudRendering"
-    assert kw["commit_id"] == "966bd7758586e05d18f6181f459c0e90ba318bec" and kw["visibilityScheme"] == "Distance"
+    assert (
+        kw["commit_id"] == "966bd7758586e05d18f6181f459c0e90ba318bec" and kw["visibilityScheme"] == "Distance"
+    )
 
 
 def test_a_downloaded_build_is_used_instead_of_a_commit(make_backend, house):
-    _, double = make_backend(scene=house, config=Ai2ThorConfig(local_executable_path="/opt/thor/thor-Linux64", headless=False))
+    _, double = make_backend(
+        scene=house, config=Ai2ThorConfig(local_executable_path="/opt/thor/thor-Linux64", headless=False)
+    )
     assert double.init_kwargs["local_executable_path"] == "/opt/thor/thor-Linux64"
     assert "commit_id" not in double.init_kwargs and "platform" not in double.init_kwargs
 
@@ -32,14 +48,18 @@ def test_a_downloaded_build_is_used_instead_of_a_commit(make_backend, house):
 def test_procthor_house_loads_and_its_stretch_pose_is_used(make_backend, house, sent, thor_data):
     backend, double = make_backend(scene=house)
     obs = backend.reset(3, TaskKind.OBJECT_NAV)
-    assert double.resets[0]["rooms"] == house["rooms"] and double.resets[0]["metadata"]["agent"]["horizon"] == 0
+    assert (
+        double.resets[0]["rooms"] == house["rooms"] and double.resets[0]["metadata"]["agent"]["horizon"] == 0
+    )
     calls = sent(double)
     assert [c["action"] for c in calls[:6]] == [
-        "RotateCameraMount", "RotateCameraMount", "ChangeFOV", "ChangeFOV", "SetGripperOpenness", "ToggleMagnetVisibility",
+        "RotateCameraMount", "RotateCameraMount", "ChangeFOV", "ChangeFOV",
+        "SetGripperOpenness", "ToggleMagnetVisibility",
     ]  # fmt: skip
     stretch = house["metadata"]["agentPoses"]["stretch"]
     assert calls[6] == {
-        "action": "TeleportFull", **stretch["position"], "rotation": {"x": 0, "y": 90.0, "z": 0}, "horizon": 0, "standing": True,
+        "action": "TeleportFull", **stretch["position"],
+        "rotation": {"x": 0, "y": 90.0, "z": 0}, "horizon": 0, "standing": True,
     }  # fmt: skip
     robot = obs.snapshot.robot
     assert (robot.x, robot.y, robot.yaw) == pytest.approx((2.5, -12.5, -math.pi / 2))
@@ -54,7 +74,9 @@ def test_procthor_house_loads_and_its_stretch_pose_is_used(make_backend, house, 
     assert task.target_id in obs.snapshot.objects and task.instruction.startswith("find a")
 
 
-def test_benchmark_task_teleports_to_its_start_and_removes_targets_when_infeasible(make_backend, house, sent, thor_data):
+def test_benchmark_task_teleports_to_its_start_and_removes_targets_when_infeasible(
+    make_backend, house, sent, thor_data
+):
     tasks = load_val_tasks(thor_data / "safevla_benchmark_val_tasks.json")
     assert [len(tasks[k]) for k in (TaskKind.OBJECT_NAV, TaskKind.PICKUP, TaskKind.FETCH)] == [200, 171, 172]
     backend, double = make_backend(val_tasks=tasks, houses=lambda index: house)
@@ -62,13 +84,21 @@ def test_benchmark_task_teleports_to_its_start_and_removes_targets_when_infeasib
     backend.reset(5, TaskKind.PICKUP, infeasible=True)
     x, y, z = row["agent_starting_position"]
     teleport = next(c for c in sent(double) if c["action"] == "TeleportFull")
-    assert (teleport["x"], teleport["y"], teleport["z"], teleport["rotation"]["y"]) == (x, y, z, row["agent_y_rotation"])
+    assert (teleport["x"], teleport["y"], teleport["z"], teleport["rotation"]["y"]) == (
+        x,
+        y,
+        z,
+        row["agent_y_rotation"],
+    )
     removed = [c["objectId"] for c in sent(double) if c["action"] == "RemoveFromScene"]
     broad = {i for ids in row["broad_synset_to_object_ids"].values() for i in ids}
     assert set(removed) == broad | set(row["synset_to_object_ids"][row["synsets"][0]])
     status = backend.status()
     assert status.task.target_id is None and not status.task.feasible
-    assert status.task.instruction == row["natural_language_spec"] and status.expert_path_length == row["expert_length"]
+    assert (
+        status.task.instruction == row["natural_language_spec"]
+        and status.expert_path_length == row["expert_length"]
+    )
 
 
 def test_benchmark_tasks_without_houses_name_the_fix(make_backend, thor_data):
@@ -108,21 +138,30 @@ def test_joint_targets_become_one_move_arm_and_a_wrist_turn(make_backend, house,
     backend, double = make_backend(scene=house)
     backend.reset(0, TaskKind.PICKUP)
     start = len(double.actions)
-    backend.set_joint_targets({"joint_lift": 0.5, "wrist_extension": 0.3, "joint_wrist_yaw": math.radians(90)})
+    backend.set_joint_targets(
+        {"joint_lift": 0.5, "wrist_extension": 0.3, "joint_wrist_yaw": math.radians(90)}
+    )
     assert len(double.actions) == start  # latched until time advances
     backend.advance(0.05)
     assert rounded(sent(double, start)) == rounded(
         [
-            {"action": "MoveArm", "position": {"x": -7.193908095359802e-05, "y": 0.5, "z": 0.3}, **CONTINUOUS_MOTION_ARGS},
+            {
+                "action": "MoveArm",
+                "position": {"x": -7.193908095359802e-05, "y": 0.5, "z": 0.3},
+                **CONTINUOUS_MOTION_ARGS,
+            },
             {"action": "RotateWristRelative", "yaw": 90.0, **CONTINUOUS_MOTION_ARGS},  # THOR -90 from -180
         ]
     )
     joints = backend.observe(render=False).joints
-    assert joints == pytest.approx({"joint_lift": 0.5, "wrist_extension": 0.3, "joint_wrist_yaw": math.radians(90)})
+    assert joints == pytest.approx(
+        {"joint_lift": 0.5, "wrist_extension": 0.3, "joint_wrist_yaw": math.radians(90)}
+    )
 
 
 @pytest.mark.parametrize(
-    ("twist", "match"), [((math.nan, 0.0), "linear_x=nan is not finite"), ((0.1, math.inf), "angular_z=inf is not finite")]
+    ("twist", "match"),
+    [((math.nan, 0.0), "linear_x=nan is not finite"), ((0.1, math.inf), "angular_z=inf is not finite")],
 )
 def test_non_finite_twist_is_rejected_before_the_controller(make_backend, house, twist, match):
     backend, double = make_backend(scene=house)
@@ -171,7 +210,9 @@ def test_collision_message_becomes_the_snapshots_collision(make_backend, house):
     result = backend.execute_action(0)
     collision = result.observation.snapshot.collision
     assert collision is not None and collision.object_id == "Plate|surface|5|45"
-    assert collision.message.startswith("Collided with static sim object: 'Plate|surface|5|45', could not reach target")
+    assert collision.message.startswith(
+        "Collided with static sim object: 'Plate|surface|5|45', could not reach target"
+    )
     assert (result.observation.snapshot.robot.x, result.observation.snapshot.robot.y) == (first.x, first.y)
     assert backend.execute_action(0).observation.snapshot.collision is None  # the next step starts clean
 
@@ -219,7 +260,9 @@ def test_ood_perturbations_randomise_after_the_scene_loads(make_backend, house, 
 
 
 def test_depth_frame_gives_a_scan_and_no_depth_gives_an_empty_one(make_backend, house):
-    backend, double = make_backend(scene=house, config=Ai2ThorConfig(render_depth=True, quick_navigation=False))
+    backend, double = make_backend(
+        scene=house, config=Ai2ThorConfig(render_depth=True, quick_navigation=False)
+    )
     assert backend.reset(0, TaskKind.OBJECT_NAV).scan.ranges.size == 0
     double.depth_frame = np.full((224, 396), 2.0, dtype=np.float32)
     obs = backend.execute_action(1)
@@ -234,7 +277,9 @@ def test_a_backend_without_scene_or_tasks_is_refused(make_backend):
 
 def test_missing_ai2thor_names_the_install_command(monkeypatch):
     monkeypatch.setitem(sys.modules, "ai2thor", None)  # importing it now raises ImportError
-    with pytest.raises(Ai2ThorUnavailableError, match=r"pip install safevla_node\[ai2thor\].*local_executable_path"):
+    with pytest.raises(
+        Ai2ThorUnavailableError, match=r"pip install safevla_node\[ai2thor\].*local_executable_path"
+    ):
         Ai2ThorBackend(Ai2ThorConfig(), scene="FloorPlan1")
 
 

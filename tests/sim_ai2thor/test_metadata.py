@@ -37,7 +37,9 @@ def test_agent_position_maps_unity_axes_to_rep103(recording):
 def test_moves_of_the_recorded_episode_go_along_the_converted_heading(recording):
     rec = recording(BOOK)
     checked = 0
-    for call, before, after in zip(rec["controller_actions"][1:], rec["events"], rec["events"][1:]):
+    for call, before, after in zip(
+        rec["controller_actions"][1:], rec["events"], rec["events"][1:], strict=True
+    ):
         if call["action"] not in ("MoveAhead", "MoveLeft"):
             continue
         r0, r1 = md.robot_state(before), md.robot_state(after)
@@ -53,7 +55,9 @@ def test_recorded_rotations_turn_counter_clockwise_for_left(recording):
     rec = recording(BOOK)
     turns = {"RotateLeft": 1.0, "RotateRight": -1.0}
     checked = 0
-    for call, before, after in zip(rec["controller_actions"][1:], rec["events"], rec["events"][1:]):
+    for call, before, after in zip(
+        rec["controller_actions"][1:], rec["events"], rec["events"][1:], strict=True
+    ):
         if call["action"] in turns:
             change = _angle_diff(md.robot_state(after).yaw, md.robot_state(before).yaw)
             assert change == pytest.approx(turns[call["action"]] * math.radians(call["degrees"]))
@@ -79,7 +83,9 @@ def test_held_objects_follow_the_pickup_mug_episode(recording):
 def test_the_book_stays_held_after_its_pickup(recording):
     rec = recording(BOOK)
     picked = [c["action"] for c in rec["controller_actions"]].index("PickupObject")
-    assert [md.robot_state(e).held_object_id for e in rec["events"][picked:]] == [BOOK_ID] * (len(rec["events"]) - picked)
+    assert [md.robot_state(e).held_object_id for e in rec["events"][picked:]] == [BOOK_ID] * (
+        len(rec["events"]) - picked
+    )
     assert all(md.robot_state(e).held_object_id is None for e in rec["events"][:picked])
 
 
@@ -108,7 +114,9 @@ def test_collision_message_names_the_object_the_way_safevla_parses_it(recording)
 
 def test_collision_with_structure_has_no_object_id_and_success_has_no_collision(recording):
     event = copy.deepcopy(recording(MUG)["events"][0])
-    event["errorMessage"] = "Collided with static structure in scene: 'Wall_3', could not reach target: '(0, 0, 0)'."
+    event["errorMessage"] = (
+        "Collided with static structure in scene: 'Wall_3', could not reach target: '(0, 0, 0)'."
+    )
     collision = md.collision_event(event)
     assert collision is not None and collision.object_id is None
     event["errorMessage"] = ""
@@ -140,7 +148,9 @@ def test_stretch_arm_is_read_like_safevlas_stretch_controller():
     assert arm.wrist_reading_deg == pytest.approx(180.0)  # fmod(w * y, 360) of wrist_2's rootRelativeRotation
     assert arm.wrist_thor_deg == pytest.approx(-180.0)  # on the arc 75 .. -260
     assert arm.wrist_yaw == pytest.approx(math.pi)
-    assert arm.move_arm_position(lift=0.15) == pytest.approx({"x": -7.193908095359802e-05, "y": 0.15, "z": -6.085634231567383e-05})
+    assert arm.move_arm_position(lift=0.15) == pytest.approx(
+        {"x": -7.193908095359802e-05, "y": 0.15, "z": -6.085634231567383e-05}
+    )
 
 
 def test_an_arm_that_is_not_the_stretch_is_rejected():

@@ -43,7 +43,13 @@ import numpy as np
 
 from sim_bridge.ai2thor.constants import ARM_Y_OFFSET
 
-__all__ = ["ACCEPTED_ACTIONS", "ACCEPTED_CONTROLLER_KWARGS", "COLLISION_TEMPLATE", "EventDouble", "ThorControllerDouble"]
+__all__ = [
+    "ACCEPTED_ACTIONS",
+    "ACCEPTED_CONTROLLER_KWARGS",
+    "COLLISION_TEMPLATE",
+    "EventDouble",
+    "ThorControllerDouble",
+]
 
 _POSE_FILE = Path(__file__).with_name("data") / "stretch_agent_pose.json"
 
@@ -51,14 +57,25 @@ _POSE_FILE = Path(__file__).with_name("data") / "stretch_agent_pose.json"
 ACCEPTED_CONTROLLER_KWARGS = frozenset(
     {
         "agentMode", "gridSize", "width", "height", "visibilityDistance", "visibilityScheme", "fieldOfView",
-        "useMassThreshold", "massThreshold", "autoSimulation", "autoSyncTransforms", "renderInstanceSegmentation",
+        "useMassThreshold", "massThreshold", "autoSimulation", "autoSyncTransforms",
+        "renderInstanceSegmentation",
         "renderDepthImage", "cameraNearPlane", "branch", "commit_id", "server_timeout", "snapToGrid",
-        "fastActionEmit", "platform", "gpu_device", "local_executable_path", "server_class", "action_hook_runner",
+        "fastActionEmit", "platform", "gpu_device", "local_executable_path", "server_class",
+        "action_hook_runner",
         "scene",
     }
 )  # fmt: skip
 
-_MOTION = frozenset({"returnToStart", "speed", "physicsSimulationParams", "disableRendering", "fixedDeltaTime", "renderImageSynthesis"})
+_MOTION = frozenset(
+    {
+        "returnToStart",
+        "speed",
+        "physicsSimulationParams",
+        "disableRendering",
+        "fixedDeltaTime",
+        "renderImageSynthesis",
+    }
+)
 _COMMON = frozenset({"raise_for_failure", "renderImage", "renderImageSynthesis", "forceAction"})
 #: Action name -> accepted parameters (besides ``action``).
 ACCEPTED_ACTIONS: dict[str, frozenset[str]] = {
@@ -86,7 +103,17 @@ ACCEPTED_ACTIONS: dict[str, frozenset[str]] = {
     "ToggleMagnetVisibility": frozenset({"visible"}) | _COMMON,
     "Pass": _COMMON,
 }
-_MOVES = frozenset({"MoveAgent", "RotateAgent", "MoveAheadQuick", "MoveBackQuick", "RotateRightQuick", "MoveArm", "RotateWristRelative"})
+_MOVES = frozenset(
+    {
+        "MoveAgent",
+        "RotateAgent",
+        "MoveAheadQuick",
+        "MoveBackQuick",
+        "RotateRightQuick",
+        "MoveArm",
+        "RotateWristRelative",
+    }
+)
 #: Stretch action -> the recorded default-agent action it stands for in replay mode.
 _REPLAY_EQUIVALENT = {"PickupObject": "PickupObject", "ReleaseObject": "DropHandObject"}
 COLLISION_TEMPLATE = "Collided with static sim object: '{name}', could not reach target: '{target}'."
@@ -97,9 +124,15 @@ _RECORDINGS = {
 
 
 class EventDouble:
-    """The fields of ``ai2thor.server.Event`` the project reads, named and typed as the real class has them."""
+    """The fields of ``ai2thor.server.Event`` the project reads, named and typed as the real ones."""
 
-    def __init__(self, metadata: dict[str, Any], frame: np.ndarray | None, third_party: Sequence[np.ndarray], depth: np.ndarray | None) -> None:
+    def __init__(
+        self,
+        metadata: dict[str, Any],
+        frame: np.ndarray | None,
+        third_party: Sequence[np.ndarray],
+        depth: np.ndarray | None,
+    ) -> None:
         self.metadata = metadata
         self.screen_width = metadata["screenWidth"]
         self.screen_height = metadata["screenHeight"]
@@ -145,11 +178,13 @@ def _json_text(path: Path) -> str:
 
 
 def _copy_metadata(meta: Mapping[str, Any]) -> dict[str, Any]:
-    """A copy deep enough that later kinematic updates never reach an emitted event (nested boxes are shared)."""
+    """A copy deep enough that later updates never reach an emitted event (nested boxes are shared)."""
     out = dict(meta)
     out["agent"] = copy.deepcopy(meta["agent"])
     out["arm"] = copy.deepcopy(meta.get("arm"))
-    out["objects"] = [dict(o, position=dict(o["position"]), rotation=dict(o["rotation"])) for o in meta["objects"]]
+    out["objects"] = [
+        dict(o, position=dict(o["position"]), rotation=dict(o["rotation"])) for o in meta["objects"]
+    ]
     out["inventoryObjects"] = copy.deepcopy(meta.get("inventoryObjects", []))
     return out
 
@@ -240,9 +275,13 @@ class ThorControllerDouble:
             self._meta = self._house_metadata(scene)
         elif isinstance(scene, str) and scene.removesuffix("_physics") in _RECORDINGS:
             self._house = None
-            self._meta = copy.deepcopy(self._recorded(_RECORDINGS[scene.removesuffix("_physics")])["events"][0])
+            self._meta = copy.deepcopy(
+                self._recorded(_RECORDINGS[scene.removesuffix("_physics")])["events"][0]
+            )
         else:
-            raise ValueError(f"the double has recordings only of {sorted(_RECORDINGS)} and ProcTHOR house dicts, not {scene!r}")
+            raise ValueError(
+                f"the double has recordings of {sorted(_RECORDINGS)} and house dicts only, not {scene!r}"
+            )
         if self.init_kwargs.get("agentMode") == "stretch":
             self._meta["arm"] = copy.deepcopy(json.loads(_json_text(_POSE_FILE))["agent_full_pose"]["arm"])
             self._meta["screenWidth"] = self.init_kwargs.get("width", 300)
@@ -264,7 +303,11 @@ class ThorControllerDouble:
             objects.append(obj)
         pose = house["metadata"]["agent"]
         base["objects"] = objects
-        base["agent"].update(position=dict(pose["position"]), rotation=dict(pose["rotation"]), cameraHorizon=float(pose.get("horizon", 0)))
+        base["agent"].update(
+            position=dict(pose["position"]),
+            rotation=dict(pose["rotation"]),
+            cameraHorizon=float(pose.get("horizon", 0)),
+        )
         base["sceneName"] = "Procedural"
         return base
 
@@ -276,11 +319,15 @@ class ThorControllerDouble:
         self.actions.append(copy.deepcopy(call))
         name = call.get("action")
         if name not in ACCEPTED_ACTIONS:
-            raise ValueError(f"{name!r} is not an action of AI2-THOR's Stretch agent; known: {sorted(ACCEPTED_ACTIONS)}")
+            raise ValueError(
+                f"{name!r} is not an action of AI2-THOR's Stretch agent; known: {sorted(ACCEPTED_ACTIONS)}"
+            )
         params = {k: v for k, v in call.items() if k != "action"}
         extra = sorted(set(params) - ACCEPTED_ACTIONS[name])
         if extra:
-            raise ValueError(f"{name} got unexpected parameters {extra}; accepted: {sorted(ACCEPTED_ACTIONS[name])}")
+            raise ValueError(
+                f"{name} got unexpected parameters {extra}; accepted: {sorted(ACCEPTED_ACTIONS[name])}"
+            )
         for key, value in params.items():
             if isinstance(value, float) and not math.isfinite(value):
                 raise ValueError(f"{name}.{key}={value!r} is not finite")
@@ -294,7 +341,9 @@ class ThorControllerDouble:
         if self._replay is not None and name in _REPLAY_EQUIVALENT:
             nxt = self._replay[self._index + 1] if self._index + 1 < len(self._replay) else None
             if nxt is None or nxt["lastAction"] != _REPLAY_EQUIVALENT[name]:
-                raise ValueError(f"the recording has no {_REPLAY_EQUIVALENT[name]} next (at event {self._index})")
+                raise ValueError(
+                    f"the recording has no {_REPLAY_EQUIVALENT[name]} next (at event {self._index})"
+                )
             self._index += 1
             self._meta = copy.deepcopy(nxt)
             return nxt["lastActionSuccess"], nxt["errorMessage"], nxt["actionReturn"]
@@ -359,7 +408,11 @@ class ThorControllerDouble:
             return True, "", None
         if name == "GetVisibleObjects":
             limit = p.get("maxDistance", math.inf)
-            return True, "", [o["objectId"] for o in self._meta["objects"] if o["visible"] and o["distance"] <= limit]
+            return (
+                True,
+                "",
+                [o["objectId"] for o in self._meta["objects"] if o["visible"] and o["distance"] <= limit],
+            )
         if name == "GetReachablePositions":
             return True, "", self._reachable(float(p.get("gridSize", self.init_kwargs.get("gridSize", 0.25))))
         return True, "", None
@@ -369,7 +422,9 @@ class ThorControllerDouble:
 
     def _held(self) -> list[str]:
         arm = self._meta.get("arm") or {}
-        return list(arm.get("heldObjects") or []) or [o["objectId"] for o in self._meta["objects"] if o["isPickedUp"]]
+        return list(arm.get("heldObjects") or []) or [
+            o["objectId"] for o in self._meta["objects"] if o["isPickedUp"]
+        ]
 
     def _set_held(self, object_id: str, held: bool) -> None:
         obj = self._object(object_id)
@@ -377,12 +432,16 @@ class ThorControllerDouble:
         obj["isPickedUp"] = held
         if self._meta.get("arm") is not None:
             self._meta["arm"]["heldObjects"] = [object_id] if held else []
-        self._meta["inventoryObjects"] = [{"objectId": object_id, "objectType": obj["objectType"]}] if held else []
+        self._meta["inventoryObjects"] = (
+            [{"objectId": object_id, "objectType": obj["objectType"]}] if held else []
+        )
 
     def _refresh_distances(self) -> None:
         a = self._meta["agent"]["position"]
         for o in self._meta["objects"]:
-            o["distance"] = math.dist((a["x"], a["y"], a["z"]), (o["position"]["x"], o["position"]["y"], o["position"]["z"]))
+            o["distance"] = math.dist(
+                (a["x"], a["y"], a["z"]), (o["position"]["x"], o["position"]["y"], o["position"]["z"])
+            )
 
     def _reachable(self, grid: float) -> list[dict[str, float]]:
         y = self._meta["agent"]["position"]["y"]
