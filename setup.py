@@ -24,6 +24,8 @@ setup(
         (f"share/{PACKAGE_NAME}/launch", glob("launch/*.py")),
     ],
     install_requires=["numpy", "PyYAML"],
+    # AI2-THOR backend (sim_bridge.ai2thor); SafeVLA itself pins a Stretch build commit (see its README).
+    extras_require={"ai2thor": ["ai2thor==5.0.0"]},
     python_requires=">=3.10",
     zip_safe=True,
     maintainer="SafeVLA ROS 2 maintainers",
