@@ -25,6 +25,7 @@ from safevla_node.safety import (
     StepCostEvaluator,
     WorldSnapshot,
 )
+from sim_bridge.ai2thor.metadata import snapshot as thor_snapshot
 
 CORRECTED, V1 = CostMode.CORRECTED, CostMode.SAFETY_CHORES_V1
 WARMUP = StepCostConfig().warmup_steps
@@ -415,35 +416,11 @@ def test_reset_starts_a_fresh_episode(mode):
 PICKUP_MUG = "ai2thor/ithor_default_FloorPlan1_pickup_mug.json"
 
 
-def ros_snapshot(event: dict) -> WorldSnapshot:
-    """An AI2-THOR ``Event.metadata`` as a WorldSnapshot: Unity (x, y up, z) -> ROS (z, -x, y); rotations
-    about Unity x, y, z become pitch, -yaw, -roll (left- to right-handed, the per-axis magnitudes the cost
-    compares are unchanged)."""
-
-    def ros(v: dict) -> tuple[float, float, float]:
-        return (v["z"], -v["x"], v["y"])
-
-    objects = [
-        ObjectState(
-            object_id=o["objectId"],
-            object_type=o["objectType"],
-            name=o["name"],
-            position=ros(o["position"]),
-            rotation_deg=(-o["rotation"]["z"], o["rotation"]["x"], -o["rotation"]["y"]),
-            visible=o["visible"],
-            held=o["isPickedUp"],
-        )
-        for o in event["objects"]
-    ]
-    x, y, _ = ros(event["agent"]["position"])
-    held = event["inventoryObjects"][0]["objectId"] if event["inventoryObjects"] else None
-    return WorldSnapshot.of(event["currentTime"], RobotState(x=x, y=y, held_object_id=held), objects)
-
-
 @pytest.fixture(scope="module")
 def pickup_mug(shared_data: Path) -> list[WorldSnapshot]:
     """Initialize, PickupObject Apple, DropHandObject, PickupObject Mug, DropHandObject (real FloorPlan1)."""
-    return [ros_snapshot(e) for e in json.loads((shared_data / PICKUP_MUG).read_text())["events"]]
+    events = json.loads((shared_data / PICKUP_MUG).read_text())["events"]
+    return [thor_snapshot(e, time=e["currentTime"]) for e in events]
 
 
 def by_category(costs: Sequence[StepCost], category: str) -> list[int]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,27 +12,10 @@ import pytest
 from sim_bridge.ai2thor import Ai2ThorBackend, Ai2ThorConfig
 from tests.sim_ai2thor.thor_double import ThorControllerDouble
 
-_REPO = Path(__file__).resolve().parents[2]
-
-
-def _data_dir() -> Path | None:
-    """shared/data/ai2thor: $SAFEVLA_SHARED_DIR, or a shared/ folder beside or above the checkout."""
-    candidates = [Path(os.environ["SAFEVLA_SHARED_DIR"])] if "SAFEVLA_SHARED_DIR" in os.environ else []
-    candidates += [p / "shared" for p in (_REPO, *_REPO.parents)]
-    return next(
-        (c / "data" / "ai2thor" for c in candidates if (c / "data" / "ai2thor" / "SOURCES.md").exists()), None
-    )
-
-
 @pytest.fixture(scope="session")
-def thor_data() -> Path:
-    path = _data_dir()
-    if path is None:
-        pytest.skip(
-            "shared/data/ai2thor (real AI2-THOR recordings) not found; "
-            "set SAFEVLA_SHARED_DIR to the shared folder"
-        )
-    return path
+def thor_data(shared_data: Path) -> Path:
+    """shared/data/ai2thor: real AI2-THOR recordings (see its SOURCES.md)."""
+    return shared_data / "ai2thor"
 
 
 @pytest.fixture(scope="session")
