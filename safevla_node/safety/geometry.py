@@ -15,6 +15,7 @@ import numpy as np
 __all__ = [
     "Footprint",
     "arm_segments",
+    "bounding_circle",
     "box_outline_points",
     "link_groups",
     "point_box_distance",
@@ -121,12 +122,23 @@ def arm_segments(
     x, y, yaw = poses[:, 0], poses[:, 1], poses[:, 2]
     c, s = np.cos(yaw), np.sin(yaw)
     mx, my = mast_xy
-    mast = np.stack([x + c * mx - s * my, y + s * mx + c * my], axis=1)
-    arm_dir = yaw - math.pi / 2.0
-    wrist = mast + np.asarray(arm_length)[..., None] * np.stack([np.cos(arm_dir), np.sin(arm_dir)], axis=1)
-    grip_dir = arm_dir + wrist_yaw
-    tip = wrist + gripper_length * np.stack([np.cos(grip_dir), np.sin(grip_dir)], axis=1)
+    mast = np.empty((len(poses), 2))
+    mast[:, 0] = x + c * mx - s * my
+    mast[:, 1] = y + s * mx + c * my
+    wrist = mast.copy()
+    wrist[:, 0] += arm_length * s  # the arm direction yaw - pi/2 is (sin yaw, -cos yaw)
+    wrist[:, 1] -= arm_length * c
+    grip_dir = yaw - math.pi / 2.0 + wrist_yaw
+    tip = wrist.copy()
+    tip[:, 0] += gripper_length * np.cos(grip_dir)
+    tip[:, 1] += gripper_length * np.sin(grip_dir)
     return mast, wrist, tip
+
+
+def bounding_circle(points: np.ndarray) -> tuple[np.ndarray, float]:
+    """A circle (centre, radius) enclosing ``points`` (K, 2): the box centre, not the minimal circle."""
+    center = (points.min(axis=0) + points.max(axis=0)) / 2.0
+    return center, float(np.sqrt(np.max(np.sum((points - center) ** 2, axis=1))))
 
 
 def box_outline_points(centers: np.ndarray, sizes: np.ndarray, spacing: float) -> tuple[np.ndarray, np.ndarray]:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,6 +33,7 @@ from safevla_node.errors import ConfigError, ShieldError
 from safevla_node.safety.geometry import (
     Footprint,
     arm_segments,
+    bounding_circle,
     box_outline_points,
     link_groups,
     point_box_distance,
@@ -182,9 +184,57 @@ class _Objects:
     unstable: np.ndarray  # (M,) bool
     dangerous: np.ndarray  # (M,) bool
 
+    @classmethod
+    def empty(cls) -> _Objects:
+        """No objects."""
+        flags = np.zeros(0, dtype=bool)
+        return cls((), np.zeros((0, 3)), np.zeros((0, 3)), np.zeros(0, dtype=np.intp), flags, flags)
+
+
+class _Body:
+    """The robot (footprint, arm, gripper) sampled along one predicted motion, with a bounding circle per part."""
+
+    def __init__(self, shield: Shield, poses: np.ndarray, extension: np.ndarray, wrist_yaw: np.ndarray,
+                 include_footprint: bool) -> None:
+        c = shield.config
+        self.poses = poses
+        self.footprint = shield._footprint if include_footprint else None
+        mast, wrist, tip = arm_segments(poses, c.mast_xy_m, c.arm_retracted_length_m + extension, wrist_yaw,
+                                        c.gripper_length_m)
+        # arm (mast -> wrist) and gripper (wrist -> tip) stacked into one batch of 2P capsules
+        self.seg_a = np.concatenate([mast, wrist])
+        self.seg_b = np.concatenate([wrist, tip])
+        self.seg_radius = np.repeat([c.arm_radius_m, c.gripper_radius_m], len(poses))[:, None]
+        self.fp_center, fp_radius = bounding_circle(poses[:, :2])
+        self.fp_radius = fp_radius + shield._footprint.extent
+        self.arm_center, arm_radius = bounding_circle(np.concatenate([mast, wrist, tip]))
+        self.arm_radius = arm_radius + max(c.arm_radius_m, c.gripper_radius_m)
+
+    def near(self, pts: np.ndarray, fp_pad: float, arm_pad: float) -> tuple[np.ndarray, np.ndarray]:
+        """(N,) masks of the points within ``fp_pad`` of the footprint's and ``arm_pad`` of the arm's circle."""
+        if self.footprint is None:
+            in_fp = np.zeros(len(pts), dtype=bool)
+        else:
+            in_fp = np.sum((pts - self.fp_center) ** 2, axis=1) <= (self.fp_radius + fp_pad) ** 2
+        in_arm = np.sum((pts - self.arm_center) ** 2, axis=1) <= (self.arm_radius + arm_pad) ** 2
+        return in_fp, in_arm
+
+    def clearance(self, pts: np.ndarray, fp_cols: np.ndarray, arm_cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(footprint clearance, whole-body clearance), each (P, N); inf where a part was not computed."""
+        p = len(self.poses)
+        fp = np.full((p, len(pts)), np.inf)
+        if self.footprint is not None and fp_cols.any():
+            fp[:, fp_cols] = self.footprint.clearance(self.poses, pts[fp_cols])
+        body = fp.copy()
+        if arm_cols.any():
+            capsules = segment_distance(self.seg_a, self.seg_b, pts[arm_cols]) - self.seg_radius
+            body[:, arm_cols] = np.minimum(body[:, arm_cols], np.minimum(capsules[:p], capsules[p:]))
+        return fp, body
+
 
 class Shield:
-    """Judges commands against a ``WorldEstimate`` before they run. Stateless and thread-compatible."""
+    """Judges commands against a ``WorldEstimate`` before they run; holds no state between checks but a cache
+    of the last object list's arrays, so it is safe to share between threads."""
 
     def __init__(self, config: ShieldConfig = ShieldConfig()) -> None:
         self.config = config
@@ -198,6 +248,7 @@ class Shield:
             Category.CRITICAL: config.unstable_margin_m,
             Category.DANGER: config.danger_margin_m,
         }
+        self._objects_cache: tuple[tuple[ObjectState, ...] | None, _Objects] = (None, _Objects.empty())
 
     # --- public API ---------------------------------------------------------------------------------------
 
@@ -394,28 +445,24 @@ class Shield:
 
         ``travel`` is +1/-1 for base motion forwards/backwards, 0 for rotation in place (both sweep the
         footprint), None for arm motion (the base stands still: only the arm and gripper are judged).
+        Each part only looks at points inside its own bounding circle grown by twice the largest margin it
+        is judged with, so risks (which fade out at twice a margin) are exact.
         """
         c = self.config
-        mast, wrist, tip = arm_segments(poses, c.mast_xy_m, c.arm_retracted_length_m + extension, wrist_yaw,
-                                        c.gripper_length_m)
-        body = np.concatenate([poses[:, :2], mast, wrist, tip])
-        center = (body.min(axis=0) + body.max(axis=0)) / 2.0
-        reach = float(np.max(np.hypot(*(body - center).T)))
-        reach += max(self._footprint.extent, c.arm_radius_m, c.gripper_radius_m) + c.object_sample_spacing_m
-        reach += max(*self._margins.values(), c.corner_clearance_m)
+        body = _Body(self, poses, extension, wrist_yaw, include_footprint=travel is not None)
         height = lift + c.lift_offset_m
         band = (float(height.min()) - c.arm_band_below_m, float(height.max()) + c.arm_band_above_m)
         objects = self._objects(world)
-        segments = (mast, wrist, tip)
-        include_fp = travel is not None
-        risk: dict[Category, float] = {}
+        risk: dict[Category, float] = dict.fromkeys(self._margins, 0.0)
         hits: list[_Hit] = []
 
         # Obstacle points: visible -> COLLISION, remembered -> BLIND_SPOT.
-        near = np.flatnonzero(np.hypot(*(world.obstacle_xy - center).T) <= reach)
+        in_fp, in_arm = body.near(world.obstacle_xy, max(2.0 * c.safety_margin_m, c.corner_clearance_m),
+                                  2.0 * c.safety_margin_m)
+        near = np.flatnonzero(in_fp | in_arm)
         pts, visible = world.obstacle_xy[near], world.obstacle_visible[near].astype(bool)
-        arm_applies = ~self._explained_by_objects(pts, objects, band)
-        fp_clear, clear = self._clearance(poses, segments, pts, arm_applies, include_fp)
+        arm_applies = in_arm[near] & ~self._explained_by_objects(pts, objects, band)
+        fp_clear, clear = body.clearance(pts, in_fp[near], arm_applies)
         for category, cols in ((Category.COLLISION, visible), (Category.BLIND_SPOT, ~visible)):
             idx = np.flatnonzero(cols)
             remembered = "remembered " if category is Category.BLIND_SPOT else ""
@@ -423,30 +470,29 @@ class Shield:
                         lambda k, n: f"{remembered}obstacle point ({pts[idx[n], 0]:.2f}, {pts[idx[n], 1]:.2f})")
         if travel:
             self._judge_corner(poses, pts, fp_clear, travel, hits, risk)
-
-        # Labelled objects: fragile groups, unstable objects, dangerous equipment.
-        self._judge_objects(world, objects, poses, segments, center, reach, band, include_fp, hits, risk)
+        self._judge_objects(objects, body, band, hits, risk)
         return _Sweep(sorted(hits, key=lambda h: h.index), risk)
 
-    def _judge_objects(self, world: WorldEstimate, objects: _Objects, poses: np.ndarray,
-                       segments: tuple[np.ndarray, np.ndarray, np.ndarray], center: np.ndarray, reach: float,
-                       band: tuple[float, float], include_fp: bool, hits: list[_Hit],
+    def _judge_objects(self, objects: _Objects, body: _Body, band: tuple[float, float], hits: list[_Hit],
                        risk: dict[Category, float]) -> None:
+        """FRAGILE / CRITICAL / DANGER on points sampled along the flagged objects' box outlines."""
         c = self.config
         flagged = np.flatnonzero((objects.fragile_group > 0) | objects.unstable | objects.dangerous)
+        if flagged.size == 0:
+            return
         pts, owner = box_outline_points(objects.centers[flagged, :2], objects.sizes[flagged, :2],
                                         c.object_sample_spacing_m)
-        owner = flagged[owner]
-        near = np.flatnonzero(np.hypot(*(pts - center).T) <= reach)
-        pts, owner = pts[near], owner[near]
         pad = max(c.fragile_margin_m, c.unstable_margin_m, c.danger_margin_m)
+        in_fp, in_arm = body.near(pts, 2.0 * pad + c.object_sample_spacing_m, 2.0 * pad + c.object_sample_spacing_m)
+        near = np.flatnonzero(in_fp | in_arm)
+        pts, owner = pts[near], flagged[owner[near]]
         z_low = objects.centers[owner, 2] - objects.sizes[owner, 2] / 2.0 - pad
         z_high = objects.centers[owner, 2] + objects.sizes[owner, 2] / 2.0 + pad
-        arm_applies = (z_low < band[1]) & (z_high > band[0])
-        _, clear = self._clearance(poses, segments, pts, arm_applies, include_fp)
+        arm_applies = in_arm[near] & (z_low < band[1]) & (z_high > band[0])
+        _, clear = body.clearance(pts, in_fp[near], arm_applies)
         clear -= c.object_sample_spacing_m / 2.0  # the outline is sampled: stay conservative
 
-        def describe(k: int, n: int, cols: np.ndarray) -> str:
+        def describe(n: int, cols: np.ndarray) -> str:
             obj = objects.items[owner[cols[n]]]
             group = objects.fragile_group[owner[cols[n]]]
             extra = f" (fragile group of {group})" if group else ""
@@ -455,17 +501,16 @@ class Shield:
         for category, mask in ((Category.FRAGILE, objects.fragile_group > 0), (Category.CRITICAL, objects.unstable),
                                (Category.DANGER, objects.dangerous)):
             cols = np.flatnonzero(mask[owner])
-            self._judge(category, clear[:, cols], hits, risk, lambda k, n, cols=cols: describe(k, n, cols))
+            self._judge(category, clear[:, cols], hits, risk, lambda k, n, cols=cols: describe(n, cols))
 
     def _judge(self, category: Category, clear: np.ndarray, hits: list[_Hit], risk: dict[Category, float],
-               describe: object) -> None:
+               describe: Callable[[int, int], str]) -> None:
         """Record the first sample where a point comes closer than the margin (escape allowed), and the risk.
 
         A point already inside the margin at sample 0 only fires if the motion closes in on it further.
         """
         margin = self._margins[category]
         if clear.shape[1] == 0:
-            risk[category] = max(risk.get(category, 0.0), 0.0)
             return
         threshold = np.minimum(margin, clear[0] - self.config.escape_tolerance_m)
         excess = clear[1:] - threshold
@@ -477,7 +522,7 @@ class Shield:
         rows = np.flatnonzero((excess < 0.0).any(axis=1))
         k = int(rows[0]) + 1
         n = int(np.argmin(excess[k - 1]))
-        what = describe(k, n)  # type: ignore[operator]
+        what = describe(k, n)
         hits.append(_Hit(category, k, f"{what} comes within {clear[k, n]:.3f} m (margin {margin:.2f} m)"))
 
     def _judge_corner(self, poses: np.ndarray, pts: np.ndarray, fp_clear: np.ndarray, travel: float,
@@ -488,8 +533,8 @@ class Shield:
         c = self.config
         close = fp_clear[1:] < c.corner_clearance_m
         cols = np.flatnonzero(close.any(axis=0))
+        risk.setdefault(Category.CORNER, 0.0)
         if cols.size == 0:
-            risk[Category.CORNER] = max(risk.get(Category.CORNER, 0.0), 0.0)
             return
         close = close[:, cols]
         p = poses[1:]
@@ -514,22 +559,6 @@ class Shield:
 
     # --- helpers ------------------------------------------------------------------------------------------
 
-    def _clearance(self, poses: np.ndarray, segments: tuple[np.ndarray, np.ndarray, np.ndarray], pts: np.ndarray,
-                   arm_applies: np.ndarray, include_footprint: bool) -> tuple[np.ndarray, np.ndarray]:
-        """(footprint clearance, whole-body clearance), each (P, N); inf where a part does not apply."""
-        c = self.config
-        shape = (len(poses), len(pts))
-        fp = self._footprint.clearance(poses, pts) if include_footprint else np.full(shape, np.inf)
-        body = fp.copy()
-        cols = np.flatnonzero(arm_applies)
-        if cols.size:
-            mast, wrist, tip = segments
-            sub = pts[cols]
-            arm = np.minimum(segment_distance(mast, wrist, sub) - c.arm_radius_m,
-                             segment_distance(wrist, tip, sub) - c.gripper_radius_m)
-            body[:, cols] = np.minimum(body[:, cols], arm)
-        return fp, body
-
     def _explained_by_objects(self, pts: np.ndarray, objects: _Objects, band: tuple[float, float]) -> np.ndarray:
         """(N,) True for obstacle points (which carry no height) that lie in labelled boxes wholly above or
         below the arm's height band: table tops under the arm, shelves over it. Others may touch the arm."""
@@ -542,6 +571,11 @@ class Shield:
         return inside.any(axis=1) & ~(inside & in_band[None, :]).any(axis=1)
 
     def _objects(self, world: WorldEstimate) -> _Objects:
+        """The objects as arrays, with fragile groups; cached for the same ``world.objects`` tuple, which a
+        check (and its search for a replacement action) asks for many times."""
+        key, cached = self._objects_cache
+        if key is world.objects:
+            return cached
         c = self.config
         items = tuple(o for o in world.objects if not o.held)
         centers = np.array([o.position for o in items], dtype=float).reshape(-1, 3)
@@ -552,11 +586,13 @@ class Shield:
         for group in link_groups(centers[candidates], c.fragile_link_distance_m):
             if len(group) >= c.fragile_min_group_size:
                 fragile_group[candidates[group]] = len(group)
-        return _Objects(
+        objects = _Objects(
             items, centers, sizes, fragile_group,
             np.array([o.unstable for o in items], dtype=bool),
             np.array([is_dangerous_type(o.object_type) for o in items], dtype=bool),
         )
+        self._objects_cache = (world.objects, objects)  # one tuple, swapped atomically
+        return objects
 
 
 def _world_fault(world: WorldEstimate) -> str | None:

@@ -125,14 +125,13 @@ def render_depth(cam: tuple[float, float, float, float, float, float], wall_x: f
     """Depth (64x48) of a vertical wall at x = wall_x (base_link) over a floor at z = 0, seen by ``cam``."""
     x, y, z, roll, pitch, yaw = cam
     assert roll == 0.0 and yaw == 0.0
-    v, u = np.mgrid[0:48, 0:64].astype(float)
-    # body-frame ray with unit forward component, pitched down by ``pitch``
-    a, b = -(u - CX) / FX, -(v - CY) / FY
+    v = np.mgrid[0:48, 0:64][0].astype(float)
+    # body-frame ray (1, -(u - cx)/fx, -(v - cy)/fy) pitched down by ``pitch``; its sideways part plays no role
+    b = -(v - CY) / FY
     dx = math.cos(pitch) * 1.0 + math.sin(pitch) * b
     dz = -math.sin(pitch) * 1.0 + math.cos(pitch) * b
     t_wall = np.where(dx > 0, (wall_x - x) / np.where(dx > 0, dx, 1.0), np.inf)
     t_floor = np.where(dz < 0, -z / np.where(dz < 0, dz, -1.0), np.inf)
-    del a
     return np.minimum(t_wall, t_floor)  # optical depth = the ray parameter, the ray's forward part being 1
 
 
