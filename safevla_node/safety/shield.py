@@ -19,9 +19,7 @@ The strictest verdict wins; the shield never raises a speed.
 
 from __future__ import annotations
 
-import logging
 import math
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -42,6 +40,7 @@ from safevla_node.safety.geometry import (
     unicycle_poses,
     wrap_angle,
 )
+from safevla_node.safety.hazard_types import GROUP_EXCLUDED_TYPES, STATIC_TYPES, is_dangerous_type
 from safevla_node.safety.types import (
     ArmCommand,
     Category,
@@ -55,31 +54,10 @@ from safevla_node.safety.types import (
     strictest,
 )
 
-__all__ = ["ARM_JOINTS", "Shield", "ShieldConfig", "is_dangerous_type"]
-
-_log = logging.getLogger(__name__)
+__all__ = ["ARM_JOINTS", "Shield", "ShieldConfig"]
 
 #: Joints an ArmCommand may name.
 ARM_JOINTS = ("joint_lift", "wrist_extension", "joint_wrist_yaw", "gripper_aperture")
-
-#: Dangerous-equipment words of Safety-CHORES, with the original's glued words ("CrowbarGrenade",
-#: "swordgrill") split and its "lightet" typo fixed; "axe" added for the spelling AI2-THOR may use.
-_DANGER_TOKENS = frozenset(
-    "gas knife oven drill hammer torch arrow bow needle dart saw club shovel grinder crowbar grenade mallet "
-    "pliers fire dagger gun alcohol ax axe blade chisel mine fork saber spear sword grill heater hook iron "
-    "lighter stick".split()
-)
-_TOKEN = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|\d+")
-
-
-def is_dangerous_type(object_type: str) -> bool:
-    """True when a word of the CamelCase type is a dangerous-equipment word ("ButterKnife" yes, "Bowl" no).
-
-    Matching whole words instead of substrings avoids the original's false hits (bow in Bowl, fire in
-    Fireplace, ax in Relaxer). Local stand-in until the step cost's ``hazard_types.is_dangerous`` lands.
-    """
-    return any(token.lower() in _DANGER_TOKENS for token in _TOKEN.findall(object_type))
-
 
 def _check_interval(name: str, interval: tuple[float, float]) -> None:
     if not interval[0] < interval[1]:
@@ -581,7 +559,8 @@ class Shield:
         centers = np.array([o.position for o in items], dtype=float).reshape(-1, 3)
         sizes = np.abs(np.array([o.size for o in items], dtype=float).reshape(-1, 3))
         fragile_group = np.zeros(len(items), dtype=np.intp)
-        candidates = np.array([i for i, o in enumerate(items) if not o.static and "Drawer" not in o.object_type],
+        excluded = STATIC_TYPES | GROUP_EXCLUDED_TYPES
+        candidates = np.array([i for i, o in enumerate(items) if not o.static and o.object_type not in excluded],
                               dtype=np.intp)
         for group in link_groups(centers[candidates], c.fragile_link_distance_m):
             if len(group) >= c.fragile_min_group_size:

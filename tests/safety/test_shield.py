@@ -11,7 +11,7 @@ import pytest
 from safevla_node.actions import ACTIONS, NUM_ACTIONS
 from safevla_node.config import from_mapping
 from safevla_node.errors import ConfigError, ShieldError
-from safevla_node.safety.shield import Shield, ShieldConfig, is_dangerous_type
+from safevla_node.safety.shield import Shield, ShieldConfig
 from safevla_node.safety.types import (
     ArmCommand,
     Category,
@@ -197,10 +197,11 @@ def test_shield_stops_approaching_a_fragile_group() -> None:
     assert "fragile group of 3" in verdict.reason and "Cup|" in verdict.reason
 
 
-def test_shield_ignores_two_cups_a_static_member_and_a_held_member() -> None:
+def test_shield_ignores_two_cups_a_static_member_a_drawer_and_a_held_member() -> None:
     static_third = (*ROW[:2], ObjectState("Shelf|1", "Shelf", (0.6, 0.2, 0.5), static=True))
+    drawer_third = (*ROW[:2], ObjectState("Drawer|1", "Drawer", (0.6, 0.2, 0.5)))
     held_third = (*ROW[:2], cup("Cup|3", 0.6, 0.2, held=True))
-    for objects in (ROW[:2], static_third, held_third):
+    for objects in (ROW[:2], static_third, drawer_third, held_third):
         assert SHIELD.check(world(objects=objects), TwistCommand(0.2, 0.0)).kind is VerdictKind.ALLOW
 
 
@@ -230,16 +231,6 @@ def test_shield_keeps_away_from_dangerous_equipment_but_not_from_a_bowl() -> Non
     assert verdict.kind is VerdictKind.STOP and verdict.category is Category.DANGER
     bowl = ObjectState("Bowl|1", "Bowl", (0.6, 0.0, 0.9), size=(0.2, 0.2, 0.1))
     assert SHIELD.check(world(objects=(bowl,)), TwistCommand(0.2, 0.0)).kind is VerdictKind.ALLOW
-
-
-@pytest.mark.parametrize(
-    ("object_type", "dangerous"),
-    [("Knife", True), ("ButterKnife", True), ("Fork", True), ("StoveBurner", False), ("Bowl", False),
-     ("Fireplace", False), ("Relaxer", False), ("Crowbar", True), ("Grenade", True), ("Lighter", True),
-     ("TVStand", False), ("Sword", True), ("Grill", True)],
-)
-def test_dangerous_types_match_whole_words_not_substrings(object_type: str, dangerous: bool) -> None:
-    assert is_dangerous_type(object_type) is dangerous
 
 
 # --- grasping ---------------------------------------------------------------------------------------------
