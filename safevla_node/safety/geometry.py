@@ -141,7 +141,9 @@ def bounding_circle(points: np.ndarray) -> tuple[np.ndarray, float]:
     return center, float(np.sqrt(np.max(np.sum((points - center) ** 2, axis=1))))
 
 
-def box_outline_points(centers: np.ndarray, sizes: np.ndarray, spacing: float) -> tuple[np.ndarray, np.ndarray]:
+def box_outline_points(
+    centers: np.ndarray, sizes: np.ndarray, spacing: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Points on the outlines of axis-aligned boxes (floor projection), at most ``spacing`` apart.
 
     Distances to the outline then err by at most spacing / 2, which the caller subtracts to stay
@@ -172,14 +174,16 @@ def box_outline_points(centers: np.ndarray, sizes: np.ndarray, spacing: float) -
     return np.concatenate(chunks), np.concatenate(owners)
 
 
-def points_in_boxes(points: np.ndarray, centers: np.ndarray, sizes: np.ndarray, pad: float = 0.0) -> np.ndarray:
+def points_in_boxes(
+    points: np.ndarray, centers: np.ndarray, sizes: np.ndarray, pad: float = 0.0
+) -> np.ndarray:
     """(N, M) True where point n lies inside the floor projection of box m grown by ``pad``."""
     half = sizes[None, :, :2] / 2.0 + pad
     return np.all(np.abs(points[:, None, :2] - centers[None, :, :2]) <= half, axis=2)
 
 
 def point_box_distance(point: np.ndarray, centers: np.ndarray, sizes: np.ndarray) -> np.ndarray:
-    """Euclidean distance (M,) from one point to each axis-aligned box (0 inside); any dimension (2-D, 3-D)."""
+    """Euclidean distance (M,) from one point to each axis-aligned box (0 inside), in 2-D or 3-D."""
     gap = np.maximum(np.abs(np.asarray(point)[None, :] - centers) - sizes / 2.0, 0.0)
     return np.sqrt(np.sum(gap * gap, axis=1))
 

@@ -59,6 +59,7 @@ __all__ = ["ARM_JOINTS", "Shield", "ShieldConfig"]
 #: Joints an ArmCommand may name.
 ARM_JOINTS = ("joint_lift", "wrist_extension", "joint_wrist_yaw", "gripper_aperture")
 
+
 def _check_interval(name: str, interval: tuple[float, float]) -> None:
     if not interval[0] < interval[1]:
         raise ConfigError(f"{name}={interval!r} must be (low, high) with low < high")
@@ -68,11 +69,15 @@ def _check_interval(name: str, interval: tuple[float, float]) -> None:
 class ShieldConfig:
     """Robot geometry, limits and margins of the predictive shield (Stretch defaults)."""
 
-    footprint_radius_m: float = field(0.22, "radius of the circular base footprint (m); Stretch is ~0.34x0.33 m")
+    footprint_radius_m: float = field(
+        0.22, "radius of the circular base footprint (m); Stretch is ~0.34x0.33 m"
+    )
     footprint_length_m: float = field(0.0, "rectangle footprint length along x (m); 0 uses the circle")
     footprint_width_m: float = field(0.0, "rectangle footprint width along y (m); 0 uses the circle")
     footprint_offset_x_m: float = field(0.0, "rectangle centre ahead of base_link (m)")
-    safety_margin_m: float = field(0.05, "closest approach to an obstacle point (m); above the memory's cell error")
+    safety_margin_m: float = field(
+        0.05, "closest approach to an obstacle point (m); above the memory's cell error"
+    )
     escape_tolerance_m: float = field(
         0.005, "a point already inside a margin blocks only motion that closes in on it by more than this (m)"
     )
@@ -80,7 +85,9 @@ class ShieldConfig:
     time_step_s: float = field(0.05, "time between sampled poses along a predicted twist (s)")
     max_sample_spacing_m: float = field(0.02, "largest motion of any body point between two samples (m)")
     max_linear_mps: float = field(0.3, "hard clamp on |linear speed| (m/s); also the speed of discrete moves")
-    max_angular_rps: float = field(0.6, "hard clamp on |angular speed| (rad/s); also discrete rotations' speed")
+    max_angular_rps: float = field(
+        0.6, "hard clamp on |angular speed| (rad/s); also discrete rotations' speed"
+    )
     max_decel_mps2: float = field(0.5, "braking deceleration assumed after the horizon (m/s^2)")
     max_angular_decel_rps2: float = field(1.0, "angular braking deceleration (rad/s^2)")
     corner_clearance_m: float = field(0.3, "an obstacle this close to the footprint blocks its direction (m)")
@@ -97,7 +104,9 @@ class ShieldConfig:
     unstable_margin_m: float = field(0.15, "closest approach to an object flagged unstable (m)")
     danger_margin_m: float = field(0.2, "closest approach to dangerous equipment (m)")
     object_sample_spacing_m: float = field(0.05, "spacing of the points sampled on object box outlines (m)")
-    grasp_reach_m: float = field(0.25, "the object nearest the gripper within this distance is what it grasps")
+    grasp_reach_m: float = field(
+        0.25, "the object nearest the gripper within this distance is what it grasps"
+    )
     mast_xy_m: tuple[float, float] = field((-0.07, 0.13), "mast position in base_link (m)")
     arm_retracted_length_m: float = field(0.36, "mast-to-wrist length with the arm fully retracted (m)")
     arm_radius_m: float = field(0.04, "half thickness of the telescoping arm (m)")
@@ -111,15 +120,19 @@ class ShieldConfig:
     wrist_yaw_range_rad: tuple[float, float] = field((-1.75, 4.0), "joint_wrist_yaw limits (rad)")
 
     def __post_init__(self) -> None:
-        for name in ("footprint_radius_m", "horizon_s", "time_step_s", "max_sample_spacing_m", "max_linear_mps",
-                     "max_angular_rps", "max_decel_mps2", "max_angular_decel_rps2", "fragile_link_distance_m",
-                     "object_sample_spacing_m", "arm_retracted_length_m"):
+        for name in ("footprint_radius_m", "horizon_s", "time_step_s", "max_sample_spacing_m",
+                     "max_linear_mps", "max_angular_rps", "max_decel_mps2", "max_angular_decel_rps2",
+                     "fragile_link_distance_m", "object_sample_spacing_m", "arm_retracted_length_m"):
             check_range(name, getattr(self, name), 1e-6, None)
         for name in ("footprint_length_m", "footprint_width_m", "safety_margin_m", "escape_tolerance_m",
                      "corner_clearance_m", "fragile_margin_m", "unstable_margin_m", "danger_margin_m",
-                     "grasp_reach_m", "arm_radius_m", "gripper_length_m", "gripper_radius_m", "arm_band_below_m",
-                     "arm_band_above_m"):
+                     "grasp_reach_m", "arm_radius_m", "gripper_length_m", "gripper_radius_m",
+                     "arm_band_below_m", "arm_band_above_m"):
             check_range(name, getattr(self, name), 0.0, None)
+        for name in ("footprint_offset_x_m", "lift_offset_m"):
+            check_range(name, getattr(self, name))  # finite
+        for i, value in enumerate(self.mast_xy_m):
+            check_range(f"mast_xy_m[{i}]", value)
         check_range("time_step_s", self.time_step_s, None, self.horizon_s)
         check_range("corner_sectors", self.corner_sectors, 4, 360)
         check_range("corner_min_free_fraction", self.corner_min_free_fraction, 0.0, 1.0)
@@ -127,7 +140,8 @@ class ShieldConfig:
         check_range("fragile_min_group_size", self.fragile_min_group_size, 2, None)
         if (self.footprint_length_m > 0) != (self.footprint_width_m > 0):
             raise ConfigError(
-                f"footprint_length_m={self.footprint_length_m!r} and footprint_width_m={self.footprint_width_m!r}"
+                f"footprint_length_m={self.footprint_length_m!r} and "
+                f"footprint_width_m={self.footprint_width_m!r}"
                 " must both be 0 (circle) or both positive (rectangle)"
             )
         for name in ("lift_range_m", "extension_range_m", "wrist_yaw_range_rad"):
@@ -170,7 +184,7 @@ class _Objects:
 
 
 class _Body:
-    """The robot (footprint, arm, gripper) sampled along one predicted motion, with a bounding circle per part."""
+    """The robot (footprint, arm, gripper) sampled along one predicted motion; a bounding circle per part."""
 
     def __init__(self, shield: Shield, poses: np.ndarray, extension: np.ndarray, wrist_yaw: np.ndarray,
                  include_footprint: bool) -> None:
@@ -189,7 +203,7 @@ class _Body:
         self.arm_radius = arm_radius + max(c.arm_radius_m, c.gripper_radius_m)
 
     def near(self, pts: np.ndarray, fp_pad: float, arm_pad: float) -> tuple[np.ndarray, np.ndarray]:
-        """(N,) masks of the points within ``fp_pad`` of the footprint's and ``arm_pad`` of the arm's circle."""
+        """(N,) masks: points within ``fp_pad`` of the footprint's / ``arm_pad`` of the arm's circle."""
         if self.footprint is None:
             in_fp = np.zeros(len(pts), dtype=bool)
         else:
@@ -197,7 +211,9 @@ class _Body:
         in_arm = np.sum((pts - self.arm_center) ** 2, axis=1) <= (self.arm_radius + arm_pad) ** 2
         return in_fp, in_arm
 
-    def clearance(self, pts: np.ndarray, fp_cols: np.ndarray, arm_cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def clearance(
+        self, pts: np.ndarray, fp_cols: np.ndarray, arm_cols: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
         """(footprint clearance, whole-body clearance), each (P, N); inf where a part was not computed."""
         p = len(self.poses)
         fp = np.full((p, len(pts)), np.inf)
@@ -217,7 +233,10 @@ class Shield:
     def __init__(self, config: ShieldConfig = ShieldConfig()) -> None:
         self.config = config
         self._footprint = Footprint(
-            config.footprint_radius_m, config.footprint_length_m, config.footprint_width_m, config.footprint_offset_x_m
+            config.footprint_radius_m,
+            config.footprint_length_m,
+            config.footprint_width_m,
+            config.footprint_offset_x_m,
         )
         self._margins = {
             Category.COLLISION: config.safety_margin_m,
@@ -255,8 +274,8 @@ class Shield:
         if verdict.kind is VerdictKind.ALLOW:
             return command, verdict
         if verdict.kind is VerdictKind.LIMIT and verdict.scale > 0.0:
-            scaled = TwistCommand(command.linear_x * verdict.scale, command.angular_z * verdict.scale, command.duration)
-            return scaled, verdict
+            s = verdict.scale
+            return TwistCommand(command.linear_x * s, command.angular_z * s, command.duration), verdict
         duration = command.duration if math.isfinite(command.duration) and command.duration >= 0 else 0.0
         return TwistCommand(0.0, 0.0, duration), verdict
 
@@ -271,8 +290,9 @@ class Shield:
         clamp = min(1.0, c.max_linear_mps / abs(v) if v else 1.0, c.max_angular_rps / abs(w) if w else 1.0)
         verdicts = []
         if clamp < 1.0:
-            verdicts.append(Verdict(VerdictKind.LIMIT, None, f"hard clamp: twist ({v:.3f} m/s, {w:.3f} rad/s) "
-                                    f"exceeds ({c.max_linear_mps} m/s, {c.max_angular_rps} rad/s)", scale=clamp))
+            reason = (f"hard clamp: twist ({v:.3f} m/s, {w:.3f} rad/s) exceeds ({c.max_linear_mps} m/s, "
+                      f"{c.max_angular_rps} rad/s)")
+            verdicts.append(Verdict(VerdictKind.LIMIT, None, reason, scale=clamp))
         v, w = v * clamp, w * clamp
         if v == 0.0 and w == 0.0:
             return strictest(verdicts)
@@ -288,8 +308,8 @@ class Shield:
                 # Scaled by s the robot covers s*H of nominal path in the horizon and s^2*brake/2 braking.
                 h = c.horizon_s
                 scale = min(1.0, (-h + math.sqrt(h * h + 2.0 * brake * tau)) / brake)
-                verdicts.append(Verdict(VerdictKind.LIMIT, hit.category, f"{reason}, in the braking band: speed "
-                                        f"x{clamp * scale:.2f}", scale=clamp * scale))
+                reason = f"{reason}, in the braking band: speed x{clamp * scale:.2f}"
+                verdicts.append(Verdict(VerdictKind.LIMIT, hit.category, reason, scale=clamp * scale))
         return strictest([*verdicts, Verdict.allow(sweep.risk)])
 
     def _check_discrete(self, world: WorldEstimate, cmd: DiscreteCommand) -> Verdict:
@@ -306,13 +326,15 @@ class Shield:
             return verdict
         # Episode actions are never substituted: ending an episode is a task decision, not a safe motion.
         candidates = sorted(
-            (j for j, p in enumerate(probs) if p > 0.0 and j != index and ACTIONS[j].kind is not ActionKind.EPISODE),
+            (j for j, p in enumerate(probs)
+             if p > 0.0 and j != index and ACTIONS[j].kind is not ActionKind.EPISODE),
             key=lambda j: (-probs[j], j),
         )
         for j in candidates:
             if self._judge_action(world, ACTIONS[j]).kind is VerdictKind.ALLOW:
                 reason = f"{verdict.reason}; replaced by {ACTIONS[j].name} (p={probs[j]:.3f})"
-                return Verdict(VerdictKind.REPLACE, verdict.category, reason, replacement=j, risk=verdict.risk)
+                return Verdict(VerdictKind.REPLACE, verdict.category, reason, replacement=j,
+                               risk=verdict.risk)
         return Verdict.stop(verdict.category or Category.FAULT, f"{verdict.reason}; no safe alternative with "
                                                                  "non-zero probability", verdict.risk)
 
@@ -339,7 +361,8 @@ class Shield:
         if not sweep.hits:
             return Verdict.allow(sweep.risk)
         first = min(sweep.hits, key=lambda h: h.index)
-        return Verdict.stop(first.category, f"{action.name}: {first.category.value}: {first.what}", sweep.risk)
+        reason = f"{action.name}: {first.category.value}: {first.what}"
+        return Verdict.stop(first.category, reason, sweep.risk)
 
     def _check_arm(self, world: WorldEstimate, cmd: ArmCommand) -> Verdict:
         c, robot = self.config, world.robot
@@ -376,13 +399,14 @@ class Shield:
         _, _, tip = arm_segments(pose, c.mast_xy_m, c.arm_retracted_length_m + robot.arm_extension,
                                  robot.wrist_yaw, c.gripper_length_m)
         grasp = np.array([tip[0, 0], tip[0, 1], robot.lift + c.lift_offset_m])
-        dist = point_box_distance(grasp, np.array([o.position for o in objects]), np.array([o.size for o in objects]))
+        centers = np.array([o.position for o in objects], dtype=float)
+        dist = point_box_distance(grasp, centers, np.array([o.size for o in objects], dtype=float))
         nearest = int(np.argmin(dist))
         obj = objects[nearest]
         if dist[nearest] <= c.grasp_reach_m and is_dangerous_type(obj.object_type):
-            return Verdict.stop(Category.DANGER, f"grasp: nearest object to the gripper is dangerous "
-                                                 f"{obj.object_type} '{obj.object_id}' at {dist[nearest]:.3f} m",
-                                {Category.DANGER: 1.0})
+            reason = (f"grasp: nearest object to the gripper is dangerous {obj.object_type} "
+                      f"'{obj.object_id}' at {dist[nearest]:.3f} m")
+            return Verdict.stop(Category.DANGER, reason, {Category.DANGER: 1.0})
         return Verdict.allow()
 
     # --- sweeps -------------------------------------------------------------------------------------------
@@ -445,7 +469,8 @@ class Shield:
             idx = np.flatnonzero(cols)
             remembered = "remembered " if category is Category.BLIND_SPOT else ""
             self._judge(category, clear[:, idx], hits, risk,
-                        lambda k, n: f"{remembered}obstacle point ({pts[idx[n], 0]:.2f}, {pts[idx[n], 1]:.2f})")
+                        lambda k, n: f"{remembered}obstacle point ({pts[idx[n], 0]:.2f}, "
+                                     f"{pts[idx[n], 1]:.2f})")
         if travel:
             self._judge_corner(poses, pts, fp_clear, travel, hits, risk)
         self._judge_objects(objects, body, band, hits, risk)
@@ -461,7 +486,8 @@ class Shield:
         pts, owner = box_outline_points(objects.centers[flagged, :2], objects.sizes[flagged, :2],
                                         c.object_sample_spacing_m)
         pad = max(c.fragile_margin_m, c.unstable_margin_m, c.danger_margin_m)
-        in_fp, in_arm = body.near(pts, 2.0 * pad + c.object_sample_spacing_m, 2.0 * pad + c.object_sample_spacing_m)
+        reach = 2.0 * pad + c.object_sample_spacing_m
+        in_fp, in_arm = body.near(pts, reach, reach)
         near = np.flatnonzero(in_fp | in_arm)
         pts, owner = pts[near], flagged[owner[near]]
         z_low = objects.centers[owner, 2] - objects.sizes[owner, 2] / 2.0 - pad
@@ -476,8 +502,8 @@ class Shield:
             extra = f" (fragile group of {group})" if group else ""
             return f"{obj.object_type} '{obj.object_id}'{extra}"
 
-        for category, mask in ((Category.FRAGILE, objects.fragile_group > 0), (Category.CRITICAL, objects.unstable),
-                               (Category.DANGER, objects.dangerous)):
+        for category, mask in ((Category.FRAGILE, objects.fragile_group > 0),
+                               (Category.CRITICAL, objects.unstable), (Category.DANGER, objects.dangerous)):
             cols = np.flatnonzero(mask[owner])
             self._judge(category, clear[:, cols], hits, risk, lambda k, n, cols=cols: describe(n, cols))
 
@@ -531,13 +557,16 @@ class Shield:
             k = int(np.argmax(fires))
             n = int(np.flatnonzero(ahead[k])[0])
             x, y = pts[cols[n]]
-            hits.append(_Hit(Category.CORNER, k + 1, f"{int(round(free[k] * c.corner_sectors))}/{c.corner_sectors} "
-                                                     f"directions free within {c.corner_clearance_m} m, obstacle "
-                                                     f"ahead at ({x:.2f}, {y:.2f})"))
+            free_count = int(round(free[k] * c.corner_sectors))
+            what = (f"{free_count}/{c.corner_sectors} directions free within {c.corner_clearance_m} m, "
+                    f"obstacle ahead at ({x:.2f}, {y:.2f})")
+            hits.append(_Hit(Category.CORNER, k + 1, what))
 
     # --- helpers ------------------------------------------------------------------------------------------
 
-    def _explained_by_objects(self, pts: np.ndarray, objects: _Objects, band: tuple[float, float]) -> np.ndarray:
+    def _explained_by_objects(
+        self, pts: np.ndarray, objects: _Objects, band: tuple[float, float]
+    ) -> np.ndarray:
         """(N,) True for obstacle points (which carry no height) that lie in labelled boxes wholly above or
         below the arm's height band: table tops under the arm, shelves over it. Others may touch the arm."""
         if len(objects.items) == 0 or len(pts) == 0:
@@ -560,8 +589,8 @@ class Shield:
         sizes = np.abs(np.array([o.size for o in items], dtype=float).reshape(-1, 3))
         fragile_group = np.zeros(len(items), dtype=np.intp)
         excluded = STATIC_TYPES | GROUP_EXCLUDED_TYPES
-        candidates = np.array([i for i, o in enumerate(items) if not o.static and o.object_type not in excluded],
-                              dtype=np.intp)
+        members = [i for i, o in enumerate(items) if not o.static and o.object_type not in excluded]
+        candidates = np.array(members, dtype=np.intp)
         for group in link_groups(centers[candidates], c.fragile_link_distance_m):
             if len(group) >= c.fragile_min_group_size:
                 fragile_group[candidates[group]] = len(group)

@@ -63,8 +63,8 @@ def test_segment_distance_covers_interior_endpoints_and_degenerate_segments() ->
     a = np.array([[0.0, 0.0], [1.0, 1.0]])
     b = np.array([[1.0, 0.0], [1.0, 1.0]])  # the second is a point
     points = np.array([[0.5, 0.3], [2.0, 0.0], [1.0, 2.0]])
-    np.testing.assert_allclose(segment_distance(a, b, points), [[0.3, 1.0, math.hypot(0, 2)],
-                                                                [math.hypot(0.5, 0.7), math.hypot(1, 1), 1.0]])
+    expected = [[0.3, 1.0, math.hypot(0, 2)], [math.hypot(0.5, 0.7), math.hypot(1, 1), 1.0]]
+    np.testing.assert_allclose(segment_distance(a, b, points), expected)
 
 
 def test_arm_points_sideways_and_the_wrist_yaw_turns_the_gripper() -> None:

@@ -49,7 +49,8 @@ def probs(**by_name: float) -> tuple[float, ...]:
 
 
 def cup(oid: str, x: float, y: float, z: float = 0.5, **kw: object) -> ObjectState:
-    return ObjectState(oid, kw.pop("object_type", "Cup"), (x, y, z), size=(0.08, 0.08, 0.1), **kw)  # type: ignore[arg-type]
+    object_type = str(kw.pop("object_type", "Cup"))
+    return ObjectState(oid, object_type, (x, y, z), size=(0.08, 0.08, 0.1), **kw)  # type: ignore[arg-type]
 
 
 # --- collision and blind spot -----------------------------------------------------------------------------
@@ -139,7 +140,9 @@ def test_shield_passes_a_slow_twist_unchanged() -> None:
     assert twist == cmd and verdict.kind is VerdictKind.ALLOW
 
 
-@pytest.mark.parametrize(("v", "w", "duration"), [(math.nan, 0.0, 0.5), (0.1, math.inf, 0.5), (0.1, 0.0, -1.0)])
+@pytest.mark.parametrize(
+    ("v", "w", "duration"), [(math.nan, 0.0, 0.5), (0.1, math.inf, 0.5), (0.1, 0.0, -1.0)]
+)
 def test_shield_stops_a_malformed_twist_as_a_fault(v: float, w: float, duration: float) -> None:
     twist, verdict = SHIELD.safe_twist(world(), TwistCommand(v, w, duration))
     assert verdict.kind is VerdictKind.STOP and verdict.category is Category.FAULT
@@ -207,11 +210,11 @@ def test_shield_ignores_two_cups_a_static_member_a_drawer_and_a_held_member() ->
 
 def test_shield_stops_extending_the_arm_into_a_fragile_group_at_arm_height() -> None:
     robot = RobotState(lift=0.5, arm_extension=0.0, wrist_yaw=0.0)
-    side = (cup("Cup|1", -0.25, -0.75, z=0.45), cup("Cup|2", -0.05, -0.75, z=0.45), cup("Cup|3", 0.15, -0.75, z=0.45))
+    side = tuple(cup(f"Cup|{i}", x, -0.75, z=0.45) for i, x in enumerate((-0.25, -0.05, 0.15)))
     verdict = SHIELD.check(world(objects=side, robot=robot), ArmCommand({"wrist_extension": 0.4}))
     assert verdict.kind is VerdictKind.STOP and verdict.category is Category.FRAGILE
     assert verdict.reason.startswith("arm: fragile")
-    high = tuple(ObjectState(o.object_id, "Cup", (o.position[0], o.position[1], 1.5), size=o.size) for o in side)
+    high = tuple(cup(f"Cup|{i}", x, -0.75, z=1.5) for i, x in enumerate((-0.25, -0.05, 0.15)))
     assert SHIELD.check(world(objects=high, robot=robot), ArmCommand({"wrist_extension": 0.4})).kind is \
         VerdictKind.ALLOW
 
@@ -235,7 +238,8 @@ def test_shield_keeps_away_from_dangerous_equipment_but_not_from_a_bowl() -> Non
 
 # --- grasping ---------------------------------------------------------------------------------------------
 
-REACHING = RobotState(lift=0.8, arm_extension=0.3, wrist_yaw=0.0, gripper_aperture=0.05)  # fingertips at about (-0.07, -0.75, 0.8)
+#: Fingertips at about (-0.07, -0.75, 0.8), gripper open.
+REACHING = RobotState(lift=0.8, arm_extension=0.3, wrist_yaw=0.0, gripper_aperture=0.05)
 
 
 def test_shield_never_picks_up_dangerous_equipment_nearest_the_gripper() -> None:
@@ -243,7 +247,8 @@ def test_shield_never_picks_up_dangerous_equipment_nearest_the_gripper() -> None
     apple = ObjectState("Apple|1", "Apple", (-0.07, -1.0, 0.8), size=(0.08, 0.08, 0.08))
     w = world(objects=(knife, apple), robot=REACHING)
     verdict = SHIELD.check(w, DiscreteCommand(8))
-    assert verdict.kind is VerdictKind.STOP and verdict.category is Category.DANGER and "Knife|1" in verdict.reason
+    assert verdict.kind is VerdictKind.STOP and verdict.category is Category.DANGER
+    assert "Knife|1" in verdict.reason
     closing = SHIELD.check(w, ArmCommand({"gripper_aperture": 0.0}))
     assert closing.kind is VerdictKind.STOP and closing.category is Category.DANGER
 
@@ -251,7 +256,8 @@ def test_shield_never_picks_up_dangerous_equipment_nearest_the_gripper() -> None
 def test_shield_allows_picking_up_a_safe_object_and_opening_near_a_knife() -> None:
     apple = ObjectState("Apple|1", "Apple", (-0.07, -0.78, 0.8), size=(0.08, 0.08, 0.08))
     knife = ObjectState("Knife|1", "Knife", (-0.07, -1.2, 0.8), size=(0.2, 0.03, 0.02))
-    assert SHIELD.check(world(objects=(apple, knife), robot=REACHING), DiscreteCommand(8)).kind is VerdictKind.ALLOW
+    pickup = SHIELD.check(world(objects=(apple, knife), robot=REACHING), DiscreteCommand(8))
+    assert pickup.kind is VerdictKind.ALLOW
     near_knife = world(objects=(ObjectState("Knife|1", "Knife", (-0.07, -0.78, 0.8)),),
                        robot=RobotState(lift=0.8, arm_extension=0.3, gripper_aperture=0.0))
     assert SHIELD.check(near_knife, ArmCommand({"gripper_aperture": 0.05})).kind is VerdictKind.ALLOW
@@ -322,7 +328,8 @@ def test_shield_lets_the_arm_pass_over_a_labelled_table_but_not_an_unexplained_o
 
 @pytest.mark.parametrize(
     ("targets", "match"),
-    [({"joint_elbow": 1.0}, "unknown joint"), ({"joint_lift": 1.5}, r"joint_lift target 1.5 outside \[0.0, 1.1\]"),
+    [({"joint_elbow": 1.0}, "unknown joint"),
+     ({"joint_lift": 1.5}, r"joint_lift target 1.5 outside \[0.0, 1.1\]"),
      ({"wrist_extension": math.nan}, "wrist_extension target nan")],
 )
 def test_shield_stops_a_malformed_arm_command(targets: dict[str, float], match: str) -> None:
@@ -332,7 +339,8 @@ def test_shield_stops_a_malformed_arm_command(targets: dict[str, float], match: 
 
 
 def test_arm_command_to_the_current_joints_is_allowed() -> None:
-    assert SHIELD.check(world([(0.0, -0.3)]), ArmCommand({"joint_lift": STOWED.lift})).kind is VerdictKind.ALLOW
+    same = ArmCommand({"joint_lift": STOWED.lift})
+    assert SHIELD.check(world([(0.0, -0.3)]), same).kind is VerdictKind.ALLOW
 
 
 # --- configuration ----------------------------------------------------------------------------------------
@@ -343,7 +351,9 @@ def test_arm_command_to_the_current_joints_is_allowed() -> None:
     [({"horizon_s": -1.0}, r"horizon_s=-1.0 is out of range"), ({"safety_margin_m": -0.1}, "safety_margin_m"),
      ({"time_step_s": 2.0}, r"time_step_s=2.0 is out of range \[-inf, 1.0\]"),
      ({"footprint_length_m": 0.3}, "must both be 0"), ({"lift_range_m": (1.0, 0.0)}, "low < high"),
-     ({"corner_min_free_fraction": 1.5}, "corner_min_free_fraction"), ({"fragile_min_group_size": 1}, "fragile")],
+     ({"corner_min_free_fraction": 1.5}, "corner_min_free_fraction"),
+     ({"fragile_min_group_size": 1}, "fragile_min_group_size"),
+     ({"mast_xy_m": (math.nan, 0.0)}, r"mast_xy_m\[0\] must be a number")],
 )
 def test_shield_config_rejects_out_of_range_values(overrides: dict[str, object], match: str) -> None:
     with pytest.raises(ConfigError, match=match):
