@@ -459,10 +459,10 @@ class Shield:
         hits: list[_Hit] = []
 
         # Obstacle points: visible -> COLLISION, remembered -> BLIND_SPOT.
-        in_fp, in_arm = body.near(world.obstacle_xy, max(2.0 * c.safety_margin_m, c.corner_clearance_m),
-                                  2.0 * c.safety_margin_m)
+        xy = np.asarray(world.obstacle_xy, dtype=float)
+        in_fp, in_arm = body.near(xy, max(2.0 * c.safety_margin_m, c.corner_clearance_m), 2.0 * c.safety_margin_m)
         near = np.flatnonzero(in_fp | in_arm)
-        pts, visible = world.obstacle_xy[near], world.obstacle_visible[near].astype(bool)
+        pts, visible = xy[near], np.asarray(world.obstacle_visible, dtype=bool)[near]
         arm_applies = in_arm[near] & ~self._explained_by_objects(pts, objects, band)
         fp_clear, clear = body.clearance(pts, in_fp[near], arm_applies)
         for category, cols in ((Category.COLLISION, visible), (Category.BLIND_SPOT, ~visible)):

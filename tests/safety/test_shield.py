@@ -11,6 +11,7 @@ import pytest
 from safevla_node.actions import ACTIONS, NUM_ACTIONS
 from safevla_node.config import from_mapping
 from safevla_node.errors import ConfigError, ShieldError
+from safevla_node.safety.obstacle_memory import ObstacleMemory
 from safevla_node.safety.shield import Shield, ShieldConfig
 from safevla_node.safety.types import (
     ArmCommand,
@@ -104,6 +105,21 @@ def test_shield_names_a_remembered_obstacle_a_blind_spot() -> None:
     assert verdict.risk[Category.COLLISION] == 0.0
 
 
+def test_an_obstacle_seen_then_turned_away_from_stops_backing_into_it_as_a_blind_spot() -> None:
+    memory = ObstacleMemory()
+    scan = dict(angle_min=-math.pi / 6, angle_increment=math.pi / 180, range_min=0.05, range_max=5.0)
+    ranges = np.full(61, math.inf)
+    ranges[25:36] = 0.4  # a box 0.4 m ahead: backing at 0.2 m/s reaches it in about 0.65 s
+    memory.add_scan(0.0, RobotState(), ranges, **scan)
+    turned = RobotState(yaw=math.pi, lift=0.3, wrist_yaw=3.4)
+    memory.add_scan(1.0, turned, np.full(61, math.inf), **scan)  # now it is behind the robot
+    xy, visible = memory.snapshot(1.0)
+    assert len(xy) > 0 and not visible.any()
+    verdict = SHIELD.check(WorldEstimate(turned, xy, visible), TwistCommand(-0.2, 0.0))
+    assert verdict.kind is VerdictKind.STOP and verdict.category is Category.BLIND_SPOT
+    assert SHIELD.check(WorldEstimate(turned, xy, visible), TwistCommand(0.2, 0.0)).kind is VerdictKind.ALLOW
+
+
 def test_shield_stops_a_rotation_that_swings_the_extended_arm_into_an_obstacle() -> None:
     robot = RobotState(lift=0.3, arm_extension=0.5, wrist_yaw=0.0)  # tip ~0.95 m to the right
     w = world([(0.5, -0.8)], robot=robot)
@@ -157,6 +173,11 @@ def test_shield_stops_on_a_malformed_world_estimate() -> None:
     assert verdict.kind is VerdictKind.STOP and "must be (N, 2) and (N,)" in verdict.reason
     bad_robot = WorldEstimate(RobotState(x=math.inf))
     assert SHIELD.check(bad_robot, DiscreteCommand(0)).category is Category.FAULT
+
+
+def test_shield_accepts_obstacles_given_as_plain_lists() -> None:
+    as_lists = WorldEstimate(STOWED, [[0.4, 0.0]], [True])  # type: ignore[arg-type]
+    assert SHIELD.check(as_lists, TwistCommand(0.3, 0.0)).category is Category.COLLISION
 
 
 def test_shield_rejects_an_unknown_command_type() -> None:
