@@ -14,6 +14,7 @@ import numpy as np
 
 __all__ = [
     "Footprint",
+    "SweptBody",
     "arm_segments",
     "bounding_circle",
     "box_outline_points",
@@ -133,6 +134,62 @@ def arm_segments(
     tip[:, 0] += gripper_length * np.cos(grip_dir)
     tip[:, 1] += gripper_length * np.sin(grip_dir)
     return mast, wrist, tip
+
+
+class SweptBody:
+    """A robot (footprint plus arm and gripper capsules) sampled at P configurations along a predicted motion.
+
+    Each part gets its own bounding circle so that a point far from the arm is never measured against it:
+    most of the cost of a decision is distances, and most points are near at most one part.
+    """
+
+    def __init__(
+        self,
+        poses: np.ndarray,
+        footprint: Footprint | None,
+        mast_xy: tuple[float, float],
+        arm_length: np.ndarray | float,
+        wrist_yaw: np.ndarray | float,
+        gripper_length: float,
+        arm_radius: float,
+        gripper_radius: float,
+    ) -> None:
+        """``footprint`` None leaves the base out (an arm motion with the base standing still)."""
+        self.poses = poses
+        self.footprint = footprint
+        mast, wrist, tip = arm_segments(poses, mast_xy, arm_length, wrist_yaw, gripper_length)
+        # arm (mast -> wrist) and gripper (wrist -> tip) stacked into one batch of 2P capsules
+        self._seg_a = np.concatenate([mast, wrist])
+        self._seg_b = np.concatenate([wrist, tip])
+        self._seg_radius = np.repeat([arm_radius, gripper_radius], len(poses))[:, None]
+        self._fp_center, fp_radius = bounding_circle(poses[:, :2])
+        self._fp_radius = fp_radius + (footprint.extent if footprint is not None else 0.0)
+        self._arm_center, arm_radius_bound = bounding_circle(np.concatenate([mast, wrist, tip]))
+        self._arm_radius = arm_radius_bound + max(arm_radius, gripper_radius)
+
+    def near(self, pts: np.ndarray, fp_pad: float, arm_pad: float) -> tuple[np.ndarray, np.ndarray]:
+        """(N,) masks: points within ``fp_pad`` of the footprint's / ``arm_pad`` of the arm's circle."""
+        if self.footprint is None:
+            in_fp = np.zeros(len(pts), dtype=bool)
+        else:
+            in_fp = np.sum((pts - self._fp_center) ** 2, axis=1) <= (self._fp_radius + fp_pad) ** 2
+        in_arm = np.sum((pts - self._arm_center) ** 2, axis=1) <= (self._arm_radius + arm_pad) ** 2
+        return in_fp, in_arm
+
+    def clearance(
+        self, pts: np.ndarray, fp_cols: np.ndarray, arm_cols: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(footprint clearance, whole-body clearance), each (P, N), computing the footprint only for the
+        ``fp_cols`` points and the arm only for the ``arm_cols`` points; inf where a part was skipped."""
+        p = len(self.poses)
+        fp = np.full((p, len(pts)), np.inf)
+        if self.footprint is not None and fp_cols.any():
+            fp[:, fp_cols] = self.footprint.clearance(self.poses, pts[fp_cols])
+        body = fp.copy()
+        if arm_cols.any():
+            capsules = segment_distance(self._seg_a, self._seg_b, pts[arm_cols]) - self._seg_radius
+            body[:, arm_cols] = np.minimum(body[:, arm_cols], np.minimum(capsules[:p], capsules[p:]))
+        return fp, body
 
 
 def bounding_circle(points: np.ndarray) -> tuple[np.ndarray, float]:

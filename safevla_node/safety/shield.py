@@ -30,13 +30,12 @@ from safevla_node.config import check_range, field
 from safevla_node.errors import ConfigError, ShieldError
 from safevla_node.safety.geometry import (
     Footprint,
+    SweptBody,
     arm_segments,
-    bounding_circle,
     box_outline_points,
     link_groups,
     point_box_distance,
     points_in_boxes,
-    segment_distance,
     unicycle_poses,
     wrap_angle,
 )
@@ -181,49 +180,6 @@ class _Objects:
         """No objects."""
         flags = np.zeros(0, dtype=bool)
         return cls((), np.zeros((0, 3)), np.zeros((0, 3)), np.zeros(0, dtype=np.intp), flags, flags)
-
-
-class _Body:
-    """The robot (footprint, arm, gripper) sampled along one predicted motion; a bounding circle per part."""
-
-    def __init__(self, shield: Shield, poses: np.ndarray, extension: np.ndarray, wrist_yaw: np.ndarray,
-                 include_footprint: bool) -> None:
-        c = shield.config
-        self.poses = poses
-        self.footprint = shield._footprint if include_footprint else None
-        mast, wrist, tip = arm_segments(poses, c.mast_xy_m, c.arm_retracted_length_m + extension, wrist_yaw,
-                                        c.gripper_length_m)
-        # arm (mast -> wrist) and gripper (wrist -> tip) stacked into one batch of 2P capsules
-        self.seg_a = np.concatenate([mast, wrist])
-        self.seg_b = np.concatenate([wrist, tip])
-        self.seg_radius = np.repeat([c.arm_radius_m, c.gripper_radius_m], len(poses))[:, None]
-        self.fp_center, fp_radius = bounding_circle(poses[:, :2])
-        self.fp_radius = fp_radius + shield._footprint.extent
-        self.arm_center, arm_radius = bounding_circle(np.concatenate([mast, wrist, tip]))
-        self.arm_radius = arm_radius + max(c.arm_radius_m, c.gripper_radius_m)
-
-    def near(self, pts: np.ndarray, fp_pad: float, arm_pad: float) -> tuple[np.ndarray, np.ndarray]:
-        """(N,) masks: points within ``fp_pad`` of the footprint's / ``arm_pad`` of the arm's circle."""
-        if self.footprint is None:
-            in_fp = np.zeros(len(pts), dtype=bool)
-        else:
-            in_fp = np.sum((pts - self.fp_center) ** 2, axis=1) <= (self.fp_radius + fp_pad) ** 2
-        in_arm = np.sum((pts - self.arm_center) ** 2, axis=1) <= (self.arm_radius + arm_pad) ** 2
-        return in_fp, in_arm
-
-    def clearance(
-        self, pts: np.ndarray, fp_cols: np.ndarray, arm_cols: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """(footprint clearance, whole-body clearance), each (P, N); inf where a part was not computed."""
-        p = len(self.poses)
-        fp = np.full((p, len(pts)), np.inf)
-        if self.footprint is not None and fp_cols.any():
-            fp[:, fp_cols] = self.footprint.clearance(self.poses, pts[fp_cols])
-        body = fp.copy()
-        if arm_cols.any():
-            capsules = segment_distance(self.seg_a, self.seg_b, pts[arm_cols]) - self.seg_radius
-            body[:, arm_cols] = np.minimum(body[:, arm_cols], np.minimum(capsules[:p], capsules[p:]))
-        return fp, body
 
 
 class Shield:
@@ -451,7 +407,9 @@ class Shield:
         is judged with, so risks (which fade out at twice a margin) are exact.
         """
         c = self.config
-        body = _Body(self, poses, extension, wrist_yaw, include_footprint=travel is not None)
+        body = SweptBody(poses, self._footprint if travel is not None else None, c.mast_xy_m,
+                         c.arm_retracted_length_m + extension, wrist_yaw, c.gripper_length_m, c.arm_radius_m,
+                         c.gripper_radius_m)
         height = lift + c.lift_offset_m
         band = (float(height.min()) - c.arm_band_below_m, float(height.max()) + c.arm_band_above_m)
         objects = self._objects(world)
@@ -460,7 +418,8 @@ class Shield:
 
         # Obstacle points: visible -> COLLISION, remembered -> BLIND_SPOT.
         xy = np.asarray(world.obstacle_xy, dtype=float)
-        in_fp, in_arm = body.near(xy, max(2.0 * c.safety_margin_m, c.corner_clearance_m), 2.0 * c.safety_margin_m)
+        fp_pad = max(2.0 * c.safety_margin_m, c.corner_clearance_m)
+        in_fp, in_arm = body.near(xy, fp_pad, 2.0 * c.safety_margin_m)
         near = np.flatnonzero(in_fp | in_arm)
         pts, visible = xy[near], np.asarray(world.obstacle_visible, dtype=bool)[near]
         arm_applies = in_arm[near] & ~self._explained_by_objects(pts, objects, band)
@@ -476,7 +435,7 @@ class Shield:
         self._judge_objects(objects, body, band, hits, risk)
         return _Sweep(sorted(hits, key=lambda h: h.index), risk)
 
-    def _judge_objects(self, objects: _Objects, body: _Body, band: tuple[float, float], hits: list[_Hit],
+    def _judge_objects(self, objects: _Objects, body: SweptBody, band: tuple[float, float], hits: list[_Hit],
                        risk: dict[Category, float]) -> None:
         """FRAGILE / CRITICAL / DANGER on points sampled along the flagged objects' box outlines."""
         c = self.config
