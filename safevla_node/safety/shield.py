@@ -15,6 +15,12 @@ Discrete actions are judged on their whole nominal motion and are replaced by th
 safe action; arm commands sweep the arm and gripper from the current to the target joints. A point already
 inside a margin does not block motion that moves away from it (escape, as safety_limiter allows).
 The strictest verdict wins; the shield never raises a speed.
+
+Heights: obstacle points carry none, so the base (whose mast and head rise to ~1.3 m) is judged against
+all of them, and the arm against all but those inside a labelled box wholly above or below its height band
+(a table top under the arm). Labelled objects count for the base at any height (bumping the table knocks
+the cups), for the arm only where their box overlaps its band. A twist is judged as if held for the whole
+horizon, whatever its ``duration``: the policy may well repeat it.
 """
 
 from __future__ import annotations
