@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from safevla_node.safety.geometry import link_groups
 from safevla_node.safety.types import ObjectState, RobotState
 
 __all__ = [
@@ -149,20 +150,9 @@ def fragile_groups(
     if not keys:
         return []
     pos = np.array([objects[k].position for k in keys], dtype=float)
-    linked = ((pos[:, None, :] - pos[None, :, :]) ** 2).sum(axis=-1) < link_m**2
-    component = np.full(len(keys), -1)
     groups = []
-    for seed in range(len(keys)):
-        if component[seed] >= 0:
-            continue
-        component[seed] = seed
-        frontier = [seed]
-        while frontier:
-            fresh = np.flatnonzero(linked[frontier.pop()] & (component < 0))
-            component[fresh] = seed
-            frontier.extend(fresh.tolist())
-        linked_keys = (keys[i] for i in np.flatnonzero(component == seed))
-        members = frozenset(k for k in linked_keys if member(k, objects[k]))
+    for component in link_groups(pos, link_m):
+        members = frozenset(keys[i] for i in component if member(keys[i], objects[keys[i]]))
         if len(members) >= min_size:
             groups.append(members)
     return groups
