@@ -199,7 +199,7 @@ def decode_action_proposal(msg: Float32MultiArray) -> DiscreteCommand:
         raise MessageError(f"action proposal has {data.size} values, expected {ACTION_PROPOSAL_SIZE}")
     if not np.all(np.isfinite(data)):
         raise MessageError(f"action proposal contains NaN or Inf: {data.tolist()}")
-    index = data[0]
+    index = float(data[0])
     if index != round(index) or not 0 <= index < NUM_ACTIONS:
         raise MessageError(f"action proposal index {index!r} is not an integer in [0, {NUM_ACTIONS})")
     probabilities = data[1:]

@@ -128,18 +128,18 @@ class SafetyMonitorNode(Node):
 
     def _subscribe(self, msg_type: type[M], topic: str, source: Source, convert: Callable[[M], V],
                    accept: Callable[[float, V], object], qos: QoSProfile = qos_profile_sensor_data) -> None:
-        """Subscribe so that a message failing ``convert`` is counted, logged and answered with zeros."""
+        """Subscribe so that a message failing ``convert`` (or ``accept``) is counted, logged and answered
+        with zeros; ``convert`` may return None for a message to ignore without fault."""
 
         def callback(msg: M) -> None:
             now = self._now()
             try:
                 value = convert(msg)
-            except MessageError as exc:
+                if value is not None:
+                    accept(now, value)
+            except MessageError as exc:  # from the conversion, or the core's own checks (obstacle memory)
                 self._publish_twist(self._core.on_malformed(now, source, str(exc)))
                 self.get_logger().warning(f"dropped {topic}: {exc}", throttle_duration_sec=1.0)
-                return
-            if value is not None:
-                accept(now, value)
 
         self.create_subscription(msg_type, topic, callback, qos)
 

@@ -99,7 +99,7 @@ class SourceTimeouts:
 
     def __post_init__(self) -> None:
         for source in SENSOR_SOURCES:
-            check_range(f"source_timeout_s.{source.value}", getattr(self, source.value), 1e-3, 60.0)
+            check_range(source.value, getattr(self, source.value), 1e-3, 60.0)
 
 
 @dataclass(frozen=True)
@@ -114,7 +114,7 @@ class FrameConfig:
     def __post_init__(self) -> None:
         for name in ("odom", "base", "scan", "depth"):
             if not getattr(self, name):
-                raise ConfigError(f"frames.{name} must not be empty")
+                raise ConfigError(f"{name} must not be empty (a frame id)")
 
 
 @dataclass(frozen=True)
@@ -400,7 +400,7 @@ class SafetyMonitor:
         assert executed is not None  # a REPLACE verdict always names its replacement
         try:
             primitive = MotionPrimitive(ACTIONS[executed], self._robot(), self._joints, self.config.primitive, now,
-                                        self.config.deadman_timeout_s)
+                                        self.config.deadman_timeout_s, self._joint_limits())
         except ValueError as exc:
             self._finish_primitive(PrimitivePhase.ABORTED, f"cannot start: {exc}")
             return
@@ -464,6 +464,12 @@ class SafetyMonitor:
             gripper_aperture=j.get("gripper_aperture", defaults.gripper_aperture),
             held_object_id=held,
         )
+
+    def _joint_limits(self) -> dict[str, tuple[float, float]]:
+        """Arm joint limits, from the shield's config so primitives never target what the shield forbids."""
+        shield = self.config.shield
+        return {"joint_lift": shield.lift_range_m, "wrist_extension": shield.extension_range_m,
+                "joint_wrist_yaw": shield.wrist_yaw_range_rad}
 
     def _world(self, now: float) -> WorldEstimate:
         xy, visible = self._memory.snapshot(now)

@@ -17,7 +17,6 @@ from enum import Enum
 
 from safevla_node.actions import Action, ActionKind
 from safevla_node.config import check_range, field
-from safevla_node.errors import ConfigError
 from safevla_node.safety.types import RobotState, TwistCommand
 
 __all__ = [
@@ -81,9 +80,6 @@ class PrimitiveConfig:
     gripper_closed: float = field(0.0, "gripper_aperture target of pickup (m)")
     gripper_open: float = field(0.1, "gripper_aperture target of dropoff (m)")
     timeout: float = field(10.0, "a primitive that has not finished after this long is aborted (s)")
-    lift_range: tuple[float, float] = field((0.0, 1.1), "joint_lift limits that arm targets are clamped to (m)")
-    extension_range: tuple[float, float] = field((0.0, 0.52), "wrist_extension limits (m)")
-    wrist_yaw_range: tuple[float, float] = field((-1.75, 4.0), "joint_wrist_yaw limits (rad)")
 
     def __post_init__(self) -> None:
         for name in ("linear_gain", "angular_gain", "max_linear_speed", "max_angular_speed", "position_tolerance",
@@ -92,17 +88,6 @@ class PrimitiveConfig:
         check_range("min_linear_speed", self.min_linear_speed, 0.0, self.max_linear_speed)
         check_range("min_angular_speed", self.min_angular_speed, 0.0, self.max_angular_speed)
         check_range("gripper_settle_time", self.gripper_settle_time, 0.0)
-        for name in ("lift_range", "extension_range", "wrist_yaw_range"):
-            low, high = getattr(self, name)
-            if not low < high:
-                raise ConfigError(f"{name}={[low, high]!r} must be [low, high] with low < high")
-
-    def joint_range(self, joint: str) -> tuple[float, float]:
-        """Limits of an arm joint (the gripper is bounded by its closed/open targets)."""
-        ranges = {"joint_lift": self.lift_range, "wrist_extension": self.extension_range,
-                  "joint_wrist_yaw": self.wrist_yaw_range}
-        return ranges.get(joint, (min(self.gripper_closed, self.gripper_open),
-                                  max(self.gripper_closed, self.gripper_open)))
 
 
 class PrimitivePhase(str, Enum):
@@ -138,6 +123,9 @@ def _saturate(value: float, gain: float, low: float, high: float) -> float:
 class MotionPrimitive:
     """One discrete action executed closed-loop from the state at ``start_time``.
 
+    ``joint_limits`` (low, high) by joint name clamps arm targets (the shield's limits, so both agree);
+    a joint without limits is not clamped.
+
     Raises (from the constructor):
         ValueError: an arm or gripper action whose joint is missing from ``joints`` (the target cannot be
             made relative to an unknown position).
@@ -151,16 +139,18 @@ class MotionPrimitive:
         config: PrimitiveConfig,
         start_time: float,
         command_duration: float,
+        joint_limits: Mapping[str, tuple[float, float]] | None = None,
     ) -> None:
         self.action = action
         self.start_time = start_time
         self._config = config
         self._start = robot
         self._command_duration = command_duration
-        self.targets = self._joint_targets(action, joints, config)
+        self.targets = self._joint_targets(action, joints, config, joint_limits or {})
 
     @staticmethod
-    def _joint_targets(action: Action, joints: Mapping[str, float], config: PrimitiveConfig) -> dict[str, float]:
+    def _joint_targets(action: Action, joints: Mapping[str, float], config: PrimitiveConfig,
+                       limits: Mapping[str, tuple[float, float]]) -> dict[str, float]:
         if action.kind is ActionKind.GRIPPER:
             return {GRIPPER_JOINT: config.gripper_closed if action.code == "p" else config.gripper_open}
         if action.kind is not ActionKind.ARM:
@@ -173,7 +163,7 @@ class MotionPrimitive:
             if joint not in joints:
                 raise ValueError(f"action {action.name!r} moves {joint!r}, which joint_states does not report "
                                  f"(reported: {sorted(joints)})")
-            low, high = config.joint_range(joint)
+            low, high = limits.get(joint, (-math.inf, math.inf))
             targets[joint] = min(high, max(low, joints[joint] + delta))
         return targets
 

@@ -240,7 +240,7 @@ def test_malformed_trajectories_are_rejected():
         conv.trajectory_from_msg(msg)
 
 
-depth_maps = st.lists(st.floats(0.1, 10.0, width=32), min_size=12, max_size=12).map(
+depth_maps = st.lists(st.floats(0.125, 10.0, width=32), min_size=12, max_size=12).map(
     lambda v: np.asarray(v, np.float32).reshape(3, 4))
 
 

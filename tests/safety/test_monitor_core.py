@@ -12,8 +12,9 @@ import math
 import numpy as np
 import pytest
 
+from safevla_node.config import from_mapping
 from safevla_node.errors import ConfigError
-from safevla_node.safety.monitor import MonitorConfig, OdometryData, SafetyMonitor, Source, SourceTimeouts
+from safevla_node.safety.monitor import MonitorConfig, OdometryData, SafetyMonitor, Source
 from safevla_node.safety.primitives import ArmTrajectory, PrimitivePhase, TrajectoryPoint, wrap_angle
 from safevla_node.safety.types import Category, DiscreteCommand, TwistCommand, VerdictKind
 from sim_bridge.interface import LaserScanData
@@ -276,12 +277,14 @@ def test_a_clock_jumping_back_forgets_every_input():
 
 
 @pytest.mark.parametrize(("overrides", "match"), [
-    ({"required_sources": ("scan", "lidar")}, r"required_sources contains 'lidar'; valid sources"),
+    ({"required_sources": ["scan", "lidar"]}, r"required_sources contains 'lidar'; valid sources"),
     ({"deadman_timeout_s": 0.01}, r"deadman_timeout_s=0.01 is out of range \[0.05"),
     ({"control_rate_hz": 0.0}, r"control_rate_hz=0.0 is out of range"),
-    ({"source_timeout_s": SourceTimeouts(scan=-1.0)}, r"source_timeout_s.scan=-1.0 is out of range"),
-    ({"scan_pose_in_base": (0.0, math.inf, 0.0)}, r"scan_pose_in_base=.* must be finite"),
+    ({"source_timeout_s": {"scan": -1.0}}, r"source_timeout_s: scan=-1.0 is out of range"),
+    ({"scan_pose_in_base": [0.0, math.inf, 0.0]}, r"scan_pose_in_base=.* must be finite"),
+    ({"frames": {"scan": ""}}, r"frames: scan must not be empty"),
+    ({"shield": {"horizon_s": -1.0}}, r"shield: .*horizon_s"),
 ])
 def test_monitor_config_rejects_bad_values(overrides, match):
     with pytest.raises(ConfigError, match=match):
-        dataclasses.replace(MonitorConfig(), **overrides)
+        from_mapping(MonitorConfig, overrides)
