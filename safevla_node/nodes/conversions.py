@@ -39,7 +39,7 @@ from visualization_msgs.msg import Marker, MarkerArray
 
 from safevla_node.actions import NUM_ACTIONS
 from safevla_node.errors import MessageError
-from safevla_node.safety.monitor import DepthFrame, MonitorReport, OdometryData, PrimitiveStatus, TickStats
+from safevla_node.safety.monitor_types import DepthFrame, MonitorReport, OdometryData, PrimitiveStatus, TickStats
 from safevla_node.safety.primitives import ArmTrajectory, PrimitivePhase, TrajectoryPoint
 from safevla_node.safety.types import Category, DiscreteCommand, ObjectState, TwistCommand, Verdict, VerdictKind
 from sim_bridge.interface import LaserScanData

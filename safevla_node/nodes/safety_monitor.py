@@ -59,7 +59,8 @@ from visualization_msgs.msg import MarkerArray
 from safevla_node.errors import ConfigError, MessageError
 from safevla_node.nodes import conversions as conv
 from safevla_node.nodes.params import declare_config, read_config, watch_config
-from safevla_node.safety.monitor import DepthFrame, MonitorConfig, SafetyMonitor, Source, TickStats
+from safevla_node.safety.monitor import MonitorConfig, SafetyMonitor
+from safevla_node.safety.monitor_types import DepthFrame, Source, TickStats
 from safevla_node.safety.types import TwistCommand
 
 __all__ = ["SafetyMonitorNode", "main"]

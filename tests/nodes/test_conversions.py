@@ -17,7 +17,7 @@ from visualization_msgs.msg import Marker
 from safevla_node.actions import NUM_ACTIONS
 from safevla_node.errors import MessageError
 from safevla_node.nodes import conversions as conv
-from safevla_node.safety.monitor import OdometryData, PrimitiveStatus
+from safevla_node.safety.monitor_types import OdometryData, PrimitiveStatus
 from safevla_node.safety.primitives import ArmTrajectory, PrimitivePhase, TrajectoryPoint, wrap_angle
 from safevla_node.safety.types import Category, DiscreteCommand, ObjectState, TwistCommand, Verdict, VerdictKind
 from sim_bridge.interface import LaserScanData

@@ -26,7 +26,7 @@ from std_srvs.srv import Trigger
 
 from safevla_node.dds import DomainLease
 from safevla_node.nodes import conversions as conv
-from safevla_node.safety.monitor import OdometryData
+from safevla_node.safety.monitor_types import OdometryData
 from safevla_node.safety.primitives import PrimitivePhase
 from safevla_node.safety.types import DiscreteCommand, VerdictKind
 from sim_bridge.interface import LaserScanData
@@ -170,7 +170,9 @@ def test_missing_scan_stops(rig):
 
 def test_clear_path_passes_the_twist(rig):
     rig.passes(0.1)
-    assert rig.verdict().kind is VerdictKind.ALLOW
+    rig.client.spin_until(lambda: rig.verdict().kind is VerdictKind.ALLOW, 1.0, "an ALLOW safety state")
+    rig.client.spin_for(0.3)
+    assert rig.last() == pytest.approx((0.1, 0.0))
 
 
 def test_stale_scan_stops_within_one_control_period(rig):
@@ -272,7 +274,7 @@ def test_shutdown_publishes_a_final_zero_twist(rig, monitor_process):
 
 
 def test_obstacle_in_the_scan_ahead_stops(ros_domain):
-    with running_node(MODULE, ros_domain, params=PARAMS), ros_client(ros_domain) as client:
+    with running_node(MODULE, ros_domain, params=PARAMS), ros_client(ros_domain, "obstacle_client") as client:
         rig = Rig(client)
         client.spin_until(lambda: len(rig.received) > 2, 20.0, "the monitor publishing cmd_vel")
         rig.passes(0.1)

@@ -14,7 +14,8 @@ import pytest
 
 from safevla_node.config import from_mapping
 from safevla_node.errors import ConfigError
-from safevla_node.safety.monitor import MonitorConfig, OdometryData, SafetyMonitor, Source
+from safevla_node.safety.monitor import MonitorConfig, SafetyMonitor
+from safevla_node.safety.monitor_types import OdometryData, Source
 from safevla_node.safety.primitives import ArmTrajectory, PrimitivePhase, TrajectoryPoint, wrap_angle
 from safevla_node.safety.types import Category, DiscreteCommand, TwistCommand, VerdictKind
 from sim_bridge.interface import LaserScanData
