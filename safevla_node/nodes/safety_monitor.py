@@ -35,6 +35,7 @@ Services
 
 from __future__ import annotations
 
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -45,7 +46,7 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from geometry_msgs.msg import Twist
 from nav_msgs.msg import Odometry
 from rclpy.duration import Duration
-from rclpy.executors import ExternalShutdownException
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.logging import get_logger
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
@@ -196,15 +197,28 @@ class SafetyMonitorNode(Node):
         self._cmd_pub.wait_for_all_acked(Duration(seconds=0.5))
 
 
+#: Longest wait for work before the executor returns to Python, so Ctrl-C is handled even when nothing
+#: wakes it (under use_sim_time without /clock the control timer never fires).
+_SIGNAL_POLL_S = 0.1
+
+
+def _interrupt(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main(args: list[str] | None = None) -> int:
-    """Run the node until Ctrl-C; exit status 1 on an invalid parameter."""
-    # Without rclpy's SIGINT handler, Ctrl-C raises KeyboardInterrupt while the context is still valid,
-    # so the final zero twist can still be published.
+    """Run the node until Ctrl-C or SIGTERM; exit status 1 on an invalid parameter."""
+    # Without rclpy's signal handlers, Ctrl-C raises KeyboardInterrupt while the context is still valid,
+    # so the final zero twist can still be published; SIGTERM (launchers) is handled the same way.
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    signal.signal(signal.SIGTERM, _interrupt)
     node: SafetyMonitorNode | None = None
     try:
         node = SafetyMonitorNode()
-        rclpy.spin(node)
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+        while rclpy.ok():
+            executor.spin_once(timeout_sec=_SIGNAL_POLL_S)
     except ConfigError as exc:
         get_logger(NODE_NAME).fatal(f"invalid parameter: {exc}")
         return 1

@@ -171,6 +171,7 @@ class SafetyMonitor:
         self._statuses: list[PrimitiveStatus] = []
         self._proposals = 0
         self._pending_arm: ArmTrajectory | None = None
+        self._proposal_verdict: Verdict | None = None  # the shield's word on the latest proposal, for one tick
         self._arm_joints: tuple[str, ...] = ()
         self._arm_busy_until = -math.inf
         self._verdict = Verdict.allow()
@@ -255,6 +256,7 @@ class SafetyMonitor:
             self._finish_primitive(PrimitivePhase.ABORTED, f"refused: {gate.reason}")
             return
         verdict = self._shield.check(self._world(now), command)
+        self._proposal_verdict = verdict
         if verdict.kind is VerdictKind.STOP:
             self._finish_primitive(PrimitivePhase.ABORTED, f"refused by the shield: {verdict.reason}")
             return
@@ -434,7 +436,8 @@ class SafetyMonitor:
         gate = self._gate(now)
         arm_moving = (self._primitive is not None and bool(self._primitive.targets)) or now < self._arm_busy_until
         twist, command_verdict = self._command(now, gate)
-        verdicts = [v for v in (gate, command_verdict) if v is not None]
+        verdicts = [v for v in (gate, command_verdict, self._proposal_verdict) if v is not None]
+        self._proposal_verdict = None
         stopping = any(v.kind is VerdictKind.STOP for v in verdicts)
         arm, arm_verdict = self._arm_output(now, stopping, arm_moving)
         if arm_verdict is not None:

@@ -234,6 +234,19 @@ def test_estop_latches_until_reset(rig):
     rig.passes(0.1)
 
 
+def test_obstacle_in_the_scan_ahead_stops_and_clearing_it_resumes(rig):
+    rig.passes(0.1)
+    rig.obstacle_ahead_m = 0.3
+    rig.client.spin_until(lambda: rig.last() == (0.0, 0.0), 2.0, "a zero twist")
+    rig.client.spin_until(lambda: rig.verdict().kind is VerdictKind.STOP, 1.0, "a STOP safety state")
+    verdict = rig.verdict()
+    assert verdict.category.value == "collision", verdict
+    rig.client.spin_for(0.3)
+    assert rig.last() == (0.0, 0.0)
+    rig.obstacle_ahead_m = None  # scan rays through the obstacle's cells clear them from the memory
+    rig.passes(0.1)
+
+
 def test_action_proposal_runs_a_closed_loop_primitive(rig):
     rig.stream_twist = None
     rig.client.spin_for(0.6)  # deadman: the base is at rest
@@ -273,19 +286,6 @@ def test_shutdown_publishes_a_final_zero_twist(rig, monitor_process):
     assert proc.proc.returncode == 0, proc.output()
 
 
-def test_obstacle_in_the_scan_ahead_stops(ros_domain):
-    with running_node(MODULE, ros_domain, params=PARAMS), ros_client(ros_domain, "obstacle_client") as client:
-        rig = Rig(client)
-        client.spin_until(lambda: len(rig.received) > 2, 20.0, "the monitor publishing cmd_vel")
-        rig.passes(0.1)
-        rig.obstacle_ahead_m = 0.3
-        client.spin_until(lambda: rig.last() == (0.0, 0.0), 2.0, "a zero twist")
-        client.spin_for(0.3)
-        assert rig.last() == (0.0, 0.0)
-        verdict = rig.verdict()
-        assert verdict.kind is VerdictKind.STOP and verdict.category.value != "fault", verdict
-
-
 def test_invalid_parameter_at_start_up_exits_non_zero_naming_it(ros_domain):
     proc = NodeProcess(MODULE, ros_domain, params={"control_rate_hz": 0.0})
     try:
@@ -293,3 +293,33 @@ def test_invalid_parameter_at_start_up_exits_non_zero_naming_it(ros_domain):
         assert "control_rate_hz=0.0 is out of range" in proc.output()
     finally:
         proc.stop()
+
+
+def test_timeouts_count_sim_time_under_use_sim_time(ros_domain):
+    """Sensors keep arriving at 20 Hz of wall time; once sim time runs 12x faster they are 0.6 s of sim
+    time apart, beyond the 0.5 s timeout, so the monitor must stop: its clock is /clock, not the wall."""
+    from rosgraph_msgs.msg import Clock
+
+    params = dict(PARAMS, use_sim_time=True)
+    with running_node(MODULE, ros_domain, params=params), ros_client(ros_domain, "sim_client") as client:
+        clock_pub = client.node.create_publisher(Clock, "/clock", 10)
+        sim = {"base_sim": 1000.0, "base_wall": time.monotonic(), "rate": 1.0}
+
+        def set_rate(rate: float) -> None:
+            now = time.monotonic()
+            sim["base_sim"] += (now - sim["base_wall"]) * sim["rate"]
+            sim["base_wall"], sim["rate"] = now, rate
+
+        def tick_clock() -> None:
+            t = sim["base_sim"] + (time.monotonic() - sim["base_wall"]) * sim["rate"]
+            clock_pub.publish(Clock(clock=conv.seconds_to_time(t)))
+
+        client.node.create_timer(0.005, tick_clock)
+        rig = Rig(client)
+        client.spin_until(lambda: len(rig.received) > 2, 20.0, "the monitor publishing cmd_vel")
+        rig.passes(0.1)
+        set_rate(12.0)
+        client.spin_until(lambda: rig.verdict().reason.endswith("stale (> 0.5 s)"), 5.0, "a stale source in sim time")
+        assert rig.last() == (0.0, 0.0)
+        set_rate(1.0)
+        rig.passes(0.1)

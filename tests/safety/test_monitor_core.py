@@ -218,10 +218,25 @@ def test_proposal_into_an_obstacle_is_refused_or_replaced_before_it_starts():
     monitor = make()
     feed(monitor, 0.0, obstacle_ahead_m=0.3)
     monitor.on_action_proposal(0.0, DiscreteCommand(0))
-    status = monitor.tick(0.0).statuses[-1]
+    out = monitor.tick(0.0)
+    status = out.statuses[-1]
     refused = status.phase is PrimitivePhase.ABORTED and "refused by the shield" in status.reason
     replaced = status.executed != 0
     assert refused or replaced, status
+    assert out.verdict.kind in (VerdictKind.STOP, VerdictKind.REPLACE)  # the safety state shows why
+    assert out.verdict.category is Category.COLLISION
+
+
+def test_proposal_with_a_distribution_is_replaced_by_the_most_probable_safe_action():
+    monitor = make()
+    feed(monitor, 0.0, obstacle_ahead_m=0.3)
+    probabilities = [0.0] * 20
+    probabilities[0], probabilities[2] = 0.7, 0.3  # move ahead (blocked), else rotate left
+    monitor.on_action_proposal(0.0, DiscreteCommand(0, tuple(probabilities)))
+    out = monitor.tick(0.0)
+    assert out.verdict.kind is VerdictKind.REPLACE and out.verdict.replacement == 2
+    assert (out.statuses[-1].phase, out.statuses[-1].action, out.statuses[-1].executed) == (
+        PrimitivePhase.RUNNING, 0, 2)
 
 
 def test_twist_preempts_a_running_primitive():
