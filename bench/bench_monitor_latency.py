@@ -130,7 +130,8 @@ def measure(samples: int) -> dict[str, np.ndarray]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="100 samples instead of 1000")
     parser.add_argument("--samples", type=int, default=None)
     args = parser.parse_args()
@@ -139,8 +140,8 @@ def main() -> None:
     print(f"cmd_vel_in -> cmd_vel round trip over DDS (loopback), {samples} interleaved samples per path")
     print(f"{'path':<10}{'n':>6}{'p50 ms':>10}{'p99 ms':>10}{'mean ms':>10}")
     for path, values in ms.items():
-        print(f"{path:<10}{len(values):>6}{np.percentile(values, 50):>10.3f}{np.percentile(values, 99):>10.3f}"
-              f"{values.mean():>10.3f}")
+        p50, p99 = np.percentile(values, 50), np.percentile(values, 99)
+        print(f"{path:<10}{len(values):>6}{p50:>10.3f}{p99:>10.3f}{values.mean():>10.3f}")
     relay50, mon50 = np.percentile(ms["relay"], 50), np.percentile(ms["monitor"], 50)
     relay99, mon99 = np.percentile(ms["relay"], 99), np.percentile(ms["monitor"], 99)
     print(f"added by the monitor: p50 {mon50 - relay50:+.3f} ms (x{mon50 / relay50:.2f}), "

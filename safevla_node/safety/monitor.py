@@ -103,8 +103,8 @@ class FrameConfig:
 class MonitorConfig:
     """Everything the monitor node is configured with (ROS parameters; nested fields are dotted names)."""
 
-    control_rate_hz: float = field(20.0, "control timer rate (Hz): the worst-case time to a stopped output is "
-                                   "one period")
+    control_rate_hz: float = field(
+        20.0, "control timer rate (Hz): the worst-case time to a stopped output is one period")
     deadman_timeout_s: float = field(0.5, "a twist older than this is replaced by explicit zeros (s)")
     fault_hold_s: float = field(1.0, "how long STOP is held after a malformed input (s)")
     required_sources: tuple[str, ...] = field(
@@ -115,7 +115,8 @@ class MonitorConfig:
     scan_pose_in_base: tuple[float, float, float] = field((0.0, 0.0, 0.0),
                                                           "laser (x m, y m, yaw rad) in base_link")
     depth_camera_pose_in_base: tuple[float, float, float, float, float, float] = field(
-        (0.0, 0.0, 1.3, 0.0, 0.0, 0.0), "depth camera (x, y, z m, roll, pitch, yaw rad) in base_link, REP-103 "
+        (0.0, 0.0, 1.3, 0.0, 0.0, 0.0),
+        "depth camera (x, y, z m, roll, pitch, yaw rad) in base_link, REP-103 "
         "body axes (optical axis along +x)")
     source_timeout_s: SourceTimeouts = field(SourceTimeouts(), "per-sensor freshness timeouts")
     frames: FrameConfig = field(FrameConfig(), "expected frame ids")
@@ -171,7 +172,7 @@ class SafetyMonitor:
         self._statuses: list[PrimitiveStatus] = []
         self._proposals = 0
         self._pending_arm: ArmTrajectory | None = None
-        self._proposal_verdict: Verdict | None = None  # the shield's word on the latest proposal, for one tick
+        self._proposal_verdict: Verdict | None = None  # the shield's word on the last proposal, one tick
         self._arm_joints: tuple[str, ...] = ()
         self._arm_busy_until = -math.inf
         self._verdict = Verdict.allow()
@@ -263,8 +264,8 @@ class SafetyMonitor:
         executed = verdict.replacement if verdict.kind is VerdictKind.REPLACE else command.action_index
         assert executed is not None  # a REPLACE verdict always names its replacement
         try:
-            primitive = MotionPrimitive(ACTIONS[executed], self._robot(), self._joints, self.config.primitive, now,
-                                        self.config.deadman_timeout_s, self._joint_limits())
+            primitive = MotionPrimitive(ACTIONS[executed], self._robot(), self._joints, self.config.primitive,
+                                        now, self.config.deadman_timeout_s, self._joint_limits())
         except ValueError as exc:
             self._finish_primitive(PrimitivePhase.ABORTED, f"cannot start: {exc}")
             return
@@ -405,7 +406,9 @@ class SafetyMonitor:
             return self._zero(), None
         return self._shield.safe_twist(self._world(now), self._twist)
 
-    def _arm_output(self, now: float, stopping: bool, arm_moving: bool) -> tuple[ArmTrajectory | None, Verdict | None]:
+    def _arm_output(
+        self, now: float, stopping: bool, arm_moving: bool
+    ) -> tuple[ArmTrajectory | None, Verdict | None]:
         """The trajectory to publish this tick: a pending one if allowed, or a hold when stopping a motion."""
         pending, self._pending_arm = self._pending_arm, None
         if stopping:
@@ -434,7 +437,8 @@ class SafetyMonitor:
             self._forget(f"clock jumped back from {self._last_tick:.3f} to {now:.3f} s")
         self._last_tick = now
         gate = self._gate(now)
-        arm_moving = (self._primitive is not None and bool(self._primitive.targets)) or now < self._arm_busy_until
+        arm_primitive = self._primitive is not None and bool(self._primitive.targets)
+        arm_moving = arm_primitive or now < self._arm_busy_until
         twist, command_verdict = self._command(now, gate)
         verdicts = [v for v in (gate, command_verdict, self._proposal_verdict) if v is not None]
         self._proposal_verdict = None

@@ -39,7 +39,8 @@ class Source(str, Enum):
     ARM_TRAJECTORY = "arm_trajectory_in"
 
 
-SENSOR_SOURCES: tuple[Source, ...] = (Source.SCAN, Source.DEPTH, Source.ODOM, Source.JOINT_STATES, Source.OBJECTS)
+SENSOR_SOURCES: tuple[Source, ...] = (
+    Source.SCAN, Source.DEPTH, Source.ODOM, Source.JOINT_STATES, Source.OBJECTS)
 
 
 # --- Inputs the node converts messages into ------------------------------------------------------------

@@ -67,8 +67,10 @@ class Rig:
         self.odom_pub = node.create_publisher(Odometry, "odom", 10)
         self.joints_pub = node.create_publisher(JointState, "joint_states", 10)
         node.create_subscription(Twist, "cmd_vel", self._on_cmd, 50)
-        node.create_subscription(DiagnosticArray, "/diagnostics", lambda m: setattr(self, "diagnostics", m), 10)
-        node.create_subscription(DiagnosticStatus, "safevla/safety_state", lambda m: setattr(self, "state", m), 10)
+        node.create_subscription(DiagnosticArray, "/diagnostics",
+                                 lambda m: setattr(self, "diagnostics", m), 10)
+        node.create_subscription(DiagnosticStatus, "safevla/safety_state",
+                                 lambda m: setattr(self, "state", m), 10)
         node.create_subscription(String, "safevla/primitive_status", self.statuses.append, 10)
         self.estop = node.create_client(Trigger, "/safety_monitor/estop")
         self.reset = node.create_client(Trigger, "/safety_monitor/reset_estop")
@@ -83,7 +85,8 @@ class Rig:
         """20 Hz: integrate the last command into odometry (a unicycle), publish sensors and the upstream."""
         v, w = self.commanded
         o = self.odom
-        self.odom = OdometryData(o.x + v * math.cos(o.yaw) * SENSOR_PERIOD, o.y + v * math.sin(o.yaw) * SENSOR_PERIOD,
+        self.odom = OdometryData(o.x + v * math.cos(o.yaw) * SENSOR_PERIOD,
+                                 o.y + v * math.sin(o.yaw) * SENSOR_PERIOD,
                                  o.yaw + w * SENSOR_PERIOD, v, w)
         stamp = self.client.node.get_clock().now().to_msg()
         self.odom_pub.publish(conv.odom_to_msg(self.odom, stamp))
@@ -180,7 +183,8 @@ def test_stale_scan_stops_within_one_control_period(rig):
     rig.client.spin_for(0.2)
     rig.publish_scan = False
     stale_at = rig.last_scan_sent + SCAN_TIMEOUT
-    rig.client.spin_until(lambda: rig.received[-1][0] > stale_at and rig.last()[0] == 0.0, 3.0, "a zero twist")
+    rig.client.spin_until(lambda: rig.received[-1][0] > stale_at and rig.last()[0] == 0.0, 3.0,
+                          "a zero twist")
     first_zero = next(t for t, v, _ in rig.received if v == 0.0 and t > rig.last_scan_sent)
     delay = first_zero - stale_at
     print(f"\nstale scan -> first zero twist: {delay * 1000:.1f} ms after the timeout "
@@ -253,7 +257,8 @@ def test_action_proposal_runs_a_closed_loop_primitive(rig):
     start = rig.odom
     rig.proposal.publish(conv.encode_action_proposal(DiscreteCommand(0)))
     rig.client.spin_until(
-        lambda: rig.statuses and conv.primitive_status_from_msg(rig.statuses[-1]).phase is not PrimitivePhase.RUNNING,
+        lambda: bool(rig.statuses)
+        and conv.primitive_status_from_msg(rig.statuses[-1]).phase is not PrimitivePhase.RUNNING,
         10.0, "the primitive to finish")
     status = conv.primitive_status_from_msg(rig.statuses[-1])
     assert status.phase is PrimitivePhase.DONE, status
@@ -319,7 +324,8 @@ def test_timeouts_count_sim_time_under_use_sim_time(ros_domain):
         client.spin_until(lambda: len(rig.received) > 2, 20.0, "the monitor publishing cmd_vel")
         rig.passes(0.1)
         set_rate(12.0)
-        client.spin_until(lambda: rig.verdict().reason.endswith("stale (> 0.5 s)"), 5.0, "a stale source in sim time")
+        client.spin_until(lambda: rig.verdict().reason.endswith("stale (> 0.5 s)"), 5.0,
+                          "a stale source in sim time")
         assert rig.last() == (0.0, 0.0)
         set_rate(1.0)
         rig.passes(0.1)

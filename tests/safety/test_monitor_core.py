@@ -179,7 +179,8 @@ def run_proposal(monitor: SafetyMonitor, command: DiscreteCommand, max_time: flo
             break
         t += PERIOD
         v, w = out.twist.linear_x, out.twist.angular_z
-        odom = OdometryData(odom.x + v * math.cos(odom.yaw) * PERIOD, odom.y + v * math.sin(odom.yaw) * PERIOD,
+        odom = OdometryData(odom.x + v * math.cos(odom.yaw) * PERIOD,
+                            odom.y + v * math.sin(odom.yaw) * PERIOD,
                             wrap_angle(odom.yaw + w * PERIOD), v, w)
         feed(monitor, t, odom, obstacle_ahead_m=obstacle_at if t > 0.3 else None)
     return statuses, odom
@@ -187,7 +188,8 @@ def run_proposal(monitor: SafetyMonitor, command: DiscreteCommand, max_time: flo
 
 def test_move_ahead_proposal_runs_its_primitive_to_done():
     statuses, odom = run_proposal(make(), DiscreteCommand(0))
-    assert [s.phase for s in statuses] == [PrimitivePhase.RUNNING, PrimitivePhase.RUNNING, PrimitivePhase.DONE]
+    running, done = PrimitivePhase.RUNNING, PrimitivePhase.DONE
+    assert [s.phase for s in statuses] == [running, running, done]
     assert statuses[-1].proposal_id == 1 and statuses[-1].executed == 0
     assert odom.x == pytest.approx(0.2, abs=0.011)
 
