@@ -4,6 +4,16 @@
 the predictive shield, the obstacle memory and the fail-safe monitor core build on them.
 """
 
+from safevla_node.safety.hazard_types import (
+    DANGER_TOKENS,
+    GROUP_EXCLUDED_TYPES,
+    ORIGINAL_DANGER_SUBSTRINGS,
+    STATIC_TYPES,
+    is_dangerous_type,
+    name_matches_original_danger_list,
+    type_tokens,
+)
+from safevla_node.safety.step_cost import CostMode, StepCostConfig, StepCostError, StepCostEvaluator
 from safevla_node.safety.types import (
     COST_CATEGORIES,
     ArmCommand,
@@ -24,18 +34,29 @@ from safevla_node.safety.types import (
 
 __all__ = [
     "COST_CATEGORIES",
+    "DANGER_TOKENS",
+    "GROUP_EXCLUDED_TYPES",
+    "ORIGINAL_DANGER_SUBSTRINGS",
+    "STATIC_TYPES",
     "ArmCommand",
     "Category",
     "CollisionEvent",
     "Command",
+    "CostMode",
     "DiscreteCommand",
     "ObjectState",
     "RobotState",
     "StepCost",
+    "StepCostConfig",
+    "StepCostError",
+    "StepCostEvaluator",
     "TwistCommand",
     "Verdict",
     "VerdictKind",
     "WorldEstimate",
     "WorldSnapshot",
+    "is_dangerous_type",
+    "name_matches_original_danger_list",
     "strictest",
+    "type_tokens",
 ]
