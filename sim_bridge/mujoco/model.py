@@ -31,7 +31,8 @@ class RobotIds:
     base_qpos: int  # x, y, yaw are consecutive
     base_qvel: int
     base_act: tuple[int, int, int]
-    joint_qpos: dict[str, int]  # interface joint name -> qpos address (aperture: left finger)
+    joint_qpos: dict[str, tuple[int, ...]]  # interface joint name -> qpos addresses (aperture: both fingers)
+    joint_dof: dict[str, int]  # interface joint name -> dof address of its (first) joint
     joint_act: dict[str, tuple[int, ...]]
     grasp_site: int
     lidar_site: int
@@ -56,7 +57,11 @@ class RobotIds:
             base_qvel=int(model.jnt_dofadr[base_joint]),
             base_act=tuple(_id(model, A, n) for n in (C.BASE_X_ACT, C.BASE_Y_ACT, C.BASE_YAW_ACT)),
             joint_qpos={
-                name: int(model.jnt_qposadr[_id(model, J, joints[0])]) for name, joints in C.JOINT_ACTUATORS.items()
+                name: tuple(int(model.jnt_qposadr[_id(model, J, j)]) for j in joints)
+                for name, joints in C.JOINT_ACTUATORS.items()
+            },
+            joint_dof={
+                name: int(model.jnt_dofadr[_id(model, J, joints[0])]) for name, joints in C.JOINT_ACTUATORS.items()
             },
             joint_act={
                 name: tuple(_id(model, A, j) for j in joints) for name, joints in C.JOINT_ACTUATORS.items()
@@ -80,6 +85,7 @@ class SimModel:
         item_body: (n_items,) body id of each scene item.
         item_geom: (n_items,) geom id of each scene item.
         item_qpos: (n_items,) free-joint qpos address of each item.
+        item_dof: (n_items,) free-joint dof address of each item.
         geom_owner: scene id (item or static box) owning each geom, or None (floor, robot).
     """
 
@@ -94,6 +100,7 @@ class SimModel:
         self.item_body = np.array([_id(m, B, item_name(i)) for i in range(n)], dtype=int)
         self.item_geom = np.array([_id(m, G, item_name(i)) for i in range(n)], dtype=int)
         self.item_qpos = np.array([m.jnt_qposadr[_id(m, J, item_name(i))] for i in range(n)], dtype=int)
+        self.item_dof = np.array([m.jnt_dofadr[_id(m, J, item_name(i))] for i in range(n)], dtype=int)
         owner: list[str | None] = [None] * m.ngeom
         for i, box in enumerate(scene.statics):
             owner[_id(m, G, static_name(i))] = box.box_id
