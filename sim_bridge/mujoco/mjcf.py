@@ -1,6 +1,8 @@
 """Compile a backend-neutral ``Scene`` plus our robot into one MJCF model string.
 
 Statics become geoms of the world body (they never collide with each other), items become free bodies.
+Resting items sleep (MuJoCo island sleeping): a settled home costs almost nothing to step, and an item wakes
+when touched or when its pose is written (the grasp attachment does that).
 Geom/body names are positional ("static_3", "item_7"); ``SceneIndex`` maps them back to scene ids.
 """
 
@@ -82,7 +84,9 @@ def scene_xml(scene: Scene, look: Appearance) -> str:
     nl = "\n    "
     return f"""<mujoco model="safevla_home_{scene.seed}">
   <compiler angle="radian" autolimits="true"/>
-  <option timestep="{PHYSICS_TIMESTEP}" integrator="implicitfast" cone="pyramidal"/>
+  <option timestep="{PHYSICS_TIMESTEP}" integrator="implicitfast" cone="pyramidal">
+    <flag sleep="enable"/>
+  </option>
   <visual>
     <global offwidth="800" offheight="600"/>
     <quality shadowsize="0"/>

@@ -35,7 +35,7 @@ def robot_body_xml() -> str:
     finger_hi = C.JOINT_LIMITS["gripper_aperture"][1] / 2
     tilt = math.radians(50.0)
     return f"""
-    <body name="{C.BASE_BODY}" pos="0 0 0">
+    <body name="{C.BASE_BODY}" pos="0 0 0" sleep="never">
       <joint name="{C.BASE_X_JOINT}" type="slide" axis="1 0 0"/>
       <joint name="{C.BASE_Y_JOINT}" type="slide" axis="0 1 0"/>
       <joint name="{C.BASE_YAW_JOINT}" type="hinge" axis="0 0 1"/>

@@ -58,7 +58,7 @@ def ledge() -> Scene:
     table = b.furniture("SideTable", 2.0, 1.0)
     mug = b.item("Mug", 2.0, 0.75 + 0.04 + 0.02 - 0.04, on=table, unstable=True)
     b.hazard(HazardKind.CRITICAL, (2.0, 0.77), (mug.item_id,))
-    b.robot(2.07, 1.6, 0.0)
+    b.robot(2.07, 1.45, 0.0)
     return b.build()
 
 
