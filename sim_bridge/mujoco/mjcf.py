@@ -91,7 +91,7 @@ def scene_xml(scene: Scene, look: Appearance) -> str:
     <global offwidth="800" offheight="600"/>
     <quality shadowsize="0"/>
     <headlight ambient="{look.ambient} {look.ambient} {look.ambient}" diffuse="0.3 0.3 0.3" specular="0 0 0"/>
-    <map znear="0.02" zfar="30"/>
+    <map znear="0.002" zfar="10"/>
   </visual>
   <asset>
     <texture name="floor_tex" type="2d" builtin="{look.floor_builtin}" rgb1="{_f(floor_a[:3])}" rgb2="{_f(floor_b[:3])}"

@@ -33,7 +33,7 @@ def robot_body_xml() -> str:
     half_mast = C.MAST_HEIGHT / 2
     arm_half = C.ARM_LENGTH_RETRACTED / 4
     finger_hi = C.JOINT_LIMITS["gripper_aperture"][1] / 2
-    tilt = math.radians(50.0)
+    tilt = math.radians(65.0)  # down-outwards: sees under the fingers and the floor beside the robot
     return f"""
     <body name="{C.BASE_BODY}" pos="0 0 0" sleep="never">
       <joint name="{C.BASE_X_JOINT}" type="slide" axis="1 0 0"/>
@@ -64,7 +64,7 @@ def robot_body_xml() -> str:
             <geom type="cylinder" size="0.02 0.02" mass="0.05" {_DARK} {_ROBOT_GEOM}/>
             <body name="{C.GRIPPER_BODY}" pos="0 {-C.GRASP_OFFSET} -0.02" gravcomp="1">
               <geom type="box" size="0.03 0.02 0.04" pos="0 0 -0.04" mass="0.1" {_DARK} {_ROBOT_GEOM}/>
-              <camera name="{C.MANIP_CAMERA}" pos="0 0.02 0" fovy="{C.CAMERA_FOVY_DEG}"
+              <camera name="{C.MANIP_CAMERA}" pos="0 0.03 0" fovy="{C.CAMERA_FOVY_DEG}"
                       xyaxes="-1 0 0 0 {-math.sin(tilt):.6f} {math.cos(tilt):.6f}"/>
               <site name="{C.GRASP_SITE}" pos="0 0 {-(C.GRASP_DROP - 0.02):.3f}" size="0.01"/>
               <body name="finger_left" pos="0 0 -0.08" gravcomp="1">
