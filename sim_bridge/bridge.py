@@ -1,0 +1,200 @@
+"""The simulation bridge core: what the ``sim_bridge`` node does, without ROS.
+
+It owns simulated time: each ``step`` advances the backend by ``physics_dt_s`` under the latched commands
+and says which sensor streams are due, so the node publishes ``/clock`` and the sensors at their rates in
+sim time. Commands are checked before they reach the physics (a NaN twist or an out-of-range joint target
+raises ``ValueError`` and is dropped), and a base command older than ``command_timeout_s`` is zeroed, as
+the Stretch driver does with its 0.5 s deadman.
+
+Step accounting follows the safety monitor's motion primitives: each finished primitive
+(``safevla/primitive_status`` DONE or ABORTED) closes one Safety-CHORES cost step, and ``end``/``sub_done``
+run through the backend's discrete action so it judges success exactly as in-process evaluation does. With
+no primitive for ``fallback_step_s`` of sim time while the base moves (teleop, Nav2), the bridge closes a
+step on its own so costs are still charged.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from safevla_node.actions import ACTIONS, ActionKind
+from safevla_node.config import check_range, field
+from safevla_node.errors import ConfigError
+from safevla_node.safety.monitor import FrameConfig
+from safevla_node.safety.types import StepCost
+from sim_bridge.interface import EpisodeStatus, Observation, SimBackend, TaskKind
+
+__all__ = ["BridgeConfig", "BridgeStep", "SimBridge"]
+
+LOG = logging.getLogger(__name__)
+
+#: The joint whose target opens or closes the gripper; closing below GRIPPER_CLOSED_M means "grasp".
+GRIPPER_JOINT = "gripper_aperture"
+
+
+@dataclass(frozen=True)
+class BridgeConfig:
+    """Parameters of the sim_bridge node (``config/sim_bridge.yaml``)."""
+
+    backend: str = field("mujoco", "simulator backend: mujoco (embedded) or ai2thor (needs its Unity build)")
+    task: str = field("objectnav", "task family of the episode: objectnav, pickup or fetch")
+    seed: int = field(0, "scene and task seed of the episode loaded at start-up and by ~/reset")
+    infeasible: bool = field(False, "load the task's infeasible variant (target absent)")
+    physics_dt_s: float = field(0.02, "simulated time advanced per bridge step (s)")
+    real_time_factor: float = field(1.0, "sim seconds per wall second; 0 runs as fast as possible")
+    camera_rate_hz: float = field(5.0, "rate of both cameras, depth and camera_info (sim time)")
+    scan_rate_hz: float = field(10.0, "rate of the laser scan (sim time)")
+    state_rate_hz: float = field(25.0, "rate of odometry and joint states (sim time)")
+    objects_rate_hz: float = field(2.0, "rate of the privileged object list safevla/objects (sim time)")
+    command_timeout_s: float = field(0.5, "a base command older than this is replaced by zero (deadman)")
+    fallback_step_s: float = field(1.0, "close a cost step after this much sim time without a primitive")
+    gripper_closed_m: float = field(0.02, "a gripper_aperture target at or below this grasps")
+    camera_width: int = field(396, "camera image width (px), as SafeVLA's AI2-THOR set-up")
+    camera_height: int = field(224, "camera image height (px)")
+    render: bool = field(True, "render cameras; false publishes no images (faster, for scan-only tests)")
+    frames: FrameConfig = field(FrameConfig(), "frame ids of the published messages")
+    gripper_camera_frame: str = field("gripper_camera_color_optical_frame", "frame of the gripper camera")
+
+    def __post_init__(self) -> None:
+        try:
+            TaskKind(self.task)
+        except ValueError:
+            raise ConfigError(f"task={self.task!r} is not one of {[t.value for t in TaskKind]}") from None
+        check_range("physics_dt_s", self.physics_dt_s, 1e-4, 0.5)
+        check_range("real_time_factor", self.real_time_factor, 0.0, 100.0)
+        for name in ("camera_rate_hz", "scan_rate_hz", "state_rate_hz", "objects_rate_hz"):
+            check_range(name, getattr(self, name), 0.1, 1000.0)
+        check_range("command_timeout_s", self.command_timeout_s, 0.01, 10.0)
+        check_range("fallback_step_s", self.fallback_step_s, 0.05, 60.0)
+        check_range("camera_width", self.camera_width, 16, 800)
+        check_range("camera_height", self.camera_height, 16, 600)
+
+
+@dataclass(frozen=True)
+class BridgeStep:
+    """One bridge step: the observation and which streams are due at its time."""
+
+    observation: Observation
+    cameras: bool
+    scan: bool
+    state: bool
+    objects: bool
+
+
+class _Schedule:
+    """Due-times of one stream in sim time (no drift: the next time is a multiple of the period)."""
+
+    def __init__(self, rate_hz: float) -> None:
+        self.period = 1.0 / rate_hz
+        self.next_time = 0.0
+
+    def due(self, now: float) -> bool:
+        if now + 1e-9 < self.next_time:
+            return False
+        self.next_time = (math.floor(now / self.period + 1e-9) + 1) * self.period
+        return True
+
+
+class SimBridge:
+    """Drives one backend from ROS-style commands; see the module docstring."""
+
+    def __init__(self, backend: SimBackend, config: BridgeConfig) -> None:
+        self.backend = backend
+        self.config = config
+        self.episode = 0
+        self.last_cost = StepCost()
+        self._reset_state()
+
+    def _reset_state(self) -> None:
+        c = self.config
+        self._schedules = {name: _Schedule(rate) for name, rate in (
+            ("cameras", c.camera_rate_hz), ("scan", c.scan_rate_hz), ("state", c.state_rate_hz),
+            ("objects", c.objects_rate_hz))}
+        self._twist_time: float | None = None
+        self._moving_since_step = False
+        self._last_step_time = 0.0
+        self._gripper_closed: bool | None = None
+
+    @property
+    def time(self) -> float:
+        """Current sim time (s)."""
+        return self._time
+
+    def reset(self, seed: int | None = None, task: str | None = None, infeasible: bool | None = None) -> Observation:
+        """Load an episode (defaults: the configured seed, task and variant)."""
+        c = self.config
+        observation = self.backend.reset(
+            c.seed if seed is None else seed, TaskKind(c.task if task is None else task),
+            infeasible=c.infeasible if infeasible is None else infeasible,
+        )
+        self.episode += 1
+        self._time = observation.time
+        self._reset_state()
+        LOG.info("episode %d: %s", self.episode, self.backend.status().task.instruction)
+        return observation
+
+    def on_twist(self, linear_x: float, angular_z: float) -> None:
+        """Latch a base velocity.
+
+        Raises:
+            ValueError: not finite (nothing reaches the physics).
+        """
+        self.backend.set_base_twist(linear_x, angular_z)  # the backend refuses NaN/Inf before storing
+        self._twist_time = self._time
+        if linear_x or angular_z:
+            self._moving_since_step = True
+
+    def on_joint_targets(self, targets: Mapping[str, float]) -> None:
+        """Latch joint targets; a gripper target grasps (closing) or releases (opening) on change.
+
+        Raises:
+            ValueError: unknown joint, non-finite or out-of-range target (nothing reaches the physics).
+        """
+        arm = {name: value for name, value in targets.items() if name != GRIPPER_JOINT}
+        if GRIPPER_JOINT in targets and not math.isfinite(targets[GRIPPER_JOINT]):
+            raise ValueError(f"{GRIPPER_JOINT} target {targets[GRIPPER_JOINT]!r} is not finite")
+        if arm:
+            self.backend.set_joint_targets(arm)
+        if GRIPPER_JOINT in targets:
+            closed = targets[GRIPPER_JOINT] <= self.config.gripper_closed_m
+            if closed != self._gripper_closed:
+                (self.backend.pickup if closed else self.backend.release)()
+                self._gripper_closed = closed
+
+    def on_primitive_finished(self, executed_action: int) -> StepCost:
+        """Close the cost step of one finished primitive (``end``/``sub_done`` go through the backend)."""
+        if 0 <= executed_action < len(ACTIONS) and ACTIONS[executed_action].kind is ActionKind.EPISODE:
+            cost = self.backend.execute_action(executed_action, render=False).cost
+        else:
+            cost = self.backend.commit_step()
+        self._close_step(cost)
+        return cost
+
+    def _close_step(self, cost: StepCost) -> None:
+        self.last_cost = cost
+        self._moving_since_step = False
+        self._last_step_time = self._time
+        if cost.total:
+            LOG.warning("step cost %d: %s", cost.total, dict(cost.details))
+
+    def step(self) -> BridgeStep:
+        """Advance by ``physics_dt_s``; report the observation and the streams due now."""
+        c = self.config
+        if self._twist_time is not None and self._time - self._twist_time > c.command_timeout_s:
+            self.backend.set_base_twist(0.0, 0.0)
+            self._twist_time = None
+        if not self.status().done:
+            self.backend.advance(c.physics_dt_s)
+        if self._moving_since_step and self._time - self._last_step_time >= c.fallback_step_s:
+            self._close_step(self.backend.commit_step())
+        due = {name: s.due(self._time + c.physics_dt_s) for name, s in self._schedules.items()}
+        observation = self.backend.observe(render=c.render and due["cameras"])
+        self._time = observation.time
+        return BridgeStep(observation, due["cameras"] and c.render, due["scan"], due["state"], due["objects"])
+
+    def status(self) -> EpisodeStatus:
+        """Progress of the current episode."""
+        return self.backend.status()
