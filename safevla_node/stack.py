@@ -37,7 +37,7 @@ LAUNCH_ARGUMENTS: tuple[LaunchArgument, ...] = (
     LaunchArgument("backend", "mujoco", "simulator backend of the sim profile: mujoco or ai2thor",
                    "sim_bridge.backend"),
     LaunchArgument("shield", "true", "predictive shield on (true) or fail-safe checks only (false)",
-                   "safety_monitor.shield_enabled"),
+                   "safety_monitor.shield.enabled"),
     LaunchArgument("robot", "stretch3", "robot profile: config/robots/<robot>.yaml", ""),
 )
 

@@ -23,6 +23,7 @@ Encodings defined by this project (standard message types, no custom interfaces 
 
 from __future__ import annotations
 
+import io
 import json
 import math
 from collections.abc import Mapping, Sequence
@@ -32,7 +33,7 @@ from builtin_interfaces.msg import Duration, Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import Quaternion, Twist
 from nav_msgs.msg import Odometry
-from sensor_msgs.msg import CameraInfo, Image, JointState, LaserScan
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, JointState, LaserScan
 from std_msgs.msg import Float32MultiArray, Header, MultiArrayDimension, String
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 from visualization_msgs.msg import Marker, MarkerArray
@@ -64,6 +65,9 @@ __all__ = [
     "depth_from_msg",
     "depth_to_msg",
     "camera_info_to_msg",
+    "compressed_rgb_from_msg",
+    "rgb_from_msg",
+    "rgb_to_msg",
     "diagnostics_to_msg",
     "duration_to_seconds",
     "encode_action_proposal",
@@ -419,6 +423,50 @@ def depth_to_msg(depth_m: np.ndarray, stamp: Time, frame_id: str, encoding: str 
     msg.step = pixels.shape[1] * pixels.itemsize
     msg.data = pixels.tobytes()
     return msg
+
+
+# --- colour images -------------------------------------------------------------------------------------
+
+_RGB_CHANNEL_ORDER = {"rgb8": (0, 1, 2), "bgr8": (2, 1, 0), "rgba8": (0, 1, 2), "bgra8": (2, 1, 0)}
+
+
+def rgb_to_msg(rgb: np.ndarray, stamp: Time, frame_id: str) -> Image:
+    """An rgb8 Image of an (H, W, 3) uint8 array."""
+    pixels = np.ascontiguousarray(rgb, dtype=np.uint8)
+    if pixels.ndim != 3 or pixels.shape[2] != 3:
+        raise MessageError(f"rgb image must be (H, W, 3) uint8, got shape {pixels.shape}")
+    msg = Image()
+    msg.header.stamp, msg.header.frame_id = stamp, frame_id
+    msg.height, msg.width = pixels.shape[:2]
+    msg.encoding, msg.is_bigendian, msg.step = "rgb8", 0, pixels.shape[1] * 3
+    msg.data = pixels.tobytes()
+    return msg
+
+
+def rgb_from_msg(msg: Image) -> np.ndarray:
+    """(H, W, 3) uint8 RGB from an rgb8/bgr8/rgba8/bgra8 Image (row padding allowed)."""
+    order = _RGB_CHANNEL_ORDER.get(msg.encoding)
+    if order is None:
+        raise MessageError(f"image encoding {msg.encoding!r} unsupported; use one of {sorted(_RGB_CHANNEL_ORDER)}")
+    channels = 4 if msg.encoding.endswith("a8") else 3
+    if msg.height == 0 or msg.width == 0 or msg.step < msg.width * channels:
+        raise MessageError(f"image {msg.width}x{msg.height} with step {msg.step} is malformed")
+    if len(msg.data) != msg.step * msg.height:
+        raise MessageError(f"image data has {len(msg.data)} bytes, expected step*height = {msg.step * msg.height}")
+    rows = np.frombuffer(bytes(msg.data), dtype=np.uint8).reshape(msg.height, msg.step)
+    pixels = rows[:, : msg.width * channels].reshape(msg.height, msg.width, channels)
+    return np.ascontiguousarray(pixels[:, :, list(order)])
+
+
+def compressed_rgb_from_msg(msg: CompressedImage) -> np.ndarray:
+    """(H, W, 3) uint8 RGB from a JPEG or PNG CompressedImage (image_transport's ``compressed``)."""
+    from PIL import Image as PILImage, UnidentifiedImageError
+
+    try:
+        with PILImage.open(io.BytesIO(bytes(msg.data))) as image:
+            return np.asarray(image.convert("RGB"), dtype=np.uint8)
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise MessageError(f"compressed image (format {msg.format!r}) cannot be decoded: {exc}") from None
 
 
 # --- labelled objects ----------------------------------------------------------------------------------

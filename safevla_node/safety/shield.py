@@ -74,6 +74,10 @@ def _check_interval(name: str, interval: tuple[float, float]) -> None:
 class ShieldConfig:
     """Robot geometry, limits and margins of the predictive shield (Stretch defaults)."""
 
+    enabled: bool = field(
+        True, "judge the hazard predicates; false keeps only the fail-safe checks (malformed input, speed "
+        "clamps), for A/B runs with the shield off"
+    )
     footprint_radius_m: float = field(
         0.22, "radius of the circular base footprint (m); Stretch is ~0.34x0.33 m"
     )
@@ -355,7 +359,7 @@ class Shield:
         """Never close the gripper on dangerous equipment: the object nearest the fingertips decides."""
         c, robot = self.config, world.robot
         objects = [o for o in world.objects if not o.held]
-        if not objects:
+        if not objects or not c.enabled:
             return Verdict.allow()
         pose = np.array([[robot.x, robot.y, robot.yaw]])
         _, _, tip = arm_segments(pose, c.mast_xy_m, c.arm_retracted_length_m + robot.arm_extension,
@@ -413,6 +417,8 @@ class Shield:
         is judged with, so risks (which fade out at twice a margin) are exact.
         """
         c = self.config
+        if not c.enabled:
+            return _Sweep([], {})
         body = SweptBody(poses, self._footprint if travel is not None else None, c.mast_xy_m,
                          c.arm_retracted_length_m + extension, wrist_yaw, c.gripper_length_m, c.arm_radius_m,
                          c.gripper_radius_m)

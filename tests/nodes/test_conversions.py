@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import math
 
@@ -10,7 +11,7 @@ import pytest
 from geometry_msgs.msg import Twist
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sensor_msgs.msg import JointState
+from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_msgs.msg import String
 from visualization_msgs.msg import Marker
 
@@ -311,3 +312,51 @@ def test_safety_state_round_trips(kind, category, estop, risk):
 @given(st.floats(0, 1e6))
 def test_time_round_trips_to_the_nanosecond(seconds):
     assert conv.time_to_seconds(conv.seconds_to_time(seconds)) == pytest.approx(seconds, abs=1e-9)
+
+
+# --- colour images ------------------------------------------------------------------------------------------
+
+_rgb_arrays = st.tuples(st.integers(1, 12), st.integers(1, 12), st.integers(0, 2**32 - 1)).map(
+    lambda hws: np.random.default_rng(hws[2]).integers(0, 256, (hws[0], hws[1], 3), dtype=np.uint8))
+
+
+@settings(max_examples=50, deadline=None)
+@given(_rgb_arrays)
+def test_rgb_image_round_trips(rgb):
+    msg = conv.rgb_to_msg(rgb, conv.seconds_to_time(1.5), "camera_color_optical_frame")
+    assert (msg.encoding, msg.step) == ("rgb8", rgb.shape[1] * 3)
+    np.testing.assert_array_equal(conv.rgb_from_msg(msg), rgb)
+
+
+@settings(max_examples=30, deadline=None)
+@given(_rgb_arrays, st.integers(0, 5))
+def test_bgra_image_with_row_padding_decodes_to_rgb(rgb, padding):
+    h, w, _ = rgb.shape
+    bgra = np.concatenate([rgb[:, :, ::-1], np.full((h, w, 1), 255, np.uint8)], axis=2).reshape(h, w * 4)
+    msg = Image(height=h, width=w, encoding="bgra8", step=w * 4 + padding)
+    msg.data = np.concatenate([bgra, np.zeros((h, padding), np.uint8)], axis=1).tobytes()
+    np.testing.assert_array_equal(conv.rgb_from_msg(msg), rgb)
+
+
+@pytest.mark.parametrize(
+    ("msg", "match"),
+    [
+        (Image(height=2, width=2, encoding="mono8", step=2, data=bytes(4)), "encoding 'mono8' unsupported"),
+        (Image(height=2, width=2, encoding="rgb8", step=6, data=bytes(5)), "5 bytes, expected"),
+        (Image(height=2, width=2, encoding="rgb8", step=4, data=bytes(8)), "malformed"),
+    ],
+)
+def test_malformed_rgb_image_is_rejected(msg, match):
+    with pytest.raises(MessageError, match=match):
+        conv.rgb_from_msg(msg)
+
+
+def test_png_compressed_image_decodes_exactly_and_garbage_is_rejected():
+    from PIL import Image as PILImage
+
+    rgb = np.random.default_rng(0).integers(0, 256, (6, 9, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    PILImage.fromarray(rgb).save(buffer, format="PNG")
+    np.testing.assert_array_equal(conv.compressed_rgb_from_msg(CompressedImage(format="png", data=buffer.getvalue())), rgb)
+    with pytest.raises(MessageError, match="cannot be decoded"):
+        conv.compressed_rgb_from_msg(CompressedImage(format="jpeg", data=b"not an image"))

@@ -8,6 +8,7 @@ having been received, the last one shuts the shared node down.
 from __future__ import annotations
 
 import math
+import signal
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -284,10 +285,10 @@ def test_invalid_runtime_parameter_is_rejected_with_the_reason(rig):
 def test_shutdown_publishes_a_final_zero_twist(rig, monitor_process):
     _, proc = monitor_process
     rig.passes(0.1)
-    proc.proc.send_signal(2)
+    proc.proc.send_signal(signal.SIGINT)
     rig.client.spin_until(lambda: not proc.alive(), 5.0, "the node to exit")
     rig.client.spin_for(0.2)
-    assert rig.last() == (0.0, 0.0)
+    assert rig.last() == (0.0, 0.0), f"last twist {rig.last()}; node output:\n{proc.output()}"
     assert proc.proc.returncode == 0, proc.output()
 
 

@@ -386,3 +386,24 @@ def test_shield_config_loads_from_a_mapping_and_rejects_unknown_keys() -> None:
     assert config.horizon_s == 0.5 and config.mast_xy_m == (0.0, 0.1)
     with pytest.raises(ConfigError, match="unknown key"):
         from_mapping(ShieldConfig, {"horizon": 0.5})
+
+
+# --- shield off (A/B runs) --------------------------------------------------------------------------------
+
+OFF = Shield(ShieldConfig(enabled=False))
+
+
+def test_disabled_shield_lets_hazardous_motion_through() -> None:
+    twist, verdict = OFF.safe_twist(world([(0.4, 0.0)]), TwistCommand(0.3, 0.0))
+    assert verdict.kind is VerdictKind.ALLOW and twist == TwistCommand(0.3, 0.0)
+    knife = ObjectState("Knife|1", "Knife", (-0.07, -0.78, 0.8), size=(0.2, 0.03, 0.02))
+    grasp = world(objects=(knife,), robot=REACHING)
+    assert SHIELD.check(grasp, DiscreteCommand(8)).kind is VerdictKind.STOP
+    assert OFF.check(grasp, DiscreteCommand(8)).kind is VerdictKind.ALLOW
+
+
+def test_disabled_shield_still_fails_safe_on_malformed_input_and_clamps_speed() -> None:
+    assert OFF.check(world(), TwistCommand(math.nan, 0.0)).kind is VerdictKind.STOP
+    assert OFF.check(world(), DiscreteCommand(99)).category is Category.FAULT
+    twist, verdict = OFF.safe_twist(world(), TwistCommand(0.6, 0.0))
+    assert verdict.kind is VerdictKind.LIMIT and twist.linear_x == pytest.approx(0.3)
