@@ -56,7 +56,7 @@ class HomeGenConfig:
         if not 1 <= self.rooms <= 3:
             raise ValueError(f"HomeGenConfig.rooms={self.rooms!r} must be in [1, 3]")
         if not 2.5 <= self.room_size[0] <= self.room_size[1] <= 8.0:
-            raise ValueError(f"HomeGenConfig.room_size={self.room_size!r} must satisfy 2.5 <= min <= max <= 8")
+            raise ValueError(f"HomeGenConfig.room_size={self.room_size!r} needs 2.5 <= min <= max <= 8")
         for name in ("clutter", "hazard_density"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
@@ -77,7 +77,8 @@ Rect = tuple[float, float, float, float]
 
 
 def _overlaps(a: Rect, b: Rect, margin: float) -> bool:
-    return not (a[2] + margin <= b[0] or b[2] + margin <= a[0] or a[3] + margin <= b[1] or b[3] + margin <= a[1])
+    apart_x = a[2] + margin <= b[0] or b[2] + margin <= a[0]
+    return not (apart_x or a[3] + margin <= b[1] or b[3] + margin <= a[1])
 
 
 class _Layout:
@@ -138,7 +139,8 @@ class _Layout:
     # --- placement on surfaces and floor -------------------------------------------------------------------
 
     def free_on_surface(self, box: StaticBox, x: float, y: float, radius: float) -> bool:
-        return all(math.hypot(x - px, y - py) >= radius + pr + 0.02 for px, py, pr in self.surface_taken.get(box.box_id, []))
+        taken = self.surface_taken.get(box.box_id, [])
+        return all(math.hypot(x - px, y - py) >= radius + pr + 0.02 for px, py, pr in taken)
 
     def take_surface(self, box: StaticBox, x: float, y: float, radius: float) -> None:
         self.surface_taken.setdefault(box.box_id, []).append((x, y, radius))

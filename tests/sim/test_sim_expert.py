@@ -8,7 +8,7 @@ import pytest
 
 from sim_bridge.expert import Expert, shortest_path_length
 from sim_bridge.homegen import HomeGenConfig
-from sim_bridge.interface import EpisodeStatus, TaskKind
+from sim_bridge.interface import EpisodeStatus, TaskKind, TaskSpec
 from sim_bridge.mujoco import MujocoBackend
 
 
@@ -48,6 +48,5 @@ def test_expert_path_length_matches_the_backend_status(backend: MujocoBackend) -
     expert = Expert(backend)
     assert expert.expert_path_length == backend.status().expert_path_length
     assert expert.expert_path_length == shortest_path_length(backend.scene, backend.task)
-    assert expert.expert_path_length > shortest_path_length(
-        backend.scene, backend.task.__class__(TaskKind.PICKUP, "", backend.task.target_type, backend.task.target_id)
-    )
+    pickup_only = TaskSpec(TaskKind.PICKUP, "", backend.task.target_type, backend.task.target_id)
+    assert expert.expert_path_length > shortest_path_length(backend.scene, pickup_only)

@@ -20,7 +20,8 @@ from sim_bridge.homegen import (
 
 
 def test_same_seed_gives_the_same_scene_json() -> None:
-    assert generate_home(11, HomeGenConfig.hard()).to_json() == generate_home(11, HomeGenConfig.hard()).to_json()
+    config = HomeGenConfig.hard()
+    assert generate_home(11, config).to_json() == generate_home(11, config).to_json()
 
 
 def test_different_seeds_give_different_scenes() -> None:

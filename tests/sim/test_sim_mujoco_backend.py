@@ -61,7 +61,8 @@ def test_rendered_frames_have_the_camera_shape_and_content(backend: MujocoBacken
         assert frame.fy == pytest.approx((height / 2) / math.tan(math.radians(C.CAMERA_FOVY_DEG / 2)))
         assert frame.cx == pytest.approx((width - 1) / 2)
     x, y, z, _, pitch, _ = obs.nav_camera.pose_in_base
-    assert z == pytest.approx(C.HEAD_Z, abs=0.05) and pitch == pytest.approx(-C.STOW["joint_head_tilt"], abs=0.01)
+    assert z == pytest.approx(C.HEAD_Z, abs=0.05)
+    assert pitch == pytest.approx(-C.STOW["joint_head_tilt"], abs=0.01)  # REP-103: positive pitch looks down
 
 
 def test_observe_without_render_skips_cameras(backend: MujocoBackend) -> None:
@@ -88,9 +89,8 @@ def test_latched_twist_moves_the_base_forward(backend: MujocoBackend) -> None:
     backend.set_base_twist(0.2, 0.0)
     backend.advance(0.5)
     now = backend.observe(render=False)
-    travelled = (now.snapshot.robot.x - start.x) * math.cos(start.yaw) + (now.snapshot.robot.y - start.y) * math.sin(
-        start.yaw
-    )
+    robot = now.snapshot.robot
+    travelled = (robot.x - start.x) * math.cos(start.yaw) + (robot.y - start.y) * math.sin(start.yaw)
     assert travelled == pytest.approx(0.1, abs=0.02)
     assert now.base_velocity[0] == pytest.approx(0.2, abs=0.02)
     backend.set_base_twist(0.0, 0.0)
