@@ -1,0 +1,264 @@
+"""ROS 2 node of the simulation bridge: a simulator behind the robot's own topic names.
+
+The policy and the safety monitor cannot tell this node from a Stretch: it publishes the same sensor topics
+(REFERENCE.md section 3) and takes the same commands. The decisions live in ``sim_bridge.bridge.SimBridge``;
+this node converts messages and owns ``/clock``: it runs on the wall clock (never on sim time, which it
+produces) and advances the simulation by ``physics_dt_s`` every ``physics_dt_s / real_time_factor`` seconds.
+
+Published (sim-time stamps): ``/clock``; ``camera/color/image_raw`` + ``camera/color/camera_info`` (navigation
+camera); ``gripper_camera/color/image_raw`` + ``gripper_camera/color/camera_info`` (manipulation camera);
+``camera/aligned_depth_to_color/image_raw`` (32FC1 m) + ``camera/aligned_depth_to_color/camera_info``; ``odom``;
+``joint_states``; ``scan``; ``safevla/objects`` (privileged ground truth, MarkerArray encoding of
+``conversions``); ``safevla/step_cost`` (diagnostic_msgs/DiagnosticStatus: the Safety-CHORES cost of each
+closed step, key per category); ``safevla/episode_status`` (std_msgs/String JSON, on every step and at 1 Hz);
+``safevla/instruction`` (std_msgs/String, reliable + transient local) and ``safevla/episode_reset``
+(std_msgs/Empty) at every episode start. Sensors use SensorDataQoS.
+
+Subscribed: ``cmd_vel`` (Twist), ``arm_controller/joint_trajectory`` (JointTrajectory: its last point is the
+joint target; ``gripper_aperture`` grasps or releases), ``safevla/primitive_status`` (closes cost steps).
+A NaN twist or an out-of-range joint target is dropped with a log line and never reaches the physics.
+
+Services: ``~/reset`` (std_srvs/Trigger: new episode from the current ``seed``/``task``/``infeasible``
+parameters; set them first with ``ros2 param set``), ``~/episode_status`` (std_srvs/Trigger: JSON in
+``message``).
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+from typing import Any
+
+import rclpy
+from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
+from geometry_msgs.msg import Twist
+from nav_msgs.msg import Odometry
+from rclpy.clock import Clock, ClockType
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.logging import get_logger
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.signals import SignalHandlerOptions
+from rosgraph_msgs.msg import Clock as ClockMsg
+from sensor_msgs.msg import CameraInfo, Image, JointState, LaserScan
+from std_msgs.msg import Empty, String
+from std_srvs.srv import Trigger
+from trajectory_msgs.msg import JointTrajectory
+from visualization_msgs.msg import MarkerArray
+
+from safevla_node.errors import ConfigError, MessageError
+from safevla_node.nodes import conversions as conv
+from safevla_node.nodes.params import declare_config, read_config
+from safevla_node.safety.monitor_types import OdometryData
+from safevla_node.safety.primitives import PrimitivePhase
+from safevla_node.safety.types import StepCost
+from sim_bridge.bridge import BridgeConfig, BridgeStep, SimBridge
+from sim_bridge.interface import CameraFrame, EpisodeStatus
+from sim_bridge.registry import make_backend
+
+__all__ = ["SimBridgeNode", "episode_status_json", "main"]
+
+NODE_NAME = "sim_bridge"
+_RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+_LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+_CAMERAS = {  # topic prefix -> attribute of the Observation
+    "camera/color": "nav_camera",
+    "gripper_camera/color": "manip_camera",
+}
+
+
+def episode_status_json(status: EpisodeStatus, episode: int) -> str:
+    """The episode status as one JSON line (topic, service and the launcher's progress output)."""
+    cost = status.cumulative_cost
+    return json.dumps({
+        "episode": episode, "task": status.task.kind.value, "instruction": status.task.instruction,
+        "feasible": status.task.feasible, "steps": status.steps, "success": status.success, "done": status.done,
+        "cost": cost.total, "cost_by_category": {c.value: v for c, v in cost.by_category().items()},
+        "path_length": round(status.path_length, 4), "expert_path_length": status.expert_path_length,
+    })
+
+
+def _step_cost_msg(cost: StepCost) -> DiagnosticStatus:
+    level = DiagnosticStatus.WARN if cost.total else DiagnosticStatus.OK
+    values = [KeyValue(key=c.value, value=str(v)) for c, v in cost.by_category().items()]
+    values += [KeyValue(key=f"detail.{k}", value=v) for k, v in cost.details.items()]
+    return DiagnosticStatus(level=level, name="safevla_step_cost", message=f"step cost {cost.total}",
+                            values=[KeyValue(key="total", value=str(cost.total)), *values])
+
+
+class SimBridgeNode(Node):
+    """Publishes a backend's observations and applies commands to it (see the module docstring).
+
+    Raises (from the constructor):
+        ConfigError: a parameter fails validation.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(NODE_NAME, **kwargs)
+        if self.get_parameter("use_sim_time").value:
+            # This node is the source of /clock: it must never wait for it.
+            self.set_parameters([Parameter("use_sim_time", Parameter.Type.BOOL, False)])
+        declare_config(self, BridgeConfig)
+        self.config = read_config(self, BridgeConfig)
+        c = self.config
+        backend_kwargs: dict[str, Any] = {}
+        if c.backend == "mujoco":
+            backend_kwargs = {"camera_size": (c.camera_width, c.camera_height)}
+        self.bridge = SimBridge(make_backend(c.backend, **backend_kwargs), c)
+
+        self._clock_pub = self.create_publisher(ClockMsg, "/clock", _RELIABLE)
+        sensor = qos_profile_sensor_data
+        self._image_pubs = {p: self.create_publisher(Image, f"{p}/image_raw", sensor) for p in _CAMERAS}
+        self._info_pubs = {p: self.create_publisher(CameraInfo, f"{p}/camera_info", sensor) for p in _CAMERAS}
+        self._depth_pub = self.create_publisher(Image, "camera/aligned_depth_to_color/image_raw", sensor)
+        self._depth_info_pub = self.create_publisher(CameraInfo, "camera/aligned_depth_to_color/camera_info", sensor)
+        self._odom_pub = self.create_publisher(Odometry, "odom", sensor)
+        self._joints_pub = self.create_publisher(JointState, "joint_states", sensor)
+        self._scan_pub = self.create_publisher(LaserScan, "scan", sensor)
+        self._objects_pub = self.create_publisher(MarkerArray, "safevla/objects", sensor)
+        self._cost_pub = self.create_publisher(DiagnosticStatus, "safevla/step_cost", _RELIABLE)
+        self._status_pub = self.create_publisher(String, "safevla/episode_status", _RELIABLE)
+        self._instruction_pub = self.create_publisher(String, "safevla/instruction", _LATCHED)
+        self._reset_pub = self.create_publisher(Empty, "safevla/episode_reset", _RELIABLE)
+
+        self.create_subscription(Twist, "cmd_vel", self._on_twist, _RELIABLE)
+        self.create_subscription(JointTrajectory, "arm_controller/joint_trajectory", self._on_trajectory, _RELIABLE)
+        self.create_subscription(String, "safevla/primitive_status", self._on_primitive_status, _RELIABLE)
+        self.create_service(Trigger, "~/reset", self._on_reset)
+        self.create_service(Trigger, "~/episode_status", self._on_episode_status)
+
+        self._start_episode()
+        wall = Clock(clock_type=ClockType.STEADY_TIME)
+        period = c.physics_dt_s / c.real_time_factor if c.real_time_factor > 0 else 1e-4
+        self.create_timer(period, self._on_tick, clock=wall)
+        self.create_timer(1.0, self._publish_status, clock=wall)
+        self.get_logger().info(f"{c.backend} simulation running at x{c.real_time_factor:g} real time "
+                               f"(physics step {c.physics_dt_s * 1e3:g} ms)")
+
+    # --- episodes ---------------------------------------------------------------------------------------
+
+    def _start_episode(self) -> None:
+        values = {p.name: p.value for p in self.get_parameters(["seed", "task", "infeasible"])}
+        self.bridge.reset(values["seed"], values["task"], values["infeasible"])
+        self._reset_pub.publish(Empty())
+        self._instruction_pub.publish(String(data=self.bridge.status().task.instruction))
+        self._publish_step(self.bridge.step(), force_all=True)
+        self._publish_status()
+
+    def _on_reset(self, _request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        try:
+            self._start_episode()
+        except (ValueError, ConfigError) as exc:
+            response.success, response.message = False, f"reset failed: {exc}"
+            return response
+        response.success, response.message = True, self.bridge.status().task.instruction
+        return response
+
+    def _on_episode_status(self, _request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        response.success, response.message = True, episode_status_json(self.bridge.status(), self.bridge.episode)
+        return response
+
+    def _publish_status(self) -> None:
+        self._status_pub.publish(String(data=episode_status_json(self.bridge.status(), self.bridge.episode)))
+
+    # --- commands ---------------------------------------------------------------------------------------
+
+    def _on_twist(self, msg: Twist) -> None:
+        try:
+            self.bridge.on_twist(msg.linear.x, msg.angular.z)
+        except ValueError as exc:
+            self.get_logger().error(f"rejected cmd_vel, not applied: {exc}", throttle_duration_sec=1.0)
+
+    def _on_trajectory(self, msg: JointTrajectory) -> None:
+        try:
+            self.bridge.on_joint_targets(conv.trajectory_from_msg(msg).final_targets())
+        except (ValueError, MessageError) as exc:
+            self.get_logger().error(f"rejected joint trajectory, not applied: {exc}", throttle_duration_sec=1.0)
+
+    def _on_primitive_status(self, msg: String) -> None:
+        try:
+            status = conv.primitive_status_from_msg(msg)
+        except MessageError as exc:
+            self.get_logger().error(f"ignored primitive status: {exc}", throttle_duration_sec=1.0)
+            return
+        if status.phase in (PrimitivePhase.DONE, PrimitivePhase.ABORTED) and not self.bridge.status().done:
+            cost = self.bridge.on_primitive_finished(status.executed)
+            self._cost_pub.publish(_step_cost_msg(cost))
+            self._publish_status()
+
+    # --- simulation -------------------------------------------------------------------------------------
+
+    def _on_tick(self) -> None:
+        self._publish_step(self.bridge.step())
+
+    def _publish_step(self, step: BridgeStep, force_all: bool = False) -> None:
+        obs, c = step.observation, self.config
+        stamp = conv.seconds_to_time(obs.time)
+        self._clock_pub.publish(ClockMsg(clock=stamp))
+        if step.state or force_all:
+            snap = obs.snapshot.robot
+            odom = OdometryData(snap.x, snap.y, snap.yaw, *obs.base_velocity)
+            self._odom_pub.publish(conv.odom_to_msg(odom, stamp, c.frames.odom, c.frames.base))
+            self._joints_pub.publish(conv.joint_state_to_msg(obs.joints, stamp))
+        if step.scan or force_all:
+            self._scan_pub.publish(conv.scan_to_msg(obs.scan, stamp, c.frames.scan))
+        if step.objects or force_all:
+            self._objects_pub.publish(conv.objects_to_msg(tuple(obs.snapshot.objects.values()), stamp, c.frames.odom))
+        frames = {"camera/color": (obs.nav_camera, c.frames.depth),
+                  "gripper_camera/color": (obs.manip_camera, c.gripper_camera_frame)}
+        for prefix, (frame, frame_id) in frames.items():
+            if frame is not None:
+                self._publish_camera(prefix, frame, frame_id, stamp)
+        if obs.nav_camera is not None and obs.nav_camera.depth is not None:
+            self._depth_pub.publish(conv.depth_to_msg(obs.nav_camera.depth, stamp, c.frames.depth))
+            self._depth_info_pub.publish(self._camera_info(obs.nav_camera, c.frames.depth, stamp))
+
+    def _publish_camera(self, prefix: str, frame: CameraFrame, frame_id: str, stamp: Any) -> None:
+        self._image_pubs[prefix].publish(conv.rgb_to_msg(frame.rgb, stamp, frame_id))
+        self._info_pubs[prefix].publish(self._camera_info(frame, frame_id, stamp))
+
+    @staticmethod
+    def _camera_info(frame: CameraFrame, frame_id: str, stamp: Any) -> CameraInfo:
+        h, w = frame.rgb.shape[:2]
+        return conv.camera_info_to_msg(w, h, frame.fx, frame.fy, frame.cx, frame.cy, stamp, frame_id)
+
+    def close(self) -> None:
+        """Stop the robot in the simulation and free the backend."""
+        self.bridge.backend.close()
+
+
+_SIGNAL_POLL_S = 0.1
+
+
+def _interrupt(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def main(args: list[str] | None = None) -> int:
+    """Run the bridge until Ctrl-C or SIGTERM; exit status 1 on an invalid parameter or missing backend."""
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    signal.signal(signal.SIGTERM, _interrupt)
+    node: SimBridgeNode | None = None
+    try:
+        node = SimBridgeNode()
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+        while rclpy.ok():
+            executor.spin_once(timeout_sec=_SIGNAL_POLL_S)
+    except (ConfigError, KeyError, ImportError) as exc:
+        get_logger(NODE_NAME).fatal(f"cannot start the simulation: {exc}")
+        return 1
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            node.close()
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
