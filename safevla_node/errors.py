@@ -15,3 +15,7 @@ class ShieldError(SafeVLAError):
 
 class MessageError(SafeVLAError, ValueError):
     """A ROS message is malformed (NaN, wrong sizes, unknown encoding) and must be dropped."""
+
+
+class SimError(SafeVLAError, RuntimeError):
+    """A simulator backend was used out of order (an action after the episode ended, a step before reset)."""
