@@ -9,11 +9,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from safevla_node.config import check_range, field, from_mapping, load_yaml, to_mapping
 from safevla_node.errors import ConfigError
 
-__all__ = ["ImageEncoderConfig", "SafeVLAConfig", "TextEncoderConfig", "load_policy_config"]
+__all__ = [
+    "ImageEncoderConfig",
+    "SafeVLAConfig",
+    "TextEncoderConfig",
+    "config_to_mapping",
+    "load_policy_config",
+]
 
 
 def _positive(owner: object, *names: str) -> None:
@@ -146,6 +153,6 @@ def load_policy_config(path: str | Path) -> SafeVLAConfig:
         raise ConfigError(f"{path}: {exc}") from None
 
 
-def config_to_mapping(config: SafeVLAConfig) -> dict:
+def config_to_mapping(config: SafeVLAConfig) -> dict[str, Any]:
     """Plain-data form for YAML (used by save_pretrained)."""
     return to_mapping(config)
