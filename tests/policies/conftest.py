@@ -82,3 +82,16 @@ def full_model(golden_state: dict[str, torch.Tensor]) -> SafeVLAModel:
 def tiny_config() -> SafeVLAConfig:
     """The shipped tiny configuration."""
     return load_policy_config(REPO / "config" / "policy_tiny.yaml")
+
+
+@pytest.fixture
+def tiny_policy(tiny_config: SafeVLAConfig):
+    """A seeded tiny policy on CPU with an image encoder and the word tokenizer."""
+    from policies.encoders.dinov2 import PooledDinoFeatures
+    from policies.processor_safevla import WordTokenizer
+    from policies.runtime import SafeVLAPolicy
+
+    torch.manual_seed(0)
+    model = SafeVLAModel(tiny_config)
+    encoder = PooledDinoFeatures(tiny_config.image_encoder, tiny_config.pooled_grid)
+    return SafeVLAPolicy(tiny_config, model, encoder, WordTokenizer.from_texts([]), device="cpu", precision="fp32")
