@@ -1,0 +1,6 @@
+"""Embedded MuJoCo simulator: our Stretch-class robot in procedural homes (the only package importing mujoco)."""
+
+from sim_bridge.mujoco.backend import MujocoBackend
+from sim_bridge.mujoco.perturb import Perturbations
+
+__all__ = ["MujocoBackend", "Perturbations"]

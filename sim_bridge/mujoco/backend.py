@@ -456,8 +456,7 @@ class MujocoBackend(SimBackend):
         """Close one cost step: snapshot the world, hand it to the evaluator, clear the collision record."""
         snap = self._snapshot()
         cost = self._evaluator.step(snap)
-        self._collision = None
-        self._snapshot_cache = None
+        self._collision = None  # the cached snapshot keeps it for observe() until time moves
         self._count_step()
         return cost
 

@@ -63,7 +63,8 @@ BASE_TOP = 0.19
 #: Height of the arm above the floor when joint_lift is 0 (lift values are carriage travel, like Stretch's).
 LIFT_ZERO_Z = 0.2
 #: Length from the mast centre to the wrist with the arm retracted; extension adds to it towards -y.
-ARM_LENGTH_RETRACTED = 0.4
+#: Retracted, the gripper stays within the footprint circle, so planning on the footprint is safe.
+ARM_LENGTH_RETRACTED = 0.3
 #: The gripper's grasp point hangs this far below the arm.
 GRASP_DROP = 0.15
 #: Sideways offset (along -y) of the grasp point from the wrist axis.
