@@ -185,7 +185,10 @@ def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> Interva
     denominator = 1.0 + z * z / n
     centre = (p + z * z / (2 * n)) / denominator
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denominator
-    return Interval(p, max(0.0, centre - half), min(1.0, centre + half))
+    # The bounds are exactly 0 (1) with no successes (failures); pin them against rounding.
+    low = 0.0 if successes == 0 else max(0.0, centre - half)
+    high = 1.0 if successes == n else min(1.0, centre + half)
+    return Interval(p, low, high)
 
 
 def bootstrap_mean(
