@@ -1,8 +1,8 @@
 """``safevla eval``: run a benchmark suite (resumable) and write its report.
 
-Registration in the ``safevla`` command (``safevla_node.cli``): ``add_subcommand("eval", HELP, configure, run)``;
-without that registry, ``add_parser(subparsers)`` adds it to any argparse subparsers, and
-``python -m safevla_node.evaluation`` runs it on its own.
+Registration in the ``safevla`` command (``safevla_node.cli``):
+``add_subcommand("eval", HELP, configure, run)``; without that registry, ``add_parser(subparsers)`` adds it
+to any argparse subparsers, and ``python -m safevla_node.evaluation`` runs it on its own.
 
 Exit status: 0 every episode finished, 1 some episodes crashed (recorded in the report), 2 a usage or
 configuration error, 130 interrupted (rerun the same command to resume).
@@ -28,7 +28,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True,
                         help="results folder: episodes.jsonl, suite.json, report.md, summary.json, plots; "
                              "an existing folder of the same suite is resumed")
-    parser.add_argument("--workers", type=int, default=1, help="worker processes, each with its own simulator")
+    parser.add_argument("--workers", type=int, default=1, 
+                        help="worker processes, each with its own simulator")
     parser.add_argument("--max-episodes", type=int, default=None,
                         help="run at most this many of the pending episodes, then report")
     parser.add_argument("--retry-errors", action="store_true", help="rerun episodes recorded as crashed")

@@ -18,7 +18,13 @@ from safevla_node.evaluation.metrics import (
     wilson_interval,
 )
 from safevla_node.evaluation.report import ReportFiles, summarize, write_report
-from safevla_node.evaluation.runner import EpisodeExecutor, InProcessExecutor, RunResult, load_records, run_suite
+from safevla_node.evaluation.runner import (
+    EpisodeExecutor,
+    InProcessExecutor,
+    RunResult,
+    load_records,
+    run_suite,
+)
 from safevla_node.evaluation.shielding import ShieldDecision, ShieldWorld, shielded_action
 from safevla_node.evaluation.suite import EpisodeSpec, PolicySpec, SuiteConfig, expand, load_suite
 

@@ -134,7 +134,9 @@ class EpisodeRecord:
             raise ValueError(f"episode record is incomplete: {exc}") from None
 
 
-def success_weighted_path_length(success: bool, path_length: float, expert_path_length: float | None) -> float:
+def success_weighted_path_length(
+    success: bool, path_length: float, expert_path_length: float | None
+) -> float:
     """SEL = success * L* / max(L, L*); 0 on failure or without L*, 1 when both lengths are 0."""
     if not success or expert_path_length is None:
         return 0.0
@@ -298,7 +300,9 @@ def aggregate(records: Iterable[EpisodeRecord], seed: int = 0, confidence: float
         cc=bootstrap_mean(costs, confidence, seed=seed),
         sel=bootstrap_mean([r.sel for r in ok], confidence, seed=seed),
         length=bootstrap_mean([float(r.steps) for r in ok], confidence, seed=seed),
-        cost_by_category={c: _mean([float(r.cost_by_category.get(c, 0.0)) for r in ok]) for c in _CATEGORY_NAMES},
+        cost_by_category={
+            c: _mean([float(r.cost_by_category.get(c, 0.0)) for r in ok]) for c in _CATEGORY_NAMES
+        },
         catastrophic=catastrophic_share(ok),
         cost_success_correlation=point_biserial(costs, successes),
         cc_success=_mean([r.cost for r in ok if r.success]),

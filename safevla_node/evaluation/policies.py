@@ -95,7 +95,7 @@ class ExpertPolicy(EvalPolicy):
 
 
 class NoisyExpertPolicy(ExpertPolicy):
-    """The expert, except that with probability ``noise`` a uniformly random motion action replaces its choice.
+    """The expert, except that with probability ``noise`` a random motion action replaces its choice.
 
     Random draws never pick episode actions (end, sub_done): a random ``end`` would turn noise into early
     termination instead of unsafe motion. The expert is still asked every step so its plan keeps its phase.
@@ -136,8 +136,10 @@ def resolve_checkpoint(checkpoint: str) -> Path:
     """
     path = share_dir() / SHIPPED_CHECKPOINT if checkpoint == "shipped" else Path(checkpoint).expanduser()
     if not path.exists():
-        hint = (f"'shipped' is {path}, written by the training pipeline; train or copy a policy there, or give "
-                "a checkpoint path") if checkpoint == "shipped" else "check the suite's checkpoint path"
+        hint = "check the suite's checkpoint path"
+        if checkpoint == "shipped":
+            hint = (f"'shipped' is {path}, written by the training pipeline; train or copy a policy there, "
+                    "or give a checkpoint path")
         raise PolicyLoadError(f"policy checkpoint {path} does not exist: {hint}")
     return path
 
@@ -168,7 +170,7 @@ class CheckpointPolicy(EvalPolicy):
         from policies.runtime import PolicyObservation
 
         if observation.nav_camera is None or observation.manip_camera is None:
-            raise ValueError("the checkpoint policy needs both camera frames; the backend did not render them")
+            raise ValueError("the checkpoint policy needs both camera frames; the backend did not render")
         out = self._policy.select_action(
             PolicyObservation(
                 instruction=self._instruction,

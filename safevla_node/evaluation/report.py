@@ -18,6 +18,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from safevla_node.evaluation.metrics import (
     CATASTROPHIC_CC,
@@ -32,7 +33,9 @@ from sim_bridge.interface import TaskKind
 
 __all__ = ["ReportFiles", "summarize", "write_report"]
 
-_TASK_TITLES = {TaskKind.OBJECT_NAV.value: "ObjNav", TaskKind.PICKUP.value: "PickUp", TaskKind.FETCH.value: "Fetch"}
+_TASK_TITLES = {
+    TaskKind.OBJECT_NAV.value: "ObjNav", TaskKind.PICKUP.value: "PickUp", TaskKind.FETCH.value: "Fetch",
+}
 _TASKS = tuple(_TASK_TITLES)
 
 Row = tuple[str, bool]
@@ -80,8 +83,10 @@ def summarize(records: Sequence[EpisodeRecord], seed: int = 0) -> dict[str, obje
         },
         "ood": {
             _row_label(row): {
-                p: {task: aggregate([r for r in group if r.perturbation == p and r.task == task], seed).to_dict()
-                    for task in _TASKS}
+                p: {
+                    t: aggregate([r for r in group if r.perturbation == p and r.task == t], seed).to_dict()
+                    for t in _TASKS
+                }
                 for p in PERTURBATIONS if any(r.perturbation == p for r in group)
             }
             for row, group in sorted(group_by(feasible, _row).items())
@@ -133,9 +138,9 @@ def _detail_table(records: Sequence[EpisodeRecord], seed: int) -> list[str]:
             _fmt(agg.length.value, 1), _fmt(agg.catastrophic), _fmt(agg.cost_success_correlation),
             _fmt(agg.cc_success), _fmt(agg.cc_failure), _fmt(agg.interventions, 1),
         ])
-    return _table(["Policy", "n", "errors", "SR [95% CI]", "CC [95% CI]", "SEL [95% CI]", "steps",
-                   f"CC>{CATASTROPHIC_CC:g}", "corr(CC, success)", "CC success", "CC failure", "interventions"],
-                  body)
+    header = ["Policy", "n", "errors", "SR [95% CI]", "CC [95% CI]", "SEL [95% CI]", "steps",
+              f"CC>{CATASTROPHIC_CC:g}", "corr(CC, success)", "CC success", "CC failure", "interventions"]
+    return _table(header, body)
 
 
 def _ood_tables(records: Sequence[EpisodeRecord], seed: int) -> list[str]:
@@ -153,8 +158,8 @@ def _ood_tables(records: Sequence[EpisodeRecord], seed: int) -> list[str]:
                 agg = aggregate([r for r in group if r.perturbation == p and r.task == task], seed)
                 cells.append(_fmt(agg.cc.value) if agg.episodes else "–")
             body.append(cells)
-        lines += [f"**{_row_label(row)}**", "", *_table(["Perturbation", *(f"{_TASK_TITLES[t]} CC" for t in _TASKS)],
-                                                         body), ""]
+        header = ["Perturbation", *(f"{_TASK_TITLES[t]} CC" for t in _TASKS)]
+        lines += [f"**{_row_label(row)}**", "", *_table(header, body), ""]
     return lines or ["No perturbed episodes in these results.", ""]
 
 
@@ -175,8 +180,9 @@ def _shield_table(records: Sequence[EpisodeRecord]) -> list[str]:
     for policy, group in sorted(group_by(records, lambda r: r.policy).items()):
         effect = shield_effect(group)
         if effect.pairs:
-            body.append([str(policy), str(effect.pairs), _fmt(effect.sr_off), _fmt(effect.sr_on), _fmt(effect.sr_cost),
-                         _fmt(effect.cc_off), _fmt(effect.cc_on), _fmt(effect.interventions, 1)])
+            body.append([str(policy), str(effect.pairs), _fmt(effect.sr_off), _fmt(effect.sr_on),
+                         _fmt(effect.sr_cost), _fmt(effect.cc_off), _fmt(effect.cc_on),
+                         _fmt(effect.interventions, 1)])
     if not body:
         return ["No episode ran with the shield both off and on.", ""]
     return [*_table(["Policy", "pairs", "SR off", "SR on", "SR cost (off - on)", "CC off", "CC on",
@@ -186,63 +192,63 @@ def _shield_table(records: Sequence[EpisodeRecord]) -> list[str]:
 # --- plots ------------------------------------------------------------------------------------------------
 
 
-def _plot_cc_distribution(ax: object, records: Sequence[EpisodeRecord]) -> None:
+def _plot_cc_distribution(ax: Any, records: Sequence[EpisodeRecord]) -> None:
     rows = _rows(records)
     data = [[r.cost for r in records if _row(r) == row] for row in rows]
-    ax.boxplot(data, showmeans=True)  # type: ignore[attr-defined]
-    ax.set_xticks(range(1, len(rows) + 1), [_row_label(row) for row in rows], rotation=30, ha="right")  # type: ignore[attr-defined]
-    ax.axhline(CATASTROPHIC_CC, color="red", linestyle="--", linewidth=1, label=f"CC = {CATASTROPHIC_CC:g}")  # type: ignore[attr-defined]
-    ax.set_ylabel("episode CC")  # type: ignore[attr-defined]
-    ax.set_title("Cumulative cost per episode, shield off vs on")  # type: ignore[attr-defined]
-    ax.legend()  # type: ignore[attr-defined]
+    ax.boxplot(data, showmeans=True)
+    ax.set_xticks(range(1, len(rows) + 1), [_row_label(row) for row in rows], rotation=30, ha="right")
+    ax.axhline(CATASTROPHIC_CC, color="red", linestyle="--", linewidth=1, label=f"CC = {CATASTROPHIC_CC:g}")
+    ax.set_ylabel("episode CC")
+    ax.set_title("Cumulative cost per episode, shield off vs on")
+    ax.legend()
 
 
-def _plot_categories(ax: object, records: Sequence[EpisodeRecord]) -> None:
+def _plot_categories(ax: Any, records: Sequence[EpisodeRecord]) -> None:
     rows = _rows(records)
     width = 0.8 / max(1, len(rows))
     names = [c.value for c in COST_CATEGORIES]
     for k, row in enumerate(rows):
         agg = aggregate([r for r in records if _row(r) == row])
         xs = [i + k * width for i in range(len(names))]
-        ax.bar(xs, [agg.cost_by_category[n] for n in names], width, label=_row_label(row))  # type: ignore[attr-defined]
-    ax.set_xticks([i + 0.4 - width / 2 for i in range(len(names))], names)  # type: ignore[attr-defined]
-    ax.set_ylabel("mean CC per episode")  # type: ignore[attr-defined]
-    ax.set_title("Cost by Safety-CHORES category")  # type: ignore[attr-defined]
-    ax.legend(fontsize="small")  # type: ignore[attr-defined]
+        ax.bar(xs, [agg.cost_by_category[n] for n in names], width, label=_row_label(row))
+    ax.set_xticks([i + 0.4 - width / 2 for i in range(len(names))], names)
+    ax.set_ylabel("mean CC per episode")
+    ax.set_title("Cost by Safety-CHORES category")
+    ax.legend(fontsize="small")
 
 
-def _plot_sr_cc(ax: object, records: Sequence[EpisodeRecord]) -> None:
+def _plot_sr_cc(ax: Any, records: Sequence[EpisodeRecord]) -> None:
     for row in _rows(records):
         points = []
         for task in _TASKS:
             agg = aggregate([r for r in records if _row(r) == row and r.task == task])
             if agg.episodes:
                 points.append((agg.cc.value, agg.sr.value, _TASK_TITLES[task]))
-        ax.scatter([p[0] for p in points], [p[1] for p in points], label=_row_label(row))  # type: ignore[attr-defined]
+        ax.scatter([p[0] for p in points], [p[1] for p in points], label=_row_label(row))
         for x, y, text in points:
-            ax.annotate(text, (x, y), fontsize="x-small", xytext=(3, 3), textcoords="offset points")  # type: ignore[attr-defined]
-    ax.set_xlabel("mean CC")  # type: ignore[attr-defined]
-    ax.set_ylabel("SR")  # type: ignore[attr-defined]
-    ax.set_ylim(-0.05, 1.05)  # type: ignore[attr-defined]
-    ax.set_title("Success rate vs cost (per task)")  # type: ignore[attr-defined]
-    ax.legend(fontsize="small")  # type: ignore[attr-defined]
+            ax.annotate(text, (x, y), fontsize="x-small", xytext=(3, 3), textcoords="offset points")
+    ax.set_xlabel("mean CC")
+    ax.set_ylabel("SR")
+    ax.set_ylim(-0.05, 1.05)
+    ax.set_title("Success rate vs cost (per task)")
+    ax.legend(fontsize="small")
 
 
-def _plot_success_failure(ax: object, records: Sequence[EpisodeRecord]) -> None:
+def _plot_success_failure(ax: Any, records: Sequence[EpisodeRecord]) -> None:
     rows = _rows(records)
     aggs = [aggregate([r for r in records if _row(r) == row]) for row in rows]
     xs = range(len(rows))
-    ax.bar([x - 0.2 for x in xs], [0.0 if math.isnan(a.cc_success) else a.cc_success for a in aggs], 0.4,  # type: ignore[attr-defined]
+    ax.bar([x - 0.2 for x in xs], [0.0 if math.isnan(a.cc_success) else a.cc_success for a in aggs], 0.4,
            label="successful episodes")
-    ax.bar([x + 0.2 for x in xs], [0.0 if math.isnan(a.cc_failure) else a.cc_failure for a in aggs], 0.4,  # type: ignore[attr-defined]
+    ax.bar([x + 0.2 for x in xs], [0.0 if math.isnan(a.cc_failure) else a.cc_failure for a in aggs], 0.4,
            label="failed episodes")
-    ax.set_xticks(list(xs), [_row_label(row) for row in rows], rotation=30, ha="right")  # type: ignore[attr-defined]
-    ax.set_ylabel("mean CC")  # type: ignore[attr-defined]
-    ax.set_title("Cost of successful vs failed episodes")  # type: ignore[attr-defined]
-    ax.legend(fontsize="small")  # type: ignore[attr-defined]
+    ax.set_xticks(list(xs), [_row_label(row) for row in rows], rotation=30, ha="right")
+    ax.set_ylabel("mean CC")
+    ax.set_title("Cost of successful vs failed episodes")
+    ax.legend(fontsize="small")
 
 
-_PLOTS: tuple[tuple[str, Callable[[object, Sequence[EpisodeRecord]], None]], ...] = (
+_PLOTS: tuple[tuple[str, Callable[[Any, Sequence[EpisodeRecord]], None]], ...] = (
     ("cc_distribution.png", _plot_cc_distribution),
     ("cost_by_category.png", _plot_categories),
     ("sr_vs_cc.png", _plot_sr_cc),
@@ -284,8 +290,9 @@ def write_report(records: Sequence[EpisodeRecord], out_dir: str | Path, title: s
     errors = [r for r in ordered if r.error is not None]
     lines = [
         f"# {title}", "",
-        f"{len(ordered)} episodes, {len(errors)} crashed (excluded from the metrics). SR: Wilson 95% interval; "
-        "means: seeded bootstrap 95% interval. CC: cumulative Safety-CHORES cost.", "",
+        f"{len(ordered)} episodes, {len(errors)} crashed (excluded from the metrics). "
+        "SR: Wilson 95% interval; means: seeded bootstrap 95% interval. "
+        "CC: cumulative Safety-CHORES cost.", "",
         "## Main table (feasible, unperturbed)", "", *_main_table(ordered, seed), "",
         "## Detail", "", *_detail_table(ordered, seed), "",
         "## Shield effect (same episodes, shield off vs on)", "", *_shield_table(ordered),

@@ -83,7 +83,8 @@ def backend_kwargs(spec: EpisodeSpec) -> dict[str, Any]:
 def _error_summary(exc: BaseException) -> str:
     """``Type: message (at file:line in function)`` of the innermost frame."""
     frames = traceback.extract_tb(exc.__traceback__)
-    where = f" (at {Path(frames[-1].filename).name}:{frames[-1].lineno} in {frames[-1].name})" if frames else ""
+    last = frames[-1] if frames else None
+    where = f" (at {Path(last.filename).name}:{last.lineno} in {last.name})" if last else ""
     return f"{type(exc).__name__}: {exc}{where}"
 
 
@@ -115,7 +116,8 @@ class InProcessExecutor:
         """Run one episode; any exception becomes the record's ``error`` (and the backend is rebuilt)."""
         base = EpisodeRecord(
             key=spec.key, seed=spec.seed, task=spec.task.value, difficulty=spec.difficulty,
-            policy=spec.policy.name, shield=spec.shield, perturbation=spec.perturbation, feasible=spec.feasible,
+            policy=spec.policy.name, shield=spec.shield, perturbation=spec.perturbation,
+            feasible=spec.feasible,
         )
         start = time.perf_counter()
         try:
@@ -142,7 +144,8 @@ class InProcessExecutor:
             action, probabilities = policy.act(observation)
             executed: int | None = action
             if spec.shield:
-                decision = shielded_action(self._shield, self._world.update(observation), action, probabilities)
+                world = self._world.update(observation)
+                decision = shielded_action(self._shield, world, action, probabilities)
                 interventions[decision.verdict.kind] += 1
                 executed = decision.executed
             policy.executed(executed)
@@ -238,8 +241,8 @@ class Progress:
     def line(self) -> str:
         """One human-readable progress line."""
         r = self.record
-        outcome = f"ERROR {r.error}" if r.error else f"{'success' if r.success else 'failure'} CC={r.cost:g} " \
-                                                      f"steps={r.steps}"
+        verdict = "success" if r.success else "failure"
+        outcome = f"ERROR {r.error}" if r.error else f"{verdict} CC={r.cost:g} steps={r.steps}"
         return (f"[{self.done}/{self.pending}] {r.key}: {outcome} ({r.wall_time_s:.1f} s); "
                 f"elapsed {self.elapsed_s:.0f} s, ETA {self.eta_s:.0f} s")
 
@@ -284,7 +287,9 @@ def _worker_run(spec: EpisodeSpec) -> EpisodeRecord:
     return _WORKER_EXECUTOR.run(spec)
 
 
-def _records(pending: Sequence[EpisodeSpec], workers: int, factory: ExecutorFactory) -> Iterator[EpisodeRecord]:
+def _records(
+    pending: Sequence[EpisodeSpec], workers: int, factory: ExecutorFactory
+) -> Iterator[EpisodeRecord]:
     if workers == 1:
         executor = factory()
         try:
@@ -323,7 +328,9 @@ def run_suite(
     _claim_folder(suite, out)
     specs = expand(suite)
     recorded = load_records(out)
-    pending = [s for s in specs if s.key not in recorded or (retry_errors and recorded[s.key].error is not None)]
+    pending = [
+        s for s in specs if s.key not in recorded or (retry_errors and recorded[s.key].error is not None)
+    ]
     skipped = len(specs) - len(pending)
     if max_episodes is not None:
         pending = pending[:max_episodes]
@@ -342,5 +349,6 @@ def run_suite(
                 on_progress(Progress(ran, len(pending), time.perf_counter() - start, record))
         except KeyboardInterrupt:
             interrupted = True
-            _log.warning("interrupted after %d of %d episodes; rerun the same command to resume", ran, len(pending))
+            _log.warning("interrupted after %d of %d episodes; rerun the same command to resume", ran,
+                         len(pending))
     return RunResult(len(specs), skipped, ran, errors, interrupted, out)

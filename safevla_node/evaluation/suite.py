@@ -82,7 +82,9 @@ class BlockConfig:
     shield: tuple[bool, ...] = field((False, True), "shield settings to run each policy with")
     seeds: int = field(3, "seeds per cell")
     first_seed: int = field(0, "seeds are first_seed, first_seed + 1, ...")
-    infeasible_fraction: float = field(0.0, "share of each cell's seeds (the last ones) run with an absent target")
+    infeasible_fraction: float = field(
+        0.0, "share of each cell's seeds (the last ones) run with an absent target"
+    )
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -110,7 +112,9 @@ class SuiteConfig:
     name: str = field("suite", "suite label (report title)")
     backend: Literal["mujoco"] = field("mujoco", "simulator backend (sim_bridge.registry name)")
     step_budget: int = field(600, "steps before an episode is cut off (the paper's evaluation budget: 600)")
-    camera_size: tuple[int, int] = field((396, 224), "camera (width, height) in pixels (also the visibility frustum of ObjectNav success)")
+    camera_size: tuple[int, int] = field(
+        (396, 224), "camera (width, height) in pixels; also the frustum of ObjectNav's visibility check"
+    )
     policies: tuple[PolicySpec, ...] = field((), "the policies under evaluation")
     blocks: tuple[BlockConfig, ...] = field((), "blocks of cells, expanded in order")
 
@@ -130,7 +134,9 @@ class SuiteConfig:
         for block in self.blocks:
             unknown = sorted(set(block.policies) - set(names))
             if unknown:
-                raise ConfigError(f"blocks[{block.name}].policies names unknown policies {unknown}; known: {names}")
+                raise ConfigError(
+                    f"blocks[{block.name}].policies names unknown policies {unknown}; known: {names}"
+                )
 
     def policy(self, name: str) -> PolicySpec:
         """The policy called ``name``.
@@ -167,7 +173,8 @@ class EpisodeSpec:
     def key(self) -> str:
         """Stable, readable identity, e.g. ``pickup/medium/none/feasible/expert/shield-on/seed-3``."""
         return "/".join((
-            self.task.value, self.difficulty, self.perturbation, "feasible" if self.feasible else "infeasible",
+            self.task.value, self.difficulty, self.perturbation,
+            "feasible" if self.feasible else "infeasible",
             self.policy.name, "shield-on" if self.shield else "shield-off", f"seed-{self.seed}",
         ))
 
