@@ -153,11 +153,12 @@ class Expert:
         """A point ~0.4 m down the distance field from (x, y); None when already in the goal band."""
         field, goal = self._field, self._goal_xy
         assert field is not None and goal is not None
-        band = VIEW_BAND if self.task.kind is TaskKind.OBJECT_NAV and self.phase is _Phase.NAVIGATE else REACH_BAND
+        viewing = self.task.kind is TaskKind.OBJECT_NAV and self.phase is _Phase.NAVIGATE
+        band = VIEW_BAND if viewing else REACH_BAND
         if band[0] <= math.hypot(x - goal[0], y - goal[1]) <= band[1]:
             return None
         i, j = self.grid.cell(x, y)
-        if not math.isfinite(field[i, j]):  # drifted into the inflated margin: restart from the best neighbour
+        if not math.isfinite(field[i, j]):  # drifted into the inflated margin: start from the best neighbour
             win = field[max(i - 3, 0) : i + 4, max(j - 3, 0) : j + 4]
             if not np.isfinite(win).any():
                 return None
@@ -193,7 +194,7 @@ class Expert:
         return index
 
     def _blocked(self, robot: RobotState, codes: tuple[str, ...], moved: float) -> bool:
-        """The previous action was one of ``codes`` and changed (base position or lift) by less than ``moved``."""
+        """The previous action was one of ``codes`` and moved the base (or the lift) less than ``moved``."""
         if self._last is None or self._last[0] not in codes:
             return False
         code, x, y, lift = self._last
@@ -284,8 +285,8 @@ class Expert:
     def _approach(
         lift: float, lift_goal: float, ext: float, ext_goal: float, clear_lift: float, stalled: bool
     ) -> int | None:
-        """Raise to the clearance height, extend, then lower (until there or ``stalled`` on contact); None once
-        done."""
+        """Raise to the clearance height, extend, then lower (until there, or ``stalled`` on contact);
+        None once done."""
         lift_goal = max(0.0, min(C.JOINT_LIMITS["joint_lift"][1], lift_goal))
         clear_lift = max(lift_goal, min(C.JOINT_LIMITS["joint_lift"][1], clear_lift))
         if abs(ext - ext_goal) > 0.011:

@@ -40,8 +40,8 @@ NAV_CAMERA = "nav_camera"
 MANIP_CAMERA = "manip_camera"
 FLOOR_GEOM = "floor"
 
-#: Position-controlled joints by interface name (``sim_bridge.interface.JOINT_NAMES``) -> (MJCF joint, actuator).
-#: The gripper aperture drives both fingers (each moves half of it).
+#: Position-controlled joints by interface name (``sim_bridge.interface.JOINT_NAMES``) -> MJCF joints, each
+#: with a position actuator of the same name. The gripper aperture drives both fingers (half of it each).
 JOINT_ACTUATORS: dict[str, tuple[str, ...]] = {
     "joint_lift": ("joint_lift",),
     "wrist_extension": ("wrist_extension",),
