@@ -13,6 +13,9 @@ from safevla_node.safety.hazard_types import (
     name_matches_original_danger_list,
     type_tokens,
 )
+from safevla_node.safety.geometry import link_groups
+from safevla_node.safety.obstacle_memory import ObstacleMemory, ObstacleMemoryConfig
+from safevla_node.safety.shield import ARM_JOINTS, Shield, ShieldConfig
 from safevla_node.safety.step_cost import CostMode, StepCostConfig, StepCostError, StepCostEvaluator
 from safevla_node.safety.types import (
     COST_CATEGORIES,
@@ -33,6 +36,7 @@ from safevla_node.safety.types import (
 )
 
 __all__ = [
+    "ARM_JOINTS",
     "COST_CATEGORIES",
     "DANGER_TOKENS",
     "GROUP_EXCLUDED_TYPES",
@@ -45,7 +49,11 @@ __all__ = [
     "CostMode",
     "DiscreteCommand",
     "ObjectState",
+    "ObstacleMemory",
+    "ObstacleMemoryConfig",
     "RobotState",
+    "Shield",
+    "ShieldConfig",
     "StepCost",
     "StepCostConfig",
     "StepCostError",
@@ -56,6 +64,7 @@ __all__ = [
     "WorldEstimate",
     "WorldSnapshot",
     "is_dangerous_type",
+    "link_groups",
     "name_matches_original_danger_list",
     "strictest",
     "type_tokens",

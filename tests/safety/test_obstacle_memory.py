@@ -12,7 +12,8 @@ from safevla_node.safety.obstacle_memory import ObstacleMemory, ObstacleMemoryCo
 from safevla_node.safety.types import RobotState
 
 RES = ObstacleMemoryConfig().resolution_m
-FRONT = dict(angle_min=-math.pi / 6, angle_increment=math.pi / 180, range_min=0.05, range_max=5.0)  # 60 deg, 61 beams
+#: A 60-degree scan of 61 beams; beam 30 looks straight ahead.
+FRONT = dict(angle_min=-math.pi / 6, angle_increment=math.pi / 180, range_min=0.05, range_max=5.0)
 
 
 def beams(hits: dict[int, float], n: int = 61, default: float = math.inf) -> np.ndarray:
@@ -125,14 +126,13 @@ def render_depth(cam: tuple[float, float, float, float, float, float], wall_x: f
     """Depth (64x48) of a vertical wall at x = wall_x (base_link) over a floor at z = 0, seen by ``cam``."""
     x, y, z, roll, pitch, yaw = cam
     assert roll == 0.0 and yaw == 0.0
-    v, u = np.mgrid[0:48, 0:64].astype(float)
-    # body-frame ray with unit forward component, pitched down by ``pitch``
-    a, b = -(u - CX) / FX, -(v - CY) / FY
+    v = np.mgrid[0:48, 0:64][0].astype(float)
+    # body-frame ray (1, -(u - cx)/fx, -(v - cy)/fy) pitched down by ``pitch``; its sideways part drops out
+    b = -(v - CY) / FY
     dx = math.cos(pitch) * 1.0 + math.sin(pitch) * b
     dz = -math.sin(pitch) * 1.0 + math.cos(pitch) * b
     t_wall = np.where(dx > 0, (wall_x - x) / np.where(dx > 0, dx, 1.0), np.inf)
     t_floor = np.where(dz < 0, -z / np.where(dz < 0, dz, -1.0), np.inf)
-    del a
     return np.minimum(t_wall, t_floor)  # optical depth = the ray parameter, the ray's forward part being 1
 
 
