@@ -19,6 +19,14 @@ def _room(b: SceneBuilder, w: float, h: float) -> None:
     b.wall(w, 0.0, w, h)
 
 
+def empty_room() -> Scene:
+    """A 4 m x 3 m room with nothing in it but the robot, in its middle."""
+    b = SceneBuilder()
+    _room(b, 4.0, 3.0)
+    b.robot(2.0, 1.5, 0.0)
+    return b.build()
+
+
 def corner_pocket() -> Scene:
     """A 0.6 m pocket between the left wall and a side table; the robot stands in it facing the dead end."""
     b = SceneBuilder()

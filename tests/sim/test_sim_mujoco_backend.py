@@ -12,9 +12,10 @@ import pytest
 from safevla_node.actions import ACTION_BY_CODE
 from safevla_node.errors import SimError
 from sim_bridge.homegen import HomeGenConfig
-from sim_bridge.interface import JOINT_NAMES, Observation, TaskKind
+from sim_bridge.interface import JOINT_NAMES, Observation, TaskKind, TaskSpec
 from sim_bridge.mujoco import MujocoBackend, Perturbations
 from sim_bridge.mujoco import stretch_constants as C
+from tests.sim import scenes
 
 _ACTIONS = [ACTION_BY_CODE[c].index for c in ("m", "l", "m", "zp", "yp", "rs", "b")]
 
@@ -114,7 +115,7 @@ def test_bad_joint_targets_are_rejected_naming_the_range(
 
 
 def test_joint_targets_are_reached(backend: MujocoBackend) -> None:
-    backend.reset(0, TaskKind.OBJECT_NAV)
+    backend.load(scenes.empty_room(), TaskSpec(TaskKind.OBJECT_NAV, "find a mug", "Mug", None))
     backend.set_joint_targets({"joint_lift": 0.5, "wrist_extension": 0.3, "joint_head_tilt": -0.8})
     backend.advance(1.5)
     joints = backend.observe(render=False).joints

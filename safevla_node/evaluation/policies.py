@@ -1,0 +1,205 @@
+"""Policy adapters for evaluation: one interface over the privileged expert, a noisy expert and checkpoints.
+
+Every adapter is built once per worker and reused across episodes: ``reset(task, seed)`` starts an episode,
+``act(observation, mask)`` proposes ``(action_index, probabilities)``, and ``executed(action_index)`` reports
+what actually ran after the shield (None: nothing ran), so a recurrent policy feeds back the real previous
+action. ``mask`` (bool per action, True = allowed) restricts the choice; None allows everything.
+
+torch is imported only when a checkpoint policy is built (``policies.runtime``), so expert-only suites run
+without it.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from safevla_node.actions import ACTIONS, NUM_ACTIONS, ActionKind
+from safevla_node.errors import ConfigError, PolicyLoadError
+from safevla_node.evaluation.suite import PolicySpec
+from safevla_node.paths import share_dir
+from sim_bridge.interface import Observation, SimBackend, TaskSpec
+
+if TYPE_CHECKING:
+    from sim_bridge.expert import Expert
+
+__all__ = [
+    "SHIPPED_CHECKPOINT",
+    "CheckpointPolicy",
+    "EvalPolicy",
+    "ExpertPolicy",
+    "NoisyExpertPolicy",
+    "make_policy",
+    "resolve_checkpoint",
+]
+
+#: Where ``checkpoint: shipped`` points, relative to the package's share folder (source checkout or install).
+SHIPPED_CHECKPOINT = Path("models") / "safevla_shipped"
+
+Proposal = tuple[int, np.ndarray | None]
+
+
+def _one_hot(index: int) -> np.ndarray:
+    probs = np.zeros(NUM_ACTIONS)
+    probs[index] = 1.0
+    return probs
+
+
+class EvalPolicy(ABC):
+    """The adapter interface (see the module docstring)."""
+
+    #: The policy reads camera frames, so the backend must render.
+    needs_images: bool = False
+
+    @abstractmethod
+    def reset(self, task: TaskSpec, seed: int) -> None:
+        """Start an episode of ``task``; ``seed`` seeds any randomness of the policy itself."""
+
+    @abstractmethod
+    def act(self, observation: Observation, mask: np.ndarray | None = None) -> Proposal:
+        """Propose an action index and the distribution it came from (None when there is none)."""
+
+    def executed(self, action_index: int | None) -> None:  # noqa: B027 (optional hook)
+        """The action that actually ran after the shield (None: the step was spent standing still)."""
+
+
+class ExpertPolicy(EvalPolicy):
+    """``sim_bridge.expert.Expert`` on the backend's privileged scene; its distribution is one-hot.
+
+    A one-hot distribution leaves the shield no alternative, so a vetoed expert action is a STOP.
+    """
+
+    def __init__(self, backend: SimBackend) -> None:
+        self._backend = backend
+        self._expert: Expert | None = None
+
+    def reset(self, task: TaskSpec, seed: int) -> None:
+        """Plan on the scene the backend has just loaded."""
+        from sim_bridge.expert import Expert
+
+        self._expert = Expert(self._backend)  # type: ignore[arg-type]  (MujocoBackend exposes scene and task)
+
+    def act(self, observation: Observation, mask: np.ndarray | None = None) -> Proposal:
+        """The expert's action (``mask`` is not consulted: the expert's plan has no alternatives).
+
+        Raises:
+            RuntimeError: called before ``reset``.
+        """
+        if self._expert is None:
+            raise RuntimeError("ExpertPolicy.act before reset(task, seed)")
+        index = self._expert.act(observation)
+        return index, _one_hot(index)
+
+
+class NoisyExpertPolicy(ExpertPolicy):
+    """The expert, except that with probability ``noise`` a random motion action replaces its choice.
+
+    Random draws never pick episode actions (end, sub_done): a random ``end`` would turn noise into early
+    termination instead of unsafe motion. The expert is still asked every step so its plan keeps its phase.
+    The reported distribution is the mixture (1 - noise) * expert + noise * uniform over motion actions.
+    """
+
+    def __init__(self, backend: SimBackend, noise: float) -> None:
+        super().__init__(backend)
+        if not 0.0 < noise <= 1.0:
+            raise ValueError(f"noise={noise!r} must be in (0, 1]")
+        self.noise = noise
+        self._rng = np.random.default_rng(0)
+        self._motion = np.array([a.kind is not ActionKind.EPISODE for a in ACTIONS])
+
+    def reset(self, task: TaskSpec, seed: int) -> None:
+        """Plan, and reseed the noise from the episode seed (the same episode draws the same noise)."""
+        super().reset(task, seed)
+        self._rng = np.random.default_rng([seed, 0x5EED])
+
+    def act(self, observation: Observation, mask: np.ndarray | None = None) -> Proposal:
+        """The expert's action or, with probability ``noise``, a random allowed motion action."""
+        index, _ = super().act(observation)
+        allowed = self._motion if mask is None else self._motion & np.asarray(mask, dtype=bool)
+        choices = np.flatnonzero(allowed)
+        probs = (1.0 - self.noise) * _one_hot(index)
+        if len(choices):
+            probs[choices] += self.noise / len(choices)
+            if self._rng.random() < self.noise:
+                index = int(choices[self._rng.integers(len(choices))])
+        return index, probs
+
+
+def resolve_checkpoint(checkpoint: str) -> Path:
+    """The path behind a suite's ``checkpoint`` entry ('shipped' -> ``share_dir() / SHIPPED_CHECKPOINT``).
+
+    Raises:
+        PolicyLoadError: the path does not exist (the message says what 'shipped' means).
+    """
+    path = share_dir() / SHIPPED_CHECKPOINT if checkpoint == "shipped" else Path(checkpoint).expanduser()
+    if not path.exists():
+        hint = "check the suite's checkpoint path"
+        if checkpoint == "shipped":
+            hint = (f"'shipped' is {path}, written by the training pipeline; train or copy a policy there, "
+                    "or give a checkpoint path")
+        raise PolicyLoadError(f"policy checkpoint {path} does not exist: {hint}")
+    return path
+
+
+class CheckpointPolicy(EvalPolicy):
+    """A ``policies.runtime.SafeVLAPolicy`` loaded from a checkpoint, greedy (deterministic) decoding."""
+
+    needs_images = True
+
+    def __init__(self, checkpoint: str, device: str = "cpu") -> None:
+        from policies.runtime import SafeVLAPolicy
+
+        self._policy: Any = SafeVLAPolicy.from_pretrained(resolve_checkpoint(checkpoint), device=device,
+                                                          precision="fp32")
+        self._instruction = ""
+
+    def reset(self, task: TaskSpec, seed: int) -> None:
+        """Drop the KV cache and remember the instruction."""
+        self._policy.reset()
+        self._instruction = task.instruction
+
+    def act(self, observation: Observation, mask: np.ndarray | None = None) -> Proposal:
+        """One greedy step on both camera frames.
+
+        Raises:
+            ValueError: the observation was not rendered (the backend must render for this policy).
+        """
+        from policies.runtime import PolicyObservation
+
+        if observation.nav_camera is None or observation.manip_camera is None:
+            raise ValueError("the checkpoint policy needs both camera frames; the backend did not render")
+        out = self._policy.select_action(
+            PolicyObservation(
+                instruction=self._instruction,
+                nav_rgb=observation.nav_camera.rgb,
+                manip_rgb=observation.manip_camera.rgb,
+                object_in_hand=observation.snapshot.robot.held_object_id is not None,
+            ),
+            action_mask=None if mask is None else np.asarray(mask, dtype=bool),
+        )
+        return out.action_index, np.asarray(out.probabilities, dtype=float)
+
+    def executed(self, action_index: int | None) -> None:
+        """Feed the executed action back as the previous action (a STOP keeps the proposed one)."""
+        if action_index is not None:
+            self._policy.override_last_action(action_index)
+
+
+def make_policy(spec: PolicySpec, backend: SimBackend) -> EvalPolicy:
+    """The adapter for ``spec``; experts plan on ``backend``'s privileged scene.
+
+    Raises:
+        PolicyLoadError: a checkpoint that is missing or does not load.
+        ConfigError: an unknown policy kind.
+    """
+    if spec.kind == "expert":
+        return ExpertPolicy(backend)
+    if spec.kind == "noisy_expert":
+        return NoisyExpertPolicy(backend, spec.noise)
+    if spec.kind == "checkpoint":
+        return CheckpointPolicy(spec.checkpoint, spec.device)
+    raise ConfigError(f"unknown policy kind {spec.kind!r}; valid: expert, noisy_expert, checkpoint")
+

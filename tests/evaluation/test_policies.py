@@ -1,0 +1,138 @@
+"""Policy adapters on the real MuJoCo backend: expert, seeded noisy expert, a saved tiny checkpoint."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from safevla_node.actions import ACTIONS, NUM_ACTIONS, ActionKind
+from safevla_node.errors import PolicyLoadError
+from safevla_node.evaluation.policies import (
+    CheckpointPolicy,
+    ExpertPolicy,
+    NoisyExpertPolicy,
+    resolve_checkpoint,
+)
+from sim_bridge.homegen import HomeGenConfig
+from sim_bridge.interface import SimBackend, TaskKind
+from sim_bridge.registry import make_backend
+
+REPO = Path(__file__).resolve().parents[2]
+EPISODE_ACTIONS = {a.index for a in ACTIONS if a.kind is ActionKind.EPISODE}
+
+
+@pytest.fixture(scope="module")
+def backend() -> Iterator[SimBackend]:
+    sim = make_backend("mujoco", home_config=HomeGenConfig.easy(), camera_size=(96, 54), depth=False)
+    yield sim
+    sim.close()
+
+
+def rollout(policy: ExpertPolicy, backend: SimBackend, seed: int, steps: int) -> list[tuple[int, np.ndarray]]:
+    observation = backend.reset(seed, TaskKind.OBJECT_NAV)
+    policy.reset(backend.status().task, seed)
+    out = []
+    for _ in range(steps):
+        index, probs = policy.act(observation)
+        out.append((index, probs))
+        if backend.status().done:
+            break
+        observation = backend.execute_action(index, render=False).observation
+    return out
+
+
+def test_the_expert_proposes_its_action_with_a_one_hot_distribution(backend: SimBackend) -> None:
+    (index, probs), *_ = rollout(ExpertPolicy(backend), backend, 0, 1)
+    assert probs[index] == 1.0 and probs.sum() == 1.0
+
+
+def test_the_expert_refuses_to_act_before_reset(backend: SimBackend) -> None:
+    with pytest.raises(RuntimeError, match=r"ExpertPolicy.act before reset"):
+        ExpertPolicy(backend).act(backend.observe(render=False))
+
+
+def test_the_noisy_expert_repeats_its_noise_for_the_same_seed(backend: SimBackend) -> None:
+    policy = NoisyExpertPolicy(backend, 0.5)
+    first = [i for i, _ in rollout(policy, backend, 0, 12)]
+    second = [i for i, _ in rollout(policy, backend, 0, 12)]
+    expert = [i for i, _ in rollout(ExpertPolicy(backend), backend, 0, 12)]
+    assert first == second
+    assert first != expert  # at noise 0.5 some of 12 steps are random
+
+
+def test_the_noisy_expert_reports_the_mixture_and_never_draws_an_episode_action(backend: SimBackend) -> None:
+    policy = NoisyExpertPolicy(backend, 1.0)  # every action random
+    steps = rollout(policy, backend, 3, 20)
+    assert all(index not in EPISODE_ACTIONS for index, _ in steps)
+    for _, probs in steps:
+        assert probs.sum() == pytest.approx(1.0)
+        assert all(probs[i] == 0.0 for i in EPISODE_ACTIONS)
+
+
+def test_the_noisy_expert_honours_the_action_mask(backend: SimBackend) -> None:
+    policy = NoisyExpertPolicy(backend, 1.0)
+    observation = backend.reset(0, TaskKind.OBJECT_NAV)
+    policy.reset(backend.status().task, 0)
+    mask = np.zeros(NUM_ACTIONS, dtype=bool)
+    mask[[1, 2]] = True
+    assert {policy.act(observation, mask)[0] for _ in range(10)} <= {1, 2}
+
+
+def test_a_noise_rate_outside_zero_one_is_rejected(backend: SimBackend) -> None:
+    with pytest.raises(ValueError, match=r"noise=0.0 must be in \(0, 1\]"):
+        NoisyExpertPolicy(backend, 0.0)
+
+
+def test_a_missing_checkpoint_is_a_policy_load_error_naming_the_path(tmp_path: Path) -> None:
+    with pytest.raises(PolicyLoadError, match=r"absent does not exist: check the suite's checkpoint path"):
+        resolve_checkpoint(str(tmp_path / "absent"))
+
+
+def test_the_shipped_checkpoint_error_says_where_it_is_expected() -> None:
+    if (REPO / "models" / "safevla_shipped").exists():
+        pytest.skip("a shipped policy is installed in this checkout")
+    with pytest.raises(PolicyLoadError, match=r"'shipped' is .*models/safevla_shipped, written by the training"):
+        resolve_checkpoint("shipped")
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A seeded, untrained tiny SafeVLA saved in our directory format: a real checkpoint to load."""
+    import torch
+
+    from policies.configuration_safevla import load_policy_config
+    from policies.encoders.dinov2 import PooledDinoFeatures
+    from policies.modeling_safevla import SafeVLAModel
+    from policies.processor_safevla import WordTokenizer
+    from policies.runtime import SafeVLAPolicy
+
+    config = load_policy_config(REPO / "config" / "policy_tiny.yaml")
+    torch.manual_seed(0)
+    policy = SafeVLAPolicy(config, SafeVLAModel(config), PooledDinoFeatures(config.image_encoder, config.pooled_grid),
+                           WordTokenizer.from_texts(["find a book", "pick up the mug"]), device="cpu",
+                           precision="fp32")
+    return policy.save_pretrained(tmp_path_factory.mktemp("ckpt") / "tiny")
+
+
+def test_a_checkpoint_policy_acts_on_rendered_frames_and_accepts_the_executed_action(
+    backend: SimBackend, tiny_checkpoint: Path
+) -> None:
+    policy = CheckpointPolicy(str(tiny_checkpoint))
+    observation = backend.reset(0, TaskKind.OBJECT_NAV)
+    policy.reset(backend.status().task, 0)
+    index, probs = policy.act(observation)
+    assert 0 <= index < NUM_ACTIONS
+    assert probs.shape == (NUM_ACTIONS,) and probs.sum() == pytest.approx(1.0, abs=1e-5)
+    policy.executed(2)
+    policy.act(backend.execute_action(2).observation)
+
+
+def test_a_checkpoint_policy_rejects_an_unrendered_observation(backend: SimBackend, tiny_checkpoint: Path) -> None:
+    policy = CheckpointPolicy(str(tiny_checkpoint))
+    backend.reset(0, TaskKind.OBJECT_NAV)
+    policy.reset(backend.status().task, 0)
+    with pytest.raises(ValueError, match="needs both camera frames"):
+        policy.act(backend.observe(render=False))

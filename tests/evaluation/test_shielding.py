@@ -1,0 +1,91 @@
+"""The in-loop shield rule (allow / replace / stop) with the real Shield, and the world estimate it sees."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from safevla_node.actions import ACTION_BY_CODE, NUM_ACTIONS
+from safevla_node.evaluation.shielding import ShieldWorld, shielded_action
+from safevla_node.safety.shield import Shield
+from safevla_node.safety.types import ObjectState, RobotState, VerdictKind, WorldEstimate, WorldSnapshot
+from sim_bridge.interface import LaserScanData, Observation
+
+AHEAD = ACTION_BY_CODE["m"].index
+LEFT = ACTION_BY_CODE["l"].index
+END = ACTION_BY_CODE["end"].index
+
+
+def wall_ahead(distance: float = 0.35) -> WorldEstimate:
+    """A wall across the robot's path ``distance`` m ahead, seen right now."""
+    ys = np.linspace(-0.6, 0.6, 25)
+    points = np.stack([np.full_like(ys, distance), ys], axis=1)
+    return WorldEstimate(RobotState(), points, np.ones(len(points), dtype=bool))
+
+
+def probabilities(**mass: float) -> np.ndarray:
+    probs = np.zeros(NUM_ACTIONS)
+    for code, p in mass.items():
+        probs[ACTION_BY_CODE[code].index] = p
+    return probs
+
+
+def test_an_allowed_action_is_executed_unchanged() -> None:
+    decision = shielded_action(Shield(), WorldEstimate(RobotState()), AHEAD, probabilities(m=1.0))
+    assert decision.verdict.kind is VerdictKind.ALLOW
+    assert decision.executed == AHEAD
+
+
+def test_a_blocked_action_is_replaced_by_the_most_probable_safe_one() -> None:
+    decision = shielded_action(Shield(), wall_ahead(), AHEAD, probabilities(m=0.7, l=0.2, r=0.1))
+    assert decision.verdict.kind is VerdictKind.REPLACE
+    assert (decision.proposed, decision.executed) == (AHEAD, LEFT)
+
+
+def test_a_blocked_action_without_alternatives_executes_nothing() -> None:
+    decision = shielded_action(Shield(), wall_ahead(), AHEAD, probabilities(m=1.0))
+    assert decision.verdict.kind is VerdictKind.STOP
+    assert decision.executed is None
+    assert "collision" in decision.verdict.reason
+
+
+def test_ending_the_episode_is_never_blocked() -> None:
+    decision = shielded_action(Shield(), wall_ahead(0.25), END, probabilities(end=1.0))
+    assert decision.executed == END
+
+
+def scan_observation(robot: RobotState, ranges: np.ndarray, time: float, objects: list[ObjectState]) -> Observation:
+    beams = len(ranges)
+    scan = LaserScanData(-math.pi, 2 * math.pi / beams, 0.05, 10.0, ranges)
+    snapshot = WorldSnapshot.of(time, robot, objects)
+    return Observation(time, None, None, (0.0, 0.0), {}, scan, snapshot)
+
+
+def test_shield_world_puts_scan_points_in_odom_and_keeps_only_movable_objects() -> None:
+    ranges = np.full(360, np.inf, dtype=np.float32)
+    ranges[180] = 1.0  # the beam at angle 0 (straight ahead of the robot)
+    robot = RobotState(x=2.0, y=1.0, yaw=math.pi / 2)
+    mug = ObjectState("mug_1", "Mug", (2.0, 2.0, 0.8))
+    wall = ObjectState("wall_0", "Wall", (0.0, 0.0, 1.0), static=True)
+    world = ShieldWorld().update(scan_observation(robot, ranges, 0.0, [mug, wall]))
+    assert world.robot == robot
+    assert world.objects == (mug,)
+    assert len(world.obstacle_xy) == 1
+    assert world.obstacle_xy[0] == pytest.approx((2.0, 2.0), abs=0.05)  # 1 m ahead of a robot facing +y
+    assert world.obstacle_visible.tolist() == [True]
+
+
+def test_shield_world_remembers_an_obstacle_that_left_the_scan_until_reset() -> None:
+    estimator = ShieldWorld()
+    hit = np.full(360, np.inf, dtype=np.float32)
+    hit[180] = 1.0
+    estimator.update(scan_observation(RobotState(), hit, 0.0, []))
+    # Now the beam returns below range_min (e.g. occluded): no clearing, the point is only remembered.
+    blind = np.full(360, np.inf, dtype=np.float32)
+    blind[175:186] = 0.01
+    later = estimator.update(scan_observation(RobotState(), blind, 1.0, []))
+    assert later.obstacle_visible.tolist() == [False]
+    estimator.reset()
+    assert len(estimator.update(scan_observation(RobotState(), blind, 2.0, [])).obstacle_xy) == 0
