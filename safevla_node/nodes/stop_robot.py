@@ -17,18 +17,23 @@ from std_srvs.srv import Trigger
 
 __all__ = ["main"]
 
-#: How long zeros are published: covers subscribers that match late after discovery.
+#: How long zeros are published once a subscriber has matched.
 PUBLISH_FOR_S = 1.0
+#: How long to wait for discovery to match a subscriber (a fresh participant needs a moment).
+MATCH_TIMEOUT_S = 3.0
 PERIOD_S = 0.05
 
 
 def main(args: list[str] | None = None) -> None:
-    """Publish zero Twists on ``cmd_vel`` for PUBLISH_FOR_S and call ``/stop_the_robot`` if offered."""
+    """Publish zero Twists on ``cmd_vel`` for PUBLISH_FOR_S after discovery and call ``/stop_the_robot``."""
     rclpy.init(args=args)  # plain call: on Humble, init() returns no context manager
     node = Node("stop_robot")
     try:
         publisher = node.create_publisher(Twist, "cmd_vel", 10)
         stop_service = node.create_client(Trigger, "/stop_the_robot")
+        start = time.monotonic()
+        while publisher.get_subscription_count() == 0 and time.monotonic() < start + MATCH_TIMEOUT_S:
+            rclpy.spin_once(node, timeout_sec=PERIOD_S)
         deadline = time.monotonic() + PUBLISH_FOR_S
         called = False
         while time.monotonic() < deadline:
@@ -37,7 +42,9 @@ def main(args: list[str] | None = None) -> None:
                 stop_service.call_async(Trigger.Request())
                 called = True
             rclpy.spin_once(node, timeout_sec=PERIOD_S)
-        node.get_logger().warn("published zero velocity after a node of the stack stopped")
+        node.get_logger().warning(
+            f"published zero velocity to {publisher.get_subscription_count()} subscriber(s) after a node of the "
+            "stack stopped")
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
