@@ -19,3 +19,7 @@ class MessageError(SafeVLAError, ValueError):
 
 class PolicyLoadError(SafeVLAError):
     """A policy checkpoint, config or tokenizer is missing, of the wrong format or does not fit the model."""
+
+
+class SimError(SafeVLAError, RuntimeError):
+    """A simulator backend was used out of order (an action after the episode ended, a step before reset)."""

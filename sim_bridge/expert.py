@@ -1,0 +1,298 @@
+"""Privileged expert: shortest paths on the occupancy grid, then scripted pick and place with SafeVLA actions.
+
+It reads the ground truth (scene, task, the observation's privileged snapshot) and ignores safety: it
+plans on walls and furniture only, so it drives through floor clutter and hazards and incurs their cost,
+which makes it the reference path length L* for SEL and a cost baseline.
+
+Geometry of the robot it relies on: the grasp point sits at base-frame x = MAST_XY[0],
+y = -(ARM_LENGTH_RETRACTED - MAST_XY[1] + GRASP_OFFSET + extension), z = lift + LIFT_ZERO_Z - GRASP_DROP.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from enum import Enum
+from typing import Protocol
+
+import numpy as np
+
+from safevla_node.actions import ACTION_BY_CODE
+from safevla_node.safety.types import WorldSnapshot
+from sim_bridge.homegen.occupancy import OccupancyGrid
+from sim_bridge.homegen.scene import Item, Scene
+from sim_bridge.interface import Observation, TaskKind, TaskSpec
+from sim_bridge.mujoco import stretch_constants as C
+
+__all__ = ["Expert", "shortest_path_length", "task_eligibility"]
+
+PLAN_RES = 0.1
+PLAN_RADIUS = C.FOOTPRINT_RADIUS + 0.03
+#: Distance band (m) from which the navigation camera is expected to see a target.
+VIEW_BAND = (0.7, 1.6)
+#: Base-centre distance band (m) from which the arm reaches a point beside the robot.
+REACH_BAND = (0.45, 0.8)
+GRASP_X = C.MAST_XY[0]
+GRASP_Y0 = C.ARM_LENGTH_RETRACTED - C.MAST_XY[1] + C.GRASP_OFFSET
+GRASP_Z0 = C.LIFT_ZERO_Z - C.GRASP_DROP
+_FINE_TURN = math.radians(3.5)
+_COARSE_TURN = math.radians(20.0)
+
+
+def _act(code: str) -> int:
+    return ACTION_BY_CODE[code].index
+
+
+def _wrap(angle: float) -> float:
+    return (angle + math.pi) % (2 * math.pi) - math.pi
+
+
+def plan_grid(scene: Scene) -> OccupancyGrid:
+    """The expert's planning grid: static geometry inflated by the footprint plus a margin."""
+    return OccupancyGrid.from_scene(scene, PLAN_RES, PLAN_RADIUS)
+
+
+def _band(grid: OccupancyGrid, xy: tuple[float, float], band: tuple[float, float]) -> np.ndarray:
+    nx, ny = grid.free.shape
+    px = grid.origin[0] + np.arange(nx)[:, None] * grid.res
+    py = grid.origin[1] + np.arange(ny)[None, :] * grid.res
+    dist = np.hypot(px - xy[0], py - xy[1])
+    return grid.free & (dist >= band[0]) & (dist <= band[1])
+
+
+def _placement_point(scene: Scene, furniture_type: str, grid: OccupancyGrid) -> tuple[float, float] | None:
+    """A point 0.15 m inside the room-facing edge of some ``furniture_type`` top with a reachable band."""
+    for box in scene.statics:
+        if box.kind != furniture_type:
+            continue
+        x0, y0, x1, y1 = box.footprint()
+        for y in (y0 + 0.15, y1 - 0.15):
+            point = ((x0 + x1) / 2, y)
+            if _band(grid, point, REACH_BAND).any():
+                return point
+    return None
+
+
+def _goal_mask(grid: OccupancyGrid, kind: TaskKind, xy: tuple[float, float]) -> np.ndarray:
+    return _band(grid, xy, VIEW_BAND if kind is TaskKind.OBJECT_NAV else REACH_BAND)
+
+
+def task_eligibility(scene: Scene, kind: TaskKind) -> Callable[[Item], bool]:
+    """Which items the expert can solve ``kind`` for: its goal band is reachable from the robot's start."""
+    grid = plan_grid(scene)
+    reachable = grid.reachable_from(*scene.robot_start[:2])
+
+    def eligible(item: Item) -> bool:
+        return bool((_goal_mask(grid, kind, item.position[:2]) & reachable).any())
+
+    return eligible
+
+
+def shortest_path_length(scene: Scene, task: TaskSpec) -> float | None:
+    """L*: the expert's planned path length (m) from the start to the goal band(s), None if unreachable."""
+    if task.target_id is None:
+        return None
+    grid = plan_grid(scene)
+    target = scene.item(task.target_id).position[:2]
+    start = grid.nearest_free(*scene.robot_start[:2])
+    field = grid.distance_field(_goal_mask(grid, task.kind, target))
+    if start is None or not math.isfinite(field[start]):
+        return None
+    length = float(field[start])
+    if task.kind is TaskKind.FETCH and task.destination_type:
+        place = _placement_point(scene, task.destination_type, grid)
+        if place is None:
+            return None
+        goal = _goal_mask(grid, task.kind, target)
+        second = grid.distance_field(_band(grid, place, REACH_BAND))
+        length += float(np.min(np.where(goal, second, np.inf)))
+    return length if math.isfinite(length) else None
+
+
+class _Phase(Enum):
+    NAVIGATE = "navigate"
+    FACE = "face"
+    ARM = "arm"
+    GRASP = "grasp"
+    CARRY = "carry"
+    PLACE = "place"
+    END = "end"
+
+
+class _Privileged(Protocol):
+    scene: Scene
+    task: TaskSpec
+
+
+class Expert:
+    """Picks the next discrete action from privileged state. One instance per episode (after reset)."""
+
+    def __init__(self, backend: _Privileged) -> None:
+        self.scene = backend.scene
+        self.task = backend.task
+        self.grid = plan_grid(self.scene)
+        self.phase = _Phase.NAVIGATE if self.task.feasible else _Phase.END
+        self._field: np.ndarray | None = None
+        self._goal_xy: tuple[float, float] | None = None
+        self._grasp_tries = 0
+        self._raised = 0
+        self.expert_path_length = shortest_path_length(self.scene, self.task)
+        if self.task.feasible:
+            self._set_goal(self.scene.item(self.task.target_id).position[:2])  # type: ignore[arg-type]
+
+    def _set_goal(self, xy: tuple[float, float]) -> None:
+        self._goal_xy = xy
+        self._field = self.grid.distance_field(_goal_mask(self.grid, self.task.kind, xy))
+
+    # --- navigation ------------------------------------------------------------------------------------
+
+    def _lookahead(self, x: float, y: float) -> tuple[float, float] | None:
+        """A point ~0.4 m down the distance field from (x, y); None when already in the goal band."""
+        field = self._field
+        assert field is not None
+        i, j = self.grid.cell(x, y)
+        if not math.isfinite(field[i, j]):  # drifted into the inflated margin: restart from the best neighbour
+            win = field[max(i - 3, 0) : i + 4, max(j - 3, 0) : j + 4]
+            if not np.isfinite(win).any():
+                return None
+            a, b = np.unravel_index(int(np.argmin(win)), win.shape)
+            i, j = max(i - 3, 0) + int(a), max(j - 3, 0) + int(b)
+        elif field[i, j] == 0.0:
+            return None
+        nx, ny = field.shape
+        for _ in range(4):
+            best = min(
+                ((field[a, b], a, b) for a in range(i - 1, i + 2) for b in range(j - 1, j + 2)
+                 if 0 <= a < nx and 0 <= b < ny),
+            )
+            if best[0] >= field[i, j]:
+                break
+            _, i, j = best
+            if field[i, j] == 0.0:
+                break
+        return self.grid.center(i, j)
+
+    @staticmethod
+    def _turn(err: float) -> int:
+        """Rotate towards a bearing error (rad, CCW positive)."""
+        if abs(err) > _COARSE_TURN:
+            return _act("l") if err > 0 else _act("r")
+        return _act("ls") if err > 0 else _act("rs")
+
+    # --- decisions ---------------------------------------------------------------------------------------
+
+    def act(self, observation: Observation) -> int:
+        """The next action index for ``observation`` (its privileged snapshot is read)."""
+        snap = observation.snapshot
+        robot = snap.robot
+        if self.phase is _Phase.END:
+            return _act("end")
+        if self.phase in (_Phase.NAVIGATE, _Phase.CARRY):
+            point = self._lookahead(robot.x, robot.y)
+            if point is not None:
+                err = _wrap(math.atan2(point[1] - robot.y, point[0] - robot.x) - robot.yaw)
+                return _act("m") if abs(err) <= _FINE_TURN * 2 else self._turn(err)
+            self.phase = _Phase.FACE if self.phase is _Phase.NAVIGATE else _Phase.PLACE
+        goal = self._goal_point(snap)
+        tx, ty = self._in_base(snap, goal[:2])
+        if self.task.kind is TaskKind.OBJECT_NAV:
+            err = math.atan2(ty, tx)
+            if abs(err) > _FINE_TURN:
+                return self._turn(err)
+            self.phase = _Phase.END
+            return _act("end")
+        # Manipulation: put the goal beside the robot at the arm's x, then move the arm.
+        want = math.atan2(ty, tx) - math.atan2(-math.hypot(tx, ty), GRASP_X)
+        if abs(_wrap(want)) > _FINE_TURN and self._raised == 0:
+            return self._turn(_wrap(want))
+        return self._manipulate(snap, goal, ty)
+
+    def _goal_point(self, snap: WorldSnapshot) -> tuple[float, float, float]:
+        if self.phase is _Phase.PLACE:
+            assert self._goal_xy is not None
+            box_top = max(s.top for s in self.scene.statics
+                          if s.kind == self.task.destination_type and _inside(s.footprint(), self._goal_xy))
+            return (*self._goal_xy, box_top)
+        target = snap.objects[self.task.target_id]  # type: ignore[index]
+        return (target.position[0], target.position[1], target.position[2] + target.size[2] / 2)
+
+    @staticmethod
+    def _in_base(snap: WorldSnapshot, xy: tuple[float, float]) -> tuple[float, float]:
+        r = snap.robot
+        dx, dy = xy[0] - r.x, xy[1] - r.y
+        c, s = math.cos(r.yaw), math.sin(r.yaw)
+        return (c * dx + s * dy, -s * dx + c * dy)
+
+    def _manipulate(self, snap: WorldSnapshot, goal: tuple[float, float, float], ty: float) -> int:
+        robot = snap.robot
+        held = robot.held_object_id is not None
+        if self.phase is _Phase.FACE:
+            self.phase = _Phase.ARM
+        if self.phase is _Phase.ARM and held:
+            return self._after_grasp(robot.lift, robot.arm_extension)
+        top = goal[2]
+        extension = min(C.JOINT_LIMITS["wrist_extension"][1], max(0.0, -ty - GRASP_Y0))
+        if self.phase is _Phase.PLACE:
+            carried = self.scene.item(self.task.target_id).size[2]  # type: ignore[arg-type]
+            lift_goal = top + carried + 0.06 - GRASP_Z0
+            step = self._approach(robot.lift, lift_goal, robot.arm_extension, extension, top + carried + 0.12)
+            if step is not None:
+                return step
+            self.phase = _Phase.END
+            return _act("d")
+        clear = max(top, self._support_top()) + 0.1 - GRASP_Z0
+        lift_goal = top + 0.01 - GRASP_Z0 - 0.02 * self._grasp_tries
+        step = self._approach(robot.lift, lift_goal, robot.arm_extension, extension, clear)
+        if step is not None:
+            return step
+        self._grasp_tries += 1
+        if self._grasp_tries > 4:
+            self.phase = _Phase.END
+            return _act("end")
+        return _act("p")
+
+    def _support_top(self) -> float:
+        item = self.scene.item(self.task.target_id)  # type: ignore[arg-type]
+        return self.scene.static(item.support_id).top if item.support_id else 0.0
+
+    @staticmethod
+    def _approach(lift: float, lift_goal: float, ext: float, ext_goal: float, clear_lift: float) -> int | None:
+        """Raise to the clearance height, extend, then lower; None once there."""
+        lift_goal = max(0.0, min(C.JOINT_LIMITS["joint_lift"][1], lift_goal))
+        clear_lift = max(lift_goal, min(C.JOINT_LIMITS["joint_lift"][1], clear_lift))
+        if abs(ext - ext_goal) > 0.011:
+            if lift < clear_lift - 0.011:
+                return _act("yp") if clear_lift - lift > 0.06 else _act("yps")
+            if ext_goal - ext > 0.06:
+                return _act("zp")
+            if ext - ext_goal > 0.06:
+                return _act("zm")
+            return _act("zps") if ext_goal > ext else _act("zms")
+        if lift - lift_goal > 0.011:
+            return _act("ym") if lift - lift_goal > 0.06 else _act("yms")
+        if lift_goal - lift > 0.011:
+            return _act("yps")
+        return None
+
+    def _after_grasp(self, lift: float, ext: float) -> int:
+        """Lift the object clear (0.2 m), then end (PickUp) or retract and carry it (Fetch)."""
+        if self._raised < 2:
+            self._raised += 1
+            return _act("yp")
+        if self.task.kind is TaskKind.PICKUP:
+            self.phase = _Phase.END
+            return _act("end")
+        if ext > 0.011:
+            return _act("zm") if ext > 0.06 else _act("zms")
+        place = _placement_point(self.scene, self.task.destination_type or "", self.grid)
+        if place is None:
+            self.phase = _Phase.END
+            return _act("end")
+        self._set_goal(place)
+        self._raised = 0
+        self.phase = _Phase.CARRY
+        return _act("yps")
+
+
+def _inside(fp: tuple[float, float, float, float], xy: tuple[float, float]) -> bool:
+    return fp[0] <= xy[0] <= fp[2] and fp[1] <= xy[1] <= fp[3]
