@@ -23,3 +23,7 @@ class PolicyLoadError(SafeVLAError):
 
 class SimError(SafeVLAError, RuntimeError):
     """A simulator backend was used out of order (an action after the episode ended, a step before reset)."""
+
+
+class TrainingError(SafeVLAError):
+    """Training cannot go on: a checkpoint that does not fit the run, ranks out of sync, a worker that died."""
