@@ -74,6 +74,8 @@ class ActorCritic(nn.Module, ABC):
     num_cost_heads: int
     #: True when outputs depend on earlier steps of the episode (the buffer then keeps the episode's context).
     recurrent: bool = False
+    #: True when some trained parameters get no gradient from the loss (DDP must then look for them).
+    has_unused_parameters: bool = False
 
     @abstractmethod
     def encode(self, raw_observations: Sequence[Any]) -> list[Any]:

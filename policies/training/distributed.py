@@ -89,15 +89,15 @@ def init_distributed(device: str = "cpu") -> DistContext:
     return DistContext(dist.get_rank(), dist.get_world_size(), local_rank, resolved)
 
 
-def wrap_model(model: nn.Module, ctx: DistContext) -> nn.Module:
+def wrap_model(model: nn.Module, ctx: DistContext, find_unused_parameters: bool = False) -> nn.Module:
     """DDP around ``model`` when distributed (it broadcasts rank 0's parameters), else ``model``.
 
-    ``find_unused_parameters``: the SafeVLA actor branch carries a value head whose output the loss does
-    not use. Inputs are not moved by DDP (``device_ids=None``): the model places its own tensors.
+    ``find_unused_parameters`` for models with parameters the loss does not reach (the SafeVLA actor
+    branch's value head). Inputs are not moved by DDP (``device_ids=None``): the model places its own tensors.
     """
     if not ctx.distributed:
         return model
-    return nn.parallel.DistributedDataParallel(model, device_ids=None, find_unused_parameters=True)
+    return nn.parallel.DistributedDataParallel(model, device_ids=None, find_unused_parameters=find_unused_parameters)
 
 
 def parameters_digest(model: nn.Module) -> str:

@@ -18,21 +18,12 @@ import torch
 from policies.training.config import TrainConfig, load_train_config
 from policies.training.distributed import init_distributed, shutdown
 from policies.training.trainer import Trainer
+from safevla_node.cli.train_command import add_arguments
 from safevla_node.errors import SafeVLAError
 
-__all__ = ["add_arguments", "main", "run_from_args"]
+__all__ = ["main", "run_from_args"]
 
 logger = logging.getLogger(__name__)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """The training options (also used by the ``safevla train`` subcommand)."""
-    parser.add_argument("--config", required=True, help="training YAML (e.g. config/train_finetune.yaml)")
-    parser.add_argument("--out", required=True, help="run directory: checkpoint, metrics.csv, tb/, policy/")
-    parser.add_argument("--init", default=None, help="policy checkpoint to start from (overrides policy.init)")
-    parser.add_argument("--updates", type=int, default=None, help="override the number of PPO updates")
-    parser.add_argument("--fresh", action="store_true", help="ignore a checkpoint already in --out")
-    return parser
 
 
 def _apply_overrides(config: TrainConfig, args: argparse.Namespace) -> TrainConfig:

@@ -47,6 +47,7 @@ class SafeVLAActorCritic(ActorCritic):
     """See the module docstring. Only the summed cost: the SafeVLA cost critic has a single head."""
 
     recurrent = True
+    has_unused_parameters = True  # the actor branch's own value head feeds no loss
 
     def __init__(self, config: SafeVLAConfig, model: SafeVLAModel, image_encoder: PooledDinoFeatures,
                  tokenizer: InstructionTokenizer) -> None:

@@ -83,7 +83,7 @@ class Trainer:
         self.constraints = tuple(limits)
         self.multipliers = MultiplierSet(self.constraints, _multiplier_factory(config, limits))
         self.policy = make_policy(config, self.envs.num_actions, len(limits)).to(self.ctx.device)
-        self.model = wrap_model(self.policy, self.ctx)
+        self.model = wrap_model(self.policy, self.ctx, self.policy.has_unused_parameters)
         self.sample_gen = torch.Generator().manual_seed(config.seed * 7919 + self.ctx.rank)
         self.learner = PPOLearner(self.model, config.ppo, torch.Generator().manual_seed(config.seed + 1))
         self.update = 0

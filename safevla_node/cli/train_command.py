@@ -6,13 +6,21 @@ import argparse
 import logging
 import sys
 
-__all__ = ["add_parser", "run"]
+__all__ = ["add_arguments", "add_parser", "run"]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The training options, shared with ``python -m policies.training`` (defined here to keep torch lazy)."""
+    parser.add_argument("--config", required=True, help="training YAML (e.g. config/train_finetune.yaml)")
+    parser.add_argument("--out", required=True, help="run directory: checkpoint, metrics.csv, tb/, policy/")
+    parser.add_argument("--init", default=None, help="policy checkpoint to start from (overrides policy.init)")
+    parser.add_argument("--updates", type=int, default=None, help="override the number of PPO updates")
+    parser.add_argument("--fresh", action="store_true", help="ignore a checkpoint already in --out")
+    return parser
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register ``train`` on the ``safevla`` command."""
-    from policies.training.launch import add_arguments
-
     parser = subparsers.add_parser(
         "train", help="fine-tune a policy with Lagrangian PPO on the embedded simulator",
         description="Constrained PPO (Lagrange or PID multipliers). Multi-GPU: "
