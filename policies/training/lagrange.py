@@ -18,6 +18,7 @@ cost category or one for the summed cost.
 
 from __future__ import annotations
 
+import copy
 from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
@@ -91,7 +92,7 @@ class Lagrange(Multiplier):
         return self.value
 
     def state_dict(self) -> dict[str, Any]:
-        return {"lambda": self.value, "optimizer": self._optimizer.state_dict()}
+        return {"lambda": self.value, "optimizer": copy.deepcopy(self._optimizer.state_dict())}  # a snapshot, not live
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         with torch.no_grad():

@@ -197,6 +197,7 @@ class Trainer:
         finally:
             if self._tb is not None:
                 self._tb.close()
+                self._tb = None
         summary = {"update": self.update, "env_steps": self.env_steps, "last": row,
                    "lambdas": dict(zip(self.constraints, self.multipliers.values().tolist())),
                    "param_digests": digests, "world_size": self.ctx.world_size}
