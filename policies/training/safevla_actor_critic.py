@@ -4,7 +4,8 @@ Acting: one ``EpisodeState`` (KV cache per branch) per environment slot, stepped
 as ``SafeVLAPolicy.select_action`` runs at deployment. The caches of a batch share one length, which is why
 slots are not batched together: their episodes start at different times.
 
-Learning: ``forward(segments)`` pads the segments to one length and runs ``SafeVLAModel.forward_sequence``,
+Learning: ``forward(segments)`` pads the segments (grouped by instruction length, since the fusion attends to
+every text token unmasked) to one length and runs ``SafeVLAModel.forward_sequence``,
 a causal forward over [episode context + segment] without a cache; causality makes every position's output
 equal to the cached step's (padding sits at the end, so it is never attended to), and only the segment's own
 positions are returned. Time steps count from the episode start, previous actions are the taken actions
@@ -56,7 +57,7 @@ class SafeVLAActorCritic(ActorCritic):
             raise ConfigError(f"policy config {config.name!r} has no cost critic (cost_critic: false); "
                               "constrained training needs one")
         self.config = config
-        self.model = model
+        self.model = model.eval()
         self.image_encoder = image_encoder.eval().requires_grad_(False)
         self.tokenizer = tokenizer
         self.processor = ImageProcessor(config.image_encoder.image_height, config.image_encoder.image_width)
@@ -75,7 +76,7 @@ class SafeVLAActorCritic(ActorCritic):
         if policy.image_encoder is None or policy.tokenizer is None:
             raise ConfigError(f"{path}: training needs a checkpoint with its image encoder and tokenizer "
                               "(our directory format written by save_pretrained)")
-        return cls(policy.config, policy.model.train(), policy.image_encoder, policy.tokenizer)
+        return cls(policy.config, policy.model, policy.image_encoder, policy.tokenizer)
 
     @classmethod
     def from_scratch(cls, config_path: str | Path, seed: int) -> SafeVLAActorCritic:
@@ -87,8 +88,10 @@ class SafeVLAActorCritic(ActorCritic):
         return cls(config, model, encoder, WordTokenizer.from_texts([]))
 
     def train(self, mode: bool = True) -> SafeVLAActorCritic:
-        super().train(mode)
-        self.image_encoder.eval()
+        """Stays in eval mode: the fusion layers' dropout (0.1) would make the rollout's and the update's
+        log-probabilities differ by noise, and the PPO ratio must compare one deterministic function.
+        Gradients flow all the same. (The original fine-tunes with dropout on.)"""
+        super().train(False)
         return self
 
     def _device(self) -> torch.device:
@@ -138,28 +141,42 @@ class SafeVLAActorCritic(ActorCritic):
         return Heads(torch.cat(logits), torch.cat(values), torch.cat(costs)[:, None])
 
     def forward(self, segments: Sequence[Segment]) -> Heads:
+        # The fusion transformer attends to every text token without a mask, so padding an instruction would
+        # change its outputs: segments run in groups of equal instruction length, then return in order.
+        groups: dict[int, list[int]] = {}
+        for i, seg in enumerate(segments):
+            groups.setdefault(len(seg.observations[0].tokens), []).append(i)
+        parts = {tuple(idx): self._forward_group([segments[i] for i in idx]) for idx in groups.values()}
+        if len(parts) == 1:
+            return next(iter(parts.values()))
+        rows: list[tuple[int, int, int]] = []  # (segment index, part number, row within the part)
+        for number, (idx, _) in enumerate(parts.items()):
+            offset = 0
+            for i in idx:
+                rows += [(i, number, offset + r) for r in range(segments[i].steps)]
+                offset += segments[i].steps
+        rows.sort(key=lambda r: r[0])  # stable: steps of one segment keep their order
+        heads = list(parts.values())
+        return Heads(*(torch.stack([heads[n][field][r] for _, n, r in rows]) for field in range(3)))
+
+    def _forward_group(self, segments: Sequence[Segment]) -> Heads:
         device = self._device()
         lengths = [len(s.observations) for s in segments]
         batch, steps = len(segments), max(lengths)
-        token_len = max(len(s.observations[0].tokens) for s in segments)
-        input_ids = torch.zeros(batch, token_len, dtype=torch.long)
-        attention = torch.zeros(batch, token_len, dtype=torch.long)
+        input_ids = torch.tensor([s.observations[0].tokens for s in segments], dtype=torch.long)
         prev = torch.full((batch, steps), self.config.start_token, dtype=torch.long)
         in_hand = torch.zeros(batch, steps, dtype=torch.long)
         sample = segments[0].observations[0].features
         pooled = {n: torch.zeros((batch, steps) + tuple(f.shape)) for n, f in sample.items()}
         for b, seg in enumerate(segments):
-            tokens = seg.observations[0].tokens
-            input_ids[b, :len(tokens)] = torch.tensor(tokens)
-            attention[b, :len(tokens)] = 1
             prev[b, 1:lengths[b]] = torch.tensor(list(seg.actions[:-1]), dtype=torch.long)
             in_hand[b, :lengths[b]] = torch.tensor([o.object_in_hand for o in seg.observations])
             for name in pooled:
                 pooled[name][b, :lengths[b]] = torch.stack([o.features[name] for o in seg.observations])
         time_step = torch.arange(steps).expand(batch, steps)
-        out = self.model.forward_sequence(input_ids.to(device), attention.to(device),
-                                          {n: p.to(device) for n, p in pooled.items()}, prev.to(device),
-                                          in_hand.to(device), time_step.to(device))
+        ids = input_ids.to(device)
+        out = self.model.forward_sequence(ids, torch.ones_like(ids), {n: p.to(device) for n, p in pooled.items()},
+                                          prev.to(device), in_hand.to(device), time_step.to(device))
         keep = torch.cat([torch.arange(b * steps + s.context, b * steps + lengths[b])
                           for b, s in enumerate(segments)]).to(device)
         cost = out.cost_value.reshape(-1)[keep]
@@ -169,6 +186,4 @@ class SafeVLAActorCritic(ActorCritic):
         """Our checkpoint format (config.yaml + model.safetensors + image encoder + tokenizer)."""
         policy = SafeVLAPolicy(self.config, self.model, self.image_encoder, self.tokenizer, device=self._device(),
                                precision="fp32")
-        path = policy.save_pretrained(directory)
-        self.model.train()
-        return path
+        return policy.save_pretrained(directory)
