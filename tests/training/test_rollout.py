@@ -22,11 +22,13 @@ def _drive(vec, steps: int = 7):
     return out, vec.episode_indices
 
 
-def test_worker_processes_return_what_in_process_stepping_returns():
+def test_worker_processes_return_what_in_process_stepping_returns_and_name_a_failing_slot():
     with InProcessVecEnv([TOY, TOY], base_seed=3) as local, SubprocVecEnv([TOY, TOY], base_seed=3) as remote:
         (a, ep_a), (b, ep_b) = _drive(local), _drive(remote)
-    assert str(a) == str(b)
-    assert ep_a == ep_b == [2, 7]  # 7 steps of 3-step episodes: two finished per slot
+        assert str(a) == str(b)
+        assert ep_a == ep_b == [2, 7]  # 7 steps of 3-step episodes: two finished per slot
+        with pytest.raises(TrainingError, match=r"rollout worker 0 failed:(.|\n)*toy action 9 out of range"):
+            remote.step([9, 0])
 
 
 def test_finished_episodes_report_return_cost_and_length():
@@ -40,13 +42,6 @@ def test_finished_episodes_report_return_cost_and_length():
 def test_episode_seeds_differ_across_ranks_slots_and_episodes():
     seeds = {episode_seed(0, r, s, e) for r in range(2) for s in range(4) for e in range(50)}
     assert len(seeds) == 2 * 4 * 50
-
-
-def test_a_failing_worker_raises_with_its_slot_and_traceback():
-    with SubprocVecEnv([TOY, TOY], base_seed=0) as vec:
-        vec.reset([0, 0])
-        with pytest.raises(TrainingError, match=r"rollout worker 0 failed:(.|\n)*toy action 9 out of range"):
-            vec.step([9, 0])
 
 
 def test_unknown_worker_kind_is_rejected():
