@@ -9,6 +9,7 @@ output is the observation embedding. The T5 encoder runs once per instruction (`
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from policies.configuration_safevla import SafeVLAConfig
@@ -51,8 +52,13 @@ class ObservationFusion(nn.Module):
 
     def camera_tokens(self, pooled: torch.Tensor, camera: str) -> torch.Tensor:
         """Pooled grid (B,C,rows,cols) -> (B, rows*cols, d_model) adapted patch tokens plus the camera token."""
-        compressed = self.visual_compressor(pooled).flatten(start_dim=2).permute(0, 2, 1)
-        return self.visual_adapter(compressed) + getattr(self, f"visual_sensor_token_{camera}")
+        # The 1x1 convolutions applied as matmuls over the grid cells: same weights and result, but CPU
+        # convolution kernels are far slower than a GEMM for 1x1 kernels at batch 1.
+        x = pooled.flatten(start_dim=2).transpose(1, 2)
+        for index in (0, 2):
+            conv = self.visual_compressor[index]
+            x = F.relu(F.linear(x, conv.weight.flatten(1), conv.bias))
+        return self.visual_adapter(x) + getattr(self, f"visual_sensor_token_{camera}")
 
     def fusion_input(self, pooled: dict[str, torch.Tensor], text_tokens: torch.Tensor) -> torch.Tensor:
         """The fusion encoder's input sequence (B, 1 + cameras*rows*cols + L, d_model)."""
