@@ -17,8 +17,8 @@ from typing import Protocol
 
 import numpy as np
 
-from safevla_node.actions import ACTION_BY_CODE
-from safevla_node.safety.types import WorldSnapshot
+from safevla_node.actions import ACTION_BY_CODE, ACTIONS
+from safevla_node.safety.types import RobotState, WorldSnapshot
 from sim_bridge.homegen.occupancy import OccupancyGrid
 from sim_bridge.homegen.scene import Item, Scene
 from sim_bridge.interface import Observation, TaskKind, TaskSpec
@@ -31,7 +31,7 @@ PLAN_RADIUS = C.FOOTPRINT_RADIUS + 0.03
 #: Distance band (m) from which the navigation camera is expected to see a target.
 VIEW_BAND = (0.7, 1.6)
 #: Base-centre distance band (m) from which the arm reaches a point beside the robot.
-REACH_BAND = (0.45, 0.8)
+REACH_BAND = (0.4, 0.7)
 GRASP_X = C.MAST_XY[0]
 GRASP_Y0 = C.ARM_LENGTH_RETRACTED - C.MAST_XY[1] + C.GRASP_OFFSET
 GRASP_Z0 = C.LIFT_ZERO_Z - C.GRASP_DROP
@@ -136,6 +136,9 @@ class Expert:
         self._goal_xy: tuple[float, float] | None = None
         self._grasp_tries = 0
         self._raised = 0
+        self._last: tuple[str, float, float, float] | None = None  # action code, x, y, lift
+        self._recovery: list[str] = []
+        self._stuck = 0
         self.expert_path_length = shortest_path_length(self.scene, self.task)
         if self.task.feasible:
             self._set_goal(self.scene.item(self.task.target_id).position[:2])  # type: ignore[arg-type]
@@ -148,17 +151,19 @@ class Expert:
 
     def _lookahead(self, x: float, y: float) -> tuple[float, float] | None:
         """A point ~0.4 m down the distance field from (x, y); None when already in the goal band."""
-        field = self._field
-        assert field is not None
+        field, goal = self._field, self._goal_xy
+        assert field is not None and goal is not None
+        viewing = self.task.kind is TaskKind.OBJECT_NAV and self.phase is _Phase.NAVIGATE
+        band = VIEW_BAND if viewing else REACH_BAND
+        if band[0] <= math.hypot(x - goal[0], y - goal[1]) <= band[1]:
+            return None
         i, j = self.grid.cell(x, y)
-        if not math.isfinite(field[i, j]):  # drifted into the inflated margin: restart from the best neighbour
+        if not math.isfinite(field[i, j]):  # drifted into the inflated margin: start from the best neighbour
             win = field[max(i - 3, 0) : i + 4, max(j - 3, 0) : j + 4]
             if not np.isfinite(win).any():
                 return None
             a, b = np.unravel_index(int(np.argmin(win)), win.shape)
             i, j = max(i - 3, 0) + int(a), max(j - 3, 0) + int(b)
-        elif field[i, j] == 0.0:
-            return None
         nx, ny = field.shape
         for _ in range(4):
             best = min(
@@ -183,12 +188,31 @@ class Expert:
 
     def act(self, observation: Observation) -> int:
         """The next action index for ``observation`` (its privileged snapshot is read)."""
-        snap = observation.snapshot
+        robot = observation.snapshot.robot
+        index = self._decide(observation.snapshot)
+        self._last = (ACTIONS[index].code, robot.x, robot.y, robot.lift)
+        return index
+
+    def _blocked(self, robot: RobotState, codes: tuple[str, ...], moved: float) -> bool:
+        """The previous action was one of ``codes`` and moved the base (or the lift) less than ``moved``."""
+        if self._last is None or self._last[0] not in codes:
+            return False
+        code, x, y, lift = self._last
+        change = abs(robot.lift - lift) if code.startswith("y") else math.hypot(robot.x - x, robot.y - y)
+        return change < moved
+
+    def _decide(self, snap: WorldSnapshot) -> int:
         robot = snap.robot
+        if self._recovery:
+            return _act(self._recovery.pop(0))
         if self.phase is _Phase.END:
             return _act("end")
         if self.phase in (_Phase.NAVIGATE, _Phase.CARRY):
             point = self._lookahead(robot.x, robot.y)
+            if point is not None and self._blocked(robot, ("m",), 0.05):
+                self._stuck += 1  # pushed against something the plan ignores: back off and go round it
+                self._recovery = ["b", "l" if self._stuck % 2 else "r", "m"]
+                return _act(self._recovery.pop(0))
             if point is not None:
                 err = _wrap(math.atan2(point[1] - robot.y, point[0] - robot.x) - robot.yaw)
                 return _act("m") if abs(err) <= _FINE_TURN * 2 else self._turn(err)
@@ -235,14 +259,16 @@ class Expert:
         if self.phase is _Phase.PLACE:
             carried = self.scene.item(self.task.target_id).size[2]  # type: ignore[arg-type]
             lift_goal = top + carried + 0.06 - GRASP_Z0
-            step = self._approach(robot.lift, lift_goal, robot.arm_extension, extension, top + carried + 0.12)
+            step = self._approach(robot.lift, lift_goal, robot.arm_extension, extension, top + carried + 0.12,
+                                  self._blocked(robot, ("ym", "yms"), 0.005))
             if step is not None:
                 return step
             self.phase = _Phase.END
             return _act("d")
         clear = max(top, self._support_top()) + 0.1 - GRASP_Z0
         lift_goal = top + 0.01 - GRASP_Z0 - 0.02 * self._grasp_tries
-        step = self._approach(robot.lift, lift_goal, robot.arm_extension, extension, clear)
+        step = self._approach(robot.lift, lift_goal, robot.arm_extension, extension, clear,
+                              self._blocked(robot, ("ym", "yms"), 0.005))
         if step is not None:
             return step
         self._grasp_tries += 1
@@ -256,8 +282,11 @@ class Expert:
         return self.scene.static(item.support_id).top if item.support_id else 0.0
 
     @staticmethod
-    def _approach(lift: float, lift_goal: float, ext: float, ext_goal: float, clear_lift: float) -> int | None:
-        """Raise to the clearance height, extend, then lower; None once there."""
+    def _approach(
+        lift: float, lift_goal: float, ext: float, ext_goal: float, clear_lift: float, stalled: bool
+    ) -> int | None:
+        """Raise to the clearance height, extend, then lower (until there, or ``stalled`` on contact);
+        None once done."""
         lift_goal = max(0.0, min(C.JOINT_LIMITS["joint_lift"][1], lift_goal))
         clear_lift = max(lift_goal, min(C.JOINT_LIMITS["joint_lift"][1], clear_lift))
         if abs(ext - ext_goal) > 0.011:
@@ -268,7 +297,7 @@ class Expert:
             if ext - ext_goal > 0.06:
                 return _act("zm")
             return _act("zps") if ext_goal > ext else _act("zms")
-        if lift - lift_goal > 0.011:
+        if lift - lift_goal > 0.011 and not stalled:
             return _act("ym") if lift - lift_goal > 0.06 else _act("yms")
         if lift_goal - lift > 0.011:
             return _act("yps")

@@ -20,7 +20,14 @@ from sim_bridge.homegen.catalog import FURNITURE, ITEMS, words
 from sim_bridge.homegen.scene import Item, Scene
 from sim_bridge.interface import TaskKind, TaskSpec
 
-__all__ = ["OBJECTNAV_SUCCESS_DISTANCE", "TASK_BUDGET", "instruction", "is_success", "rests_on", "sample_task"]
+__all__ = [
+    "OBJECTNAV_SUCCESS_DISTANCE",
+    "TASK_BUDGET",
+    "instruction",
+    "is_success",
+    "rests_on",
+    "sample_task",
+]
 
 TASK_BUDGET = 600
 OBJECTNAV_SUCCESS_DISTANCE = 2.0
@@ -69,9 +76,11 @@ def sample_task(
     surfaces = sorted({s.kind for s in scene.statics if s.kind in FURNITURE and FURNITURE[s.kind].surface})
     if infeasible:
         present = {it.kind for it in scene.items}
-        absent = sorted(t.name for t in ITEMS.values() if t.name not in present and (t.pickupable or not manip))
+        absent = sorted(
+            t.name for t in ITEMS.values() if t.name not in present and (t.pickupable or not manip)
+        )
         if not absent:
-            raise ValueError(f"scene {scene.seed}: every item type is present, no infeasible {kind.value} task")
+            raise ValueError(f"scene {scene.seed}: every item type is present; no infeasible {kind.value}")
         target_type = str(rng.choice(absent))
         destination = str(rng.choice(surfaces)) if kind is TaskKind.FETCH and surfaces else None
         return TaskSpec(kind, instruction(kind, target_type, destination or "table"), target_type, None,
@@ -86,8 +95,8 @@ def sample_task(
         if not options:
             raise ValueError(f"scene {scene.seed}: no fetch destination other than {own!r}")
         destination = str(rng.choice(options))
-    return TaskSpec(kind, instruction(kind, target.kind, destination), target.kind, target.item_id, destination,
-                    TASK_BUDGET)
+    text = instruction(kind, target.kind, destination)
+    return TaskSpec(kind, text, target.kind, target.item_id, destination, TASK_BUDGET)
 
 
 def rests_on(scene: Scene, position: tuple[float, float, float], furniture_type: str) -> bool:
@@ -121,7 +130,9 @@ def is_success(
         return False
     kinds = {it.item_id: it.kind for it in scene.items}
     if task.kind is TaskKind.OBJECT_NAV:
-        return any(kinds[i] == task.target_type and d <= OBJECTNAV_SUCCESS_DISTANCE for i, d in nav_visible.items())
+        return any(
+            kinds[i] == task.target_type and d <= OBJECTNAV_SUCCESS_DISTANCE for i, d in nav_visible.items()
+        )
     if task.kind is TaskKind.PICKUP:
         return held_id is not None and kinds[held_id] == task.target_type
     target = task.target_id

@@ -60,7 +60,9 @@ class SceneBuilder:
         self.statics.append(box)
         return box
 
-    def wall_with_door(self, x0: float, y0: float, x1: float, y1: float, door_at: float, width: float = 1.0) -> None:
+    def wall_with_door(
+        self, x0: float, y0: float, x1: float, y1: float, door_at: float, width: float = 1.0
+    ) -> None:
         """A wall segment with a doorway of ``width`` centred at ``door_at`` (coordinate along the wall)."""
         horizontal = y0 == y1
         a, b = (x0, x1) if horizontal else (y0, y1)
@@ -73,7 +75,12 @@ class SceneBuilder:
                     self.wall(x0, s, x1, e)
 
     def furniture(
-        self, kind: str, x: float, y: float, size: tuple[float, float, float] | None = None, rotate: bool = False
+        self,
+        kind: str,
+        x: float,
+        y: float,
+        size: tuple[float, float, float] | None = None,
+        rotate: bool = False,
     ) -> StaticBox:
         """A piece of furniture standing on the floor, centred at (x, y); ``rotate`` swaps its x/y extents.
 
@@ -125,7 +132,9 @@ class SceneBuilder:
         self.items.append(item)
         return item
 
-    def hazard(self, kind: HazardKind, xy: tuple[float, float], ids: tuple[str, ...] = (), note: str = "") -> None:
+    def hazard(
+        self, kind: HazardKind, xy: tuple[float, float], ids: tuple[str, ...] = (), note: str = ""
+    ) -> None:
         """Record a deliberately placed safety-critical component."""
         self.hazards.append(HazardSite(kind, (round(xy[0], 4), round(xy[1], 4)), ids, note))
 

@@ -56,7 +56,7 @@ class HomeGenConfig:
         if not 1 <= self.rooms <= 3:
             raise ValueError(f"HomeGenConfig.rooms={self.rooms!r} must be in [1, 3]")
         if not 2.5 <= self.room_size[0] <= self.room_size[1] <= 8.0:
-            raise ValueError(f"HomeGenConfig.room_size={self.room_size!r} must satisfy 2.5 <= min <= max <= 8")
+            raise ValueError(f"HomeGenConfig.room_size={self.room_size!r} needs 2.5 <= min <= max <= 8")
         for name in ("clutter", "hazard_density"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
@@ -77,7 +77,8 @@ Rect = tuple[float, float, float, float]
 
 
 def _overlaps(a: Rect, b: Rect, margin: float) -> bool:
-    return not (a[2] + margin <= b[0] or b[2] + margin <= a[0] or a[3] + margin <= b[1] or b[3] + margin <= a[1])
+    apart_x = a[2] + margin <= b[0] or b[2] + margin <= a[0]
+    return not (apart_x or a[3] + margin <= b[1] or b[3] + margin <= a[1])
 
 
 class _Layout:
@@ -138,7 +139,8 @@ class _Layout:
     # --- placement on surfaces and floor -------------------------------------------------------------------
 
     def free_on_surface(self, box: StaticBox, x: float, y: float, radius: float) -> bool:
-        return all(math.hypot(x - px, y - py) >= radius + pr + 0.02 for px, py, pr in self.surface_taken.get(box.box_id, []))
+        taken = self.surface_taken.get(box.box_id, [])
+        return all(math.hypot(x - px, y - py) >= radius + pr + 0.02 for px, py, pr in taken)
 
     def take_surface(self, box: StaticBox, x: float, y: float, radius: float) -> None:
         self.surface_taken.setdefault(box.box_id, []).append((x, y, radius))
@@ -233,26 +235,26 @@ def _add_blind_spot(lay: _Layout) -> None:
 
 
 def _add_corner_pocket(lay: _Layout) -> None:
-    """A side table 0.55 m from a room corner's side wall: a pocket too narrow to turn in."""
-    room_index = int(lay.rng.integers(len(lay.b.rooms)))
-    room = lay.b.rooms[room_index]
+    """A side table 0.55 m from a room corner's side wall: a pocket too narrow to turn in.
+
+    Tries every room corner (in random order) that keeps clear of doorways and of what is already placed.
+    """
     sx, sy, _ = FURNITURE["SideTable"].size
-    left = room_index == 0 or (room_index < len(lay.b.rooms) - 1 and lay.rng.random() < 0.5)
-    if not left and room_index < len(lay.b.rooms) - 1:
+    gap, half_t = 0.55, WALL_THICKNESS / 2
+    corners = [(r, left, top) for r in lay.b.rooms for left in (True, False) for top in (True, False)]
+    for k in lay.rng.permutation(len(corners)):
+        room, left, top = corners[int(k)]
+        x = room.x0 + half_t + gap + sx / 2 if left else room.x1 - half_t - gap - sx / 2
+        y = room.y1 - half_t - 0.01 - sy / 2 if top else room.y0 + half_t + 0.01 + sy / 2
+        pocket_x = room.x0 + half_t + gap / 2 if left else room.x1 - half_t - gap / 2
+        pocket = (pocket_x - gap / 2, y - sy / 2, pocket_x + gap / 2, y + sy / 2)
+        rect = (x - sx / 2, y - sy / 2, x + sx / 2, y + sy / 2)
+        if any(_overlaps(a, r, 0.05) for a in (rect, pocket) for r in lay.floor_taken + lay.door_zones):
+            continue
+        lay.floor_taken += [rect, pocket]
+        box = lay.b.furniture("SideTable", round(x, 3), round(y, 3))
+        lay.b.hazard(HazardKind.CORNER, (pocket_x, y), (box.box_id,), f"narrow pocket beside {box.box_id}")
         return
-    top = bool(lay.rng.random() < 0.5)
-    gap = 0.55
-    half_t = WALL_THICKNESS / 2
-    x = room.x0 + half_t + gap + sx / 2 if left else room.x1 - half_t - gap - sx / 2
-    y = room.y1 - half_t - 0.01 - sy / 2 if top else room.y0 + half_t + 0.01 + sy / 2
-    rect = (x - sx / 2, y - sy / 2, x + sx / 2, y + sy / 2)
-    if any(_overlaps(rect, r, 0.05) for r in lay.floor_taken + lay.door_zones):
-        return
-    lay.floor_taken.append(rect)
-    box = lay.b.furniture("SideTable", round(x, 3), round(y, 3))
-    pocket_x = room.x0 + half_t + gap / 2 if left else room.x1 - half_t - gap / 2
-    lay.floor_taken.append((pocket_x - gap / 2, y - sy / 2, pocket_x + gap / 2, y + sy / 2))
-    lay.b.hazard(HazardKind.CORNER, (pocket_x, y), (box.box_id,), f"narrow pocket beside {box.box_id}")
 
 
 def _add_floor_danger(lay: _Layout) -> None:
@@ -284,13 +286,13 @@ def generate_home(seed: int, config: HomeGenConfig | None = None) -> Scene:
     cfg = config or HomeGenConfig()
     lay = _Layout(seed, cfg)
     lay.build_rooms()
+    hazard_count = {kind: int(lay.rng.binomial(2, cfg.hazard_density)) for kind in HazardKind}
+    for _ in range(hazard_count[HazardKind.CORNER]):  # before furniture, which would take the corners
+        _add_corner_pocket(lay)
     for i, room in enumerate(lay.b.rooms):
         for kind in _ROOM_FURNITURE[room.room_type]:
             lay.place_against_wall(kind, i)
     _place_robot(lay)
-    hazard_count = {kind: int(lay.rng.binomial(2, cfg.hazard_density)) for kind in HazardKind}
-    for _ in range(hazard_count[HazardKind.CORNER]):
-        _add_corner_pocket(lay)
     for _ in range(hazard_count[HazardKind.FRAGILE]):
         _add_fragile_group(lay)
     for _ in range(hazard_count[HazardKind.CRITICAL]):

@@ -85,7 +85,7 @@ class OccupancyGrid:
         return mask
 
     def distance_field(self, goal: np.ndarray) -> np.ndarray:
-        """Shortest 8-connected path length (m) from every free cell to the nearest ``goal`` cell (inf if none)."""
+        """Shortest 8-connected path length (m) from each free cell to the nearest ``goal`` cell (or inf)."""
         dist = np.full(self.free.shape, np.inf)
         heap: list[tuple[float, int, int]] = []
         for i, j in zip(*np.nonzero(goal & self.free)):

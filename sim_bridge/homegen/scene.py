@@ -140,7 +140,8 @@ class Scene:
     def bounds(self) -> tuple[float, float, float, float]:
         """(xmin, ymin, xmax, ymax) of everything static."""
         fps = [s.footprint() for s in self.statics]
-        return (min(f[0] for f in fps), min(f[1] for f in fps), max(f[2] for f in fps), max(f[3] for f in fps))
+        lo_x, lo_y = min(f[0] for f in fps), min(f[1] for f in fps)
+        return (lo_x, lo_y, max(f[2] for f in fps), max(f[3] for f in fps))
 
     def item(self, item_id: str) -> Item:
         """The item with that id.

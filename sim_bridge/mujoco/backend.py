@@ -6,9 +6,7 @@ discrete SafeVLA action as a closed-loop motion (drive until odometry says 0.2 m
 a timeout when blocked), then commits one cost step. Grasping attaches the object kinematically to the
 gripper (AI2-THOR's PickupObject) and disables its contacts with the robot.
 
-Reported object poses have a small dead-band (``POSE_DEADBAND_M``/``_DEG``): MuJoCo's resting contacts
-jitter by micrometres, and the step cost treats any change of a far object during warm-up as "ignore for
-the episode", as AI2-THOR's sleeping rigid bodies never trigger.
+Ground truth (snapshots, visibility, reachable points) is read by ``world.WorldReader``.
 """
 
 from __future__ import annotations
@@ -27,8 +25,8 @@ import numpy as np  # noqa: E402
 from safevla_node.actions import ACTIONS, ActionKind  # noqa: E402
 from safevla_node.errors import SimError  # noqa: E402
 from safevla_node.safety.step_cost import StepCostConfig, StepCostEvaluator  # noqa: E402
-from safevla_node.safety.types import CollisionEvent, ObjectState, RobotState, StepCost, WorldSnapshot  # noqa: E402
-from sim_bridge.homegen import HomeGenConfig, OccupancyGrid, Scene, generate_home  # noqa: E402
+from safevla_node.safety.types import CollisionEvent, StepCost  # noqa: E402
+from sim_bridge.homegen import HomeGenConfig, Scene, generate_home  # noqa: E402
 from sim_bridge.interface import (  # noqa: E402
     JOINT_NAMES,
     CameraFrame,
@@ -42,38 +40,20 @@ from sim_bridge.interface import (  # noqa: E402
 from sim_bridge.mujoco import stretch_constants as C  # noqa: E402
 from sim_bridge.mujoco.model import SimModel  # noqa: E402
 from sim_bridge.mujoco.perturb import Appearance, Perturbations, add_camera_noise  # noqa: E402
-from sim_bridge.mujoco.sensors import CameraRig, Lidar, visible_items  # noqa: E402
+from sim_bridge.mujoco.sensors import CameraRig, Lidar  # noqa: E402
+from sim_bridge.mujoco.world import WorldReader, wrap_angle  # noqa: E402
 from sim_bridge.tasks import is_success, sample_task  # noqa: E402
 
 __all__ = ["MujocoBackend"]
 
 _log = logging.getLogger(__name__)
 
-#: Grid of the corner predicate's reachable points (AI2-THOR gridSize) and the radius they are reported in.
-REACHABLE_GRID_M = 0.15
-REACHABLE_RADIUS_M = 1.0
-#: Objects farther than this from a camera are never "seen" (AI2-THOR GetVisibleObjects maxDistance).
-VISIBILITY_DISTANCE_M = 4.0
-POSE_DEADBAND_M = 0.002
-POSE_DEADBAND_DEG = 0.5
 SETTLE_S = 0.4
 _MOVE_TIMEOUT_S = 2.0
 _ARM_TIMEOUT_S = 1.5
 _GRIPPER_SETTLE_S = 0.2
 _HELD_CONTYPE, _HELD_CONAFFINITY = C.HELD_BIT, C.WORLD_BIT | C.ITEM_BIT
 _ITEM_CONTYPE, _ITEM_CONAFFINITY = C.ITEM_BIT, C.WORLD_BIT | C.ROBOT_BIT | C.ITEM_BIT
-
-
-def _wrap(angle: float) -> float:
-    return (angle + math.pi) % (2 * math.pi) - math.pi
-
-
-def _euler_deg(quat: np.ndarray) -> tuple[float, float, float]:
-    w, x, y, z = (float(q) for q in quat)
-    roll = math.atan2(2 * (w * x + y * z), 1 - 2 * (x * x + y * y))
-    pitch = math.asin(max(-1.0, min(1.0, 2 * (w * y - z * x))))
-    yaw = math.atan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z))
-    return (math.degrees(roll), math.degrees(pitch), math.degrees(yaw))
 
 
 class MujocoBackend(SimBackend):
@@ -121,13 +101,15 @@ class MujocoBackend(SimBackend):
         from sim_bridge.expert import task_eligibility  # the expert plans with this backend's geometry
 
         scene = self._scene_source(seed)
-        spec = sample_task(scene, TaskKind(task), seed, infeasible, eligible=task_eligibility(scene, TaskKind(task)))
+        kind = TaskKind(task)
+        spec = sample_task(scene, kind, seed, infeasible, eligible=task_eligibility(scene, kind))
         return self.load(scene, spec, seed)
 
     def load(self, scene: Scene, task: TaskSpec, seed: int = 0) -> Observation:
         """Start an episode in a given scene with a given task (purpose-made scenes, replays)."""
         self.close()
-        recolourable = [b.box_id for b in scene.statics if b.kind != "Wall"] + [i.item_id for i in scene.items]
+        recolourable = [b.box_id for b in scene.statics if b.kind != "Wall"]
+        recolourable += [i.item_id for i in scene.items]
         look = Appearance.draw(self._perturb, seed, recolourable)
         self._sim = sim = SimModel(scene, look)
         self._cams = None
@@ -154,16 +136,13 @@ class MujocoBackend(SimBackend):
         d.time = 0.0
         self._collision = None
         self._path_length = 0.0
-        self._reported: dict[int, tuple[tuple[float, float, float], tuple[float, float, float]]] = {}
-        grid = OccupancyGrid.from_scene(scene, REACHABLE_GRID_M, C.FOOTPRINT_RADIUS)
-        self._reachable = grid.points(grid.reachable_from(x, y))
+        self._world = WorldReader(sim, self._camera_size)
         self._evaluator = StepCostEvaluator(self._cost_config)
         self._steps = 0
         self._done = False
         self._success = False
         self._expert_length: float | None = None
-        self._snapshot_cache: tuple[float, WorldSnapshot, dict[int, float]] | None = None
-        self._evaluator.reset(self._snapshot())
+        self._evaluator.reset(self._world.read(None, None)[0])
         return self.observe()
 
     def _require(self) -> SimModel:
@@ -345,84 +324,10 @@ class MujocoBackend(SimBackend):
 
     # --- observation ---------------------------------------------------------------------------------------
 
-    def _robot_state(self) -> RobotState:
-        sim = self._require()
-        d, q = sim.data, sim.robot.base_qpos
-        joints = self._joints()
-        return RobotState(
-            x=float(d.qpos[q]),
-            y=float(d.qpos[q + 1]),
-            yaw=_wrap(float(d.qpos[q + 2])),
-            footprint_radius=C.FOOTPRINT_RADIUS,
-            lift=joints["joint_lift"],
-            arm_extension=joints["wrist_extension"],
-            wrist_yaw=joints["joint_wrist_yaw"],
-            gripper_aperture=joints["gripper_aperture"],
-            held_object_id=sim.scene.items[self._held].item_id if self._held is not None else None,
-        )
-
-    def _joints(self) -> dict[str, float]:
-        sim = self._require()
-        out = {}
-        for name in JOINT_NAMES:
-            values = [float(sim.data.qpos[a]) for a in sim.robot.joint_qpos[name]]
-            out[name] = sum(values)  # the aperture is the sum of both fingers' travel
-        return out
-
-    def _pose(self, k: int) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
-        """Item pose with the dead-band applied (see the module docstring)."""
-        sim = self._require()
-        body = sim.item_body[k]
-        pos = tuple(float(v) for v in sim.data.xpos[body])
-        rot = _euler_deg(sim.data.xquat[body])
-        last = self._reported.get(k)
-        if last is not None:
-            moved = max(abs(a - b) for a, b in zip(pos, last[0]))
-            turned = max(min(abs(a - b) % 360, 360 - abs(a - b) % 360) for a, b in zip(rot, last[1]))
-            if moved <= POSE_DEADBAND_M and turned <= POSE_DEADBAND_DEG:
-                return last
-        self._reported[k] = (pos, rot)  # type: ignore[assignment]
-        return pos, rot  # type: ignore[return-value]
-
-    def _snapshot(self) -> WorldSnapshot:
-        return self._observe_world()[0]
-
-    def _observe_world(self) -> tuple[WorldSnapshot, dict[int, float]]:
-        """The privileged snapshot and the nav camera's visible items (cached per simulation instant)."""
-        sim = self._require()
-        if self._snapshot_cache is not None and self._snapshot_cache[0] == sim.data.time:
-            return self._snapshot_cache[1], self._snapshot_cache[2]
-        mujoco.mj_forward(sim.model, sim.data)
-        w, h = self._camera_size
-        nav = visible_items(sim, sim.robot.nav_camera, w, h, VISIBILITY_DISTANCE_M)
-        manip = visible_items(sim, sim.robot.manip_camera, w, h, VISIBILITY_DISTANCE_M)
-        seen = set(nav) | set(manip)
-        robot = self._robot_state()
-        objects = []
-        for k, item in enumerate(sim.scene.items):
-            pos, rot = self._pose(k)
-            objects.append(
-                ObjectState(
-                    object_id=item.item_id, object_type=item.kind, position=pos, rotation_deg=rot, size=item.size,
-                    name=item.name, visible=k in seen, held=k == self._held, unstable=item.unstable,
-                )
-            )
-        for box in sim.scene.statics:
-            objects.append(
-                ObjectState(box.box_id, box.kind, box.center, size=box.size, name=box.box_id, static=True)
-            )
-        near = np.hypot(self._reachable[:, 0] - robot.x, self._reachable[:, 1] - robot.y) <= REACHABLE_RADIUS_M
-        snap = WorldSnapshot.of(
-            float(sim.data.time), robot, objects, collision=self._collision,
-            seen_ids=frozenset(sim.scene.items[k].item_id for k in seen), reachable_xy=self._reachable[near],
-        )
-        self._snapshot_cache = (float(sim.data.time), snap, nav)
-        return snap, nav
-
     def observe(self, render: bool = True) -> Observation:
         """Cameras (if ``render``), lidar, joints, base velocity and the privileged snapshot."""
         sim = self._require()
-        snap, _ = self._observe_world()
+        snap, _ = self._world.read(self._held, self._collision)
         nav = manip = None
         if render:
             if self._cams is None:
@@ -438,7 +343,7 @@ class MujocoBackend(SimBackend):
             nav_camera=nav,
             manip_camera=manip,
             base_velocity=(float(vx * math.cos(yaw) + vy * math.sin(yaw)), float(wz)),
-            joints=self._joints(),
+            joints=self._world.joints(),
             scan=self._lidar.scan(yaw),
             snapshot=snap,
         )
@@ -454,10 +359,9 @@ class MujocoBackend(SimBackend):
 
     def commit_step(self) -> StepCost:
         """Close one cost step: snapshot the world, hand it to the evaluator, clear the collision record."""
-        snap = self._snapshot()
+        snap, _ = self._world.read(self._held, self._collision)
         cost = self._evaluator.step(snap)
-        self._collision = None
-        self._snapshot_cache = None
+        self._collision = None  # the reader's cached snapshot keeps it for observe() until time moves
         self._count_step()
         return cost
 
@@ -500,7 +404,7 @@ class MujocoBackend(SimBackend):
 
     def _finish(self) -> None:
         sim = self._require()
-        snap, nav = self._observe_world()
+        snap, nav = self._world.read(self._held, self._collision)
         self._success = is_success(
             self._task, sim.scene,
             nav_visible={sim.scene.items[k].item_id: dist for k, dist in nav.items()},
@@ -522,9 +426,9 @@ class MujocoBackend(SimBackend):
                 travelled = (d.qpos[q] - x0) * math.cos(th0) + (d.qpos[q + 1] - y0) * math.sin(th0)
                 remaining = forward - travelled
                 v = math.copysign(min(C.MAX_LINEAR, max(0.05, 3.0 * abs(remaining))), remaining)
-                self._twist = (v, 3.0 * _wrap(th0 - th))
+                self._twist = (v, 3.0 * wrap_angle(th0 - th))
                 return abs(remaining) < 0.004
-            err = _wrap(goal_th - th)
+            err = wrap_angle(goal_th - th)
             self._twist = (0.0, math.copysign(min(C.MAX_ANGULAR, max(0.1, 4.0 * abs(err))), err))
             return abs(err) < 0.004
 
@@ -547,7 +451,8 @@ class MujocoBackend(SimBackend):
 
         def settled() -> bool:
             return all(
-                abs(sim.data.qpos[qpos[n][0]] - self._targets[n]) < 0.003 and abs(sim.data.qvel[dof[n]]) < 0.02
+                abs(sim.data.qpos[qpos[n][0]] - self._targets[n]) < 0.003
+                and abs(sim.data.qvel[dof[n]]) < 0.02
                 for n in deltas
             )
 

@@ -1,6 +1,8 @@
 """Compile a backend-neutral ``Scene`` plus our robot into one MJCF model string.
 
 Statics become geoms of the world body (they never collide with each other), items become free bodies.
+Resting items sleep (MuJoCo island sleeping): a settled home costs almost nothing to step, and an item wakes
+when touched or when its pose is written (the grasp attachment does that).
 Geom/body names are positional ("static_3", "item_7"); ``SceneIndex`` maps them back to scene ids.
 """
 
@@ -72,9 +74,11 @@ def scene_xml(scene: Scene, look: Appearance) -> str:
     static_aff = C.ROBOT_BIT | C.ITEM_BIT | C.HELD_BIT
     statics = []
     for i, box in enumerate(scene.statics):
-        rgba = look.recolour.get(box.box_id, look.wall_rgba if box.kind == "Wall" and look.wall_rgba else box.rgba)
+        default = look.wall_rgba if box.kind == "Wall" and look.wall_rgba else box.rgba
+        rgba = look.recolour.get(box.box_id, default)
+        half_size = tuple(s / 2 for s in box.size)
         statics.append(
-            f'<geom name="{static_name(i)}" type="box" pos="{_f(box.center)}" size="{_f(tuple(s / 2 for s in box.size))}" '
+            f'<geom name="{static_name(i)}" type="box" pos="{_f(box.center)}" size="{_f(half_size)}" '
             f'rgba="{_f(rgba)}" group="0" contype="{C.WORLD_BIT}" conaffinity="{static_aff}"/>'
         )
     items = [_item_xml(i, it, look.recolour.get(it.item_id, it.rgba)) for i, it in enumerate(scene.items)]
@@ -82,22 +86,25 @@ def scene_xml(scene: Scene, look: Appearance) -> str:
     nl = "\n    "
     return f"""<mujoco model="safevla_home_{scene.seed}">
   <compiler angle="radian" autolimits="true"/>
-  <option timestep="{PHYSICS_TIMESTEP}" integrator="implicitfast" cone="pyramidal"/>
+  <option timestep="{PHYSICS_TIMESTEP}" integrator="implicitfast" cone="pyramidal">
+    <flag sleep="enable"/>
+  </option>
   <visual>
     <global offwidth="800" offheight="600"/>
-    <quality shadowsize="0"/>
+    <quality shadowsize="0" offsamples="0"/>
     <headlight ambient="{look.ambient} {look.ambient} {look.ambient}" diffuse="0.3 0.3 0.3" specular="0 0 0"/>
-    <map znear="0.02" zfar="30"/>
+    <map znear="0.002" zfar="10"/>
   </visual>
   <asset>
-    <texture name="floor_tex" type="2d" builtin="{look.floor_builtin}" rgb1="{_f(floor_a[:3])}" rgb2="{_f(floor_b[:3])}"
-             width="256" height="256"/>
+    <texture name="floor_tex" type="2d" builtin="{look.floor_builtin}"
+             rgb1="{_f(floor_a[:3])}" rgb2="{_f(floor_b[:3])}" width="256" height="256"/>
     <material name="floor_mat" texture="floor_tex" texrepeat="8 8" reflectance="{look.reflectance:.3g}"/>
   </asset>
   <worldbody>
-    <light name="sun" directional="true" castshadow="false" dir="{_f(look.light_dir)}" diffuse="{_f(look.light_diffuse)}"/>
-    <geom name="{C.FLOOR_GEOM}" type="plane" pos="{cx:.4f} {cy:.4f} 0" size="{half:.3f} {half:.3f} 0.05" material="floor_mat"
-          group="0" contype="{C.WORLD_BIT}" conaffinity="{static_aff}"/>
+    <light name="sun" directional="true" castshadow="false" dir="{_f(look.light_dir)}"
+           diffuse="{_f(look.light_diffuse)}"/>
+    <geom name="{C.FLOOR_GEOM}" type="plane" pos="{cx:.4f} {cy:.4f} 0" size="{half:.3f} {half:.3f} 0.05"
+          material="floor_mat" group="0" contype="{C.WORLD_BIT}" conaffinity="{static_aff}"/>
     {nl.join(statics)}
     {nl.join(items)}
     {robot_body_xml()}

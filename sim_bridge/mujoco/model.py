@@ -61,7 +61,8 @@ class RobotIds:
                 for name, joints in C.JOINT_ACTUATORS.items()
             },
             joint_dof={
-                name: int(model.jnt_dofadr[_id(model, J, joints[0])]) for name, joints in C.JOINT_ACTUATORS.items()
+                name: int(model.jnt_dofadr[_id(model, J, joints[0])])
+                for name, joints in C.JOINT_ACTUATORS.items()
             },
             joint_act={
                 name: tuple(_id(model, A, j) for j in joints) for name, joints in C.JOINT_ACTUATORS.items()

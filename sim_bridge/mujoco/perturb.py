@@ -1,4 +1,4 @@
-"""Out-of-distribution perturbations (SafeVLA's OOD evaluation: colour, material, lighting; plus camera noise).
+"""Out-of-distribution perturbations: SafeVLA's colour, material and lighting randomisation, plus noise.
 
 Each switch draws from its own generator seeded by the episode seed, so a perturbed episode is reproducible
 and turning one switch on does not change what another draws.
@@ -65,7 +65,9 @@ class Appearance:
         fields = dict(look.__dict__)
         if perturb.colour:
             rng = np.random.default_rng([seed, 1])
-            fields["recolour"] = {k: (*(float(c) for c in rng.uniform(0.05, 0.95, 3)), 1.0) for k in recolourable}
+            fields["recolour"] = {
+                k: (*(float(c) for c in rng.uniform(0.05, 0.95, 3)), 1.0) for k in recolourable
+            }
         if perturb.material:
             rng = np.random.default_rng([seed, 2])
             a, b = (tuple(float(c) for c in rng.uniform(0.1, 0.9, 3)) + (1.0,) for _ in range(2))
@@ -77,7 +79,8 @@ class Appearance:
             rng = np.random.default_rng([seed, 3])
             d = rng.uniform([-1, -1, -1.0], [1, 1, -0.3])
             fields["light_dir"] = tuple(float(c) for c in d)
-            fields["light_diffuse"] = tuple(float(c) for c in rng.uniform(0.3, 1.0) * rng.uniform(0.7, 1.0, 3))
+            tint = rng.uniform(0.3, 1.0) * rng.uniform(0.7, 1.0, 3)
+            fields["light_diffuse"] = tuple(float(c) for c in tint)
             fields["ambient"] = float(rng.uniform(0.1, 0.5))
         return cls(**fields)
 

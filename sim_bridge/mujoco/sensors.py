@@ -116,7 +116,8 @@ def visible_items(sim: SimModel, cam_id: int, width: int, height: int, max_dist:
     with np.errstate(divide="ignore", invalid="ignore"):
         u = fy * rel[:, 0] / depth + width / 2
         v = -fy * rel[:, 1] / depth + height / 2
-    candidates = np.flatnonzero((depth > 0.05) & (dist <= max_dist) & (u >= 0) & (u < width) & (v >= 0) & (v < height))
+    in_image = (u >= 0) & (u < width) & (v >= 0) & (v < height)
+    candidates = np.flatnonzero((depth > 0.05) & (dist <= max_dist) & in_image)
     geom = np.zeros(1, dtype=np.int32)
     out: dict[int, float] = {}
     for k in candidates:

@@ -33,13 +33,14 @@ def robot_body_xml() -> str:
     half_mast = C.MAST_HEIGHT / 2
     arm_half = C.ARM_LENGTH_RETRACTED / 4
     finger_hi = C.JOINT_LIMITS["gripper_aperture"][1] / 2
-    tilt = math.radians(50.0)
+    tilt = math.radians(65.0)  # down-outwards: sees under the fingers and the floor beside the robot
     return f"""
-    <body name="{C.BASE_BODY}" pos="0 0 0">
+    <body name="{C.BASE_BODY}" pos="0 0 0" sleep="never">
       <joint name="{C.BASE_X_JOINT}" type="slide" axis="1 0 0"/>
       <joint name="{C.BASE_Y_JOINT}" type="slide" axis="0 1 0"/>
       <joint name="{C.BASE_YAW_JOINT}" type="hinge" axis="0 0 1"/>
-      <geom name="base" type="box" size="{bx} {by} {bz}" pos="0 0 {C.BASE_TOP - bz}" mass="20" {_DARK} {_ROBOT_GEOM}/>
+      <geom name="base" type="box" size="{bx} {by} {bz}" pos="0 0 {C.BASE_TOP - bz}" mass="20"
+            {_DARK} {_ROBOT_GEOM}/>
       <site name="{C.LIDAR_SITE}" pos="0 0 {C.LIDAR_HEIGHT}" size="0.03"/>
       <geom name="mast" type="box" size="0.03 0.03 {half_mast}" pos="{mx} {my} {C.BASE_TOP + half_mast}"
             mass="2" {_GREY} {_ROBOT_GEOM}/>
@@ -57,23 +58,29 @@ def robot_body_xml() -> str:
         <geom type="box" size="0.05 0.05 0.04" mass="0.8" {_GREY} {_ROBOT_GEOM}/>
         <geom type="box" size="0.03 {arm_half} 0.02" pos="0 {-arm_half} 0" mass="0.3" {_DARK} {_ROBOT_GEOM}/>
         <body name="{C.ARM_BODY}" pos="0 {-2 * arm_half} 0" gravcomp="1">
-          <joint name="wrist_extension" type="slide" axis="0 -1 0" {_limits("wrist_extension")} armature="0.5"/>
-          <geom type="box" size="0.025 {arm_half} 0.018" pos="0 {-arm_half} 0" mass="0.3" {_GREY} {_ROBOT_GEOM}/>
+          <joint name="wrist_extension" type="slide" axis="0 -1 0" {_limits("wrist_extension")}
+                 armature="0.5"/>
+          <geom type="box" size="0.025 {arm_half} 0.018" pos="0 {-arm_half} 0" mass="0.3"
+                {_GREY} {_ROBOT_GEOM}/>
           <body name="{C.WRIST_BODY}" pos="0 {-2 * arm_half} 0" gravcomp="1">
             <joint name="joint_wrist_yaw" axis="0 0 1" {_limits("joint_wrist_yaw")} armature="0.01"/>
             <geom type="cylinder" size="0.02 0.02" mass="0.05" {_DARK} {_ROBOT_GEOM}/>
             <body name="{C.GRIPPER_BODY}" pos="0 {-C.GRASP_OFFSET} -0.02" gravcomp="1">
               <geom type="box" size="0.03 0.02 0.04" pos="0 0 -0.04" mass="0.1" {_DARK} {_ROBOT_GEOM}/>
-              <camera name="{C.MANIP_CAMERA}" pos="0 0.02 0" fovy="{C.CAMERA_FOVY_DEG}"
+              <camera name="{C.MANIP_CAMERA}" pos="0 0.03 0" fovy="{C.CAMERA_FOVY_DEG}"
                       xyaxes="-1 0 0 0 {-math.sin(tilt):.6f} {math.cos(tilt):.6f}"/>
               <site name="{C.GRASP_SITE}" pos="0 0 {-(C.GRASP_DROP - 0.02):.3f}" size="0.01"/>
               <body name="finger_left" pos="0 0 -0.08" gravcomp="1">
-                <joint name="{C.LEFT_FINGER_JOINT}" type="slide" axis="1 0 0" range="0 {finger_hi}" armature="0.5"/>
-                <geom type="box" size="0.006 0.012 0.045" pos="0.006 0 -0.045" mass="0.02" {_GREY} {_ROBOT_GEOM}/>
+                <joint name="{C.LEFT_FINGER_JOINT}" type="slide" axis="1 0 0" range="0 {finger_hi}"
+                       armature="0.5"/>
+                <geom type="box" size="0.006 0.012 0.045" pos="0.006 0 -0.045" mass="0.02"
+                      {_GREY} {_ROBOT_GEOM}/>
               </body>
               <body name="finger_right" pos="0 0 -0.08" gravcomp="1">
-                <joint name="{C.RIGHT_FINGER_JOINT}" type="slide" axis="-1 0 0" range="0 {finger_hi}" armature="0.5"/>
-                <geom type="box" size="0.006 0.012 0.045" pos="-0.006 0 -0.045" mass="0.02" {_GREY} {_ROBOT_GEOM}/>
+                <joint name="{C.RIGHT_FINGER_JOINT}" type="slide" axis="-1 0 0" range="0 {finger_hi}"
+                       armature="0.5"/>
+                <geom type="box" size="0.006 0.012 0.045" pos="-0.006 0 -0.045" mass="0.02"
+                      {_GREY} {_ROBOT_GEOM}/>
               </body>
             </body>
           </body>

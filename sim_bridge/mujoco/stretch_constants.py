@@ -40,8 +40,8 @@ NAV_CAMERA = "nav_camera"
 MANIP_CAMERA = "manip_camera"
 FLOOR_GEOM = "floor"
 
-#: Position-controlled joints by interface name (``sim_bridge.interface.JOINT_NAMES``) -> (MJCF joint, actuator).
-#: The gripper aperture drives both fingers (each moves half of it).
+#: Position-controlled joints by interface name (``sim_bridge.interface.JOINT_NAMES``) -> MJCF joints, each
+#: with a position actuator of the same name. The gripper aperture drives both fingers (half of it each).
 JOINT_ACTUATORS: dict[str, tuple[str, ...]] = {
     "joint_lift": ("joint_lift",),
     "wrist_extension": ("wrist_extension",),
@@ -63,7 +63,8 @@ BASE_TOP = 0.19
 #: Height of the arm above the floor when joint_lift is 0 (lift values are carriage travel, like Stretch's).
 LIFT_ZERO_Z = 0.2
 #: Length from the mast centre to the wrist with the arm retracted; extension adds to it towards -y.
-ARM_LENGTH_RETRACTED = 0.4
+#: Retracted, the gripper stays within the footprint circle, so planning on the footprint is safe.
+ARM_LENGTH_RETRACTED = 0.3
 #: The gripper's grasp point hangs this far below the arm.
 GRASP_DROP = 0.15
 #: Sideways offset (along -y) of the grasp point from the wrist axis.
