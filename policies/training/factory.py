@@ -9,6 +9,7 @@ from policies.training.config import EnvConfig, PolicySpec, TrainConfig
 from policies.training.env import TrainingEnv
 from policies.training.toy_cmdp import MLPActorCritic, ToyCMDP
 from safevla_node.errors import ConfigError
+from sim_bridge.interface import SimBackend
 
 __all__ = ["make_env_factories", "make_policy"]
 
@@ -17,10 +18,10 @@ def _toy(cfg: EnvConfig) -> TrainingEnv:
     return ToyCMDP(cfg.toy_rewards, cfg.toy_costs, cfg.toy_horizon)
 
 
-def _mujoco_backend(camera_size: tuple[int, int]):  # noqa: ANN202 (SimBackend; imported lazily)
-    from sim_bridge.mujoco.backend import MujocoBackend
+def _mujoco_backend(camera_size: tuple[int, int]) -> SimBackend:
+    from sim_bridge.registry import make_backend
 
-    return MujocoBackend(camera_size=camera_size, depth=False)
+    return make_backend("mujoco", camera_size=camera_size, depth=False)
 
 
 def _mujoco(cfg: EnvConfig) -> TrainingEnv:
