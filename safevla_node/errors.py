@@ -17,9 +17,13 @@ class MessageError(SafeVLAError, ValueError):
     """A ROS message is malformed (NaN, wrong sizes, unknown encoding) and must be dropped."""
 
 
+class PolicyLoadError(SafeVLAError):
+    """A policy checkpoint, config or tokenizer is missing, of the wrong format or does not fit the model."""
+
+
 class SimError(SafeVLAError, RuntimeError):
     """A simulator backend was used out of order (an action after the episode ended, a step before reset)."""
 
 
-class PolicyLoadError(SafeVLAError):
-    """A policy checkpoint, config or tokenizer is missing, of the wrong format or does not fit the model."""
+class TrainingError(SafeVLAError):
+    """Training cannot go on: a checkpoint that does not fit the run, ranks out of sync, a worker that died."""

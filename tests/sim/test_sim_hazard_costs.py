@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import pytest
 
 from safevla_node.actions import ACTION_BY_CODE
+from safevla_node.safety.step_cost import CostMode, StepCostConfig
 from safevla_node.safety.types import StepCost
 from sim_bridge.homegen import Scene
 from sim_bridge.interface import TaskKind, TaskSpec
@@ -93,3 +94,14 @@ def test_generated_unstable_items_are_flagged_in_snapshots(backend: MujocoBacken
     obs = backend.load(scenes.ledge(), TaskSpec(TaskKind.OBJECT_NAV, "find a mug", "Mug", None))
     assert obs.snapshot.objects["Mug|1"].unstable
     assert obs.snapshot.objects["SideTable|1"].static
+
+
+def test_compatibility_mode_charges_the_same_push_one_step_late(backend: MujocoBackend) -> None:
+    corrected = [c.danger for c in _run(backend, CASES["danger"], _FORWARD)]
+    original = MujocoBackend(depth=False, cost_config=StepCostConfig(mode=CostMode.SAFETY_CHORES_V1))
+    try:
+        v1 = [c.danger for c in _run(original, CASES["danger"], _FORWARD)]
+    finally:
+        original.close()
+    assert 1 in corrected and 1 in v1
+    assert v1.index(1) == corrected.index(1) + 1

@@ -8,6 +8,8 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from safevla_node.actions import ACTION_BY_CODE
 from safevla_node.errors import SimError
@@ -218,3 +220,23 @@ class TestPerturbations:
     def test_camera_noise_out_of_range_is_rejected(self) -> None:
         with pytest.raises(ValueError, match=r"camera_noise=100.0 must be in \[0, 64\]"):
             Perturbations(camera_noise=100.0)
+
+
+@pytest.fixture(scope="module")
+def empty_room(backend: MujocoBackend) -> MujocoBackend:
+    """The module's backend with the empty room loaded once (Hypothesis runs the test body many times)."""
+    backend.load(scenes.empty_room(), TaskSpec(TaskKind.OBJECT_NAV, "find a mug", "Mug", None))
+    return backend
+
+
+@settings(max_examples=60, deadline=None)
+@given(name=st.sampled_from(sorted(C.JOINT_LIMITS)), value=st.floats(allow_nan=True, allow_infinity=True))
+def test_joint_targets_are_accepted_exactly_inside_their_range(
+    empty_room: MujocoBackend, name: str, value: float
+) -> None:
+    lo, hi = C.JOINT_LIMITS[name]
+    if math.isfinite(value) and lo <= value <= hi:
+        empty_room.set_joint_targets({name: value})
+    else:
+        with pytest.raises(ValueError, match=f"{name} target .* is outside its range"):
+            empty_room.set_joint_targets({name: value})

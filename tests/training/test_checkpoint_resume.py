@@ -1,0 +1,56 @@
+"""Stop after k updates, resume in a new process state, and continue exactly as an uninterrupted run."""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+import torch
+
+from policies.training.distributed import parameters_digest
+from policies.training.trainer import CHECKPOINT_FILE, Trainer
+from safevla_node.errors import TrainingError
+from tests.training.toy import toy_config
+
+
+def _rows(path):
+    with (path / "metrics.csv").open(newline="") as f:
+        return [{k: v for k, v in r.items() if k not in ("steps_per_s", "rollout_s", "update_s")}
+                for r in csv.DictReader(f)]
+
+
+def test_resumed_run_continues_exactly_like_an_uninterrupted_one(tmp_path):
+    config = toy_config(updates=6, checkpoint_every=3, constraint={"method": "pid"})
+    straight = Trainer(config, tmp_path / "straight", resume=False)
+    straight.run()
+
+    first = Trainer(config, tmp_path / "split", resume=False)
+    first.run(stop_after=3)
+    assert (tmp_path / "split" / CHECKPOINT_FILE).is_file()
+    first.train_one_update()  # work after the checkpoint that a crash would lose
+    first._log({"update": 4, **{k: 0.0 for k in first._csv_fields if k != "update"}})
+    del first
+    torch.manual_seed(1234)  # a new process would not share the global RNG either
+
+    resumed = Trainer(config, tmp_path / "split")
+    assert resumed.update == 3 and resumed.env_steps == 3 * 8 * 16
+    resumed.run()
+    assert parameters_digest(resumed.policy) == parameters_digest(straight.policy)
+    assert resumed.multipliers.state_dict() == straight.multipliers.state_dict()
+    assert resumed.learner.optimizer.state_dict()["state"][0]["step"] == \
+        straight.learner.optimizer.state_dict()["state"][0]["step"]
+    assert torch.equal(resumed.sample_gen.get_state(), straight.sample_gen.get_state())
+    assert resumed.envs.episode_indices == straight.envs.episode_indices
+    assert _rows(tmp_path / "split") == _rows(tmp_path / "straight")  # the lost row 4 was dropped
+
+
+def test_resume_refuses_a_checkpoint_written_with_other_settings(tmp_path):
+    Trainer(toy_config(updates=1), tmp_path, resume=False).run()
+    with pytest.raises(TrainingError, match=r"other settings \(\['ppo.lr'\]\)"):
+        Trainer(toy_config(updates=2, ppo={"lr": 0.5}), tmp_path)
+
+
+def test_resume_may_extend_the_number_of_updates(tmp_path):
+    Trainer(toy_config(updates=1), tmp_path, resume=False).run()
+    trainer = Trainer(toy_config(updates=2), tmp_path)
+    assert trainer.run()["update"] == 2

@@ -1,0 +1,102 @@
+"""The SafeVLA model under the training protocol, and a smoke run on the embedded MuJoCo simulator."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from policies.runtime import PolicyObservation, SafeVLAPolicy
+from policies.training.actor_critic import Segment
+from policies.training.config import load_train_config
+from policies.training.safevla_actor_critic import SafeVLAActorCritic
+from policies.training.sim_env import SimObservation
+from policies.training.trainer import Trainer
+from safevla_node.cli.train_command import add_parser
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def tiny() -> SafeVLAActorCritic:
+    return SafeVLAActorCritic.from_scratch(REPO / "config" / "policy_tiny.yaml", seed=0)
+
+
+def _observations(n: int, seed: int, instruction: str) -> list[SimObservation]:
+    rng = np.random.default_rng(seed)
+    return [SimObservation(rng.integers(0, 256, (224, 396, 3), dtype=np.uint8),
+                           rng.integers(0, 256, (224, 396, 3), dtype=np.uint8), instruction, bool(i % 2))
+            for i in range(n)]
+
+
+def test_sequence_forward_over_context_and_segment_equals_the_cached_steps(tiny):
+    torch.manual_seed(0)
+    obs = tiny.encode(_observations(6, 0, "find the apple"))
+    actions = [3, 0, 7, 19, 2, 5]
+    tiny.begin_episodes([0], 1)
+    cached = []
+    with torch.no_grad():
+        for t, o in enumerate(obs):
+            peek = tiny.act([o], torch.tensor([actions[t - 1] if t else -1]), torch.tensor([t]), advance=False)
+            step = tiny.act([o], torch.tensor([actions[t - 1] if t else -1]), torch.tensor([t]))
+            torch.testing.assert_close(peek.logits, step.logits)  # a peek leaves the cache as it was
+            cached.append(step)
+        # steps 0-3 were an earlier rollout (context); the segment is steps 4-5, batched with a shorter episode
+        other = tiny.encode(_observations(2, 1, "pick up the mug"))
+        heads = tiny([Segment(obs, actions, context=4), Segment(other, [1, 2])])
+    torch.testing.assert_close(heads.logits[:2], torch.cat([c.logits for c in cached[4:]]), atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(heads.reward_value[:2], torch.cat([c.reward_value for c in cached[4:]]),
+                               atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(heads.cost_value[:2], torch.cat([c.cost_value for c in cached[4:]]),
+                               atol=1e-4, rtol=1e-4)
+    assert heads.logits.shape == (4, 20) and heads.cost_value.shape == (4, 1)
+
+
+def test_frozen_image_encoder_gets_no_gradient_and_the_network_does(tiny):
+    obs = tiny.encode(_observations(3, 2, "find the apple"))
+    heads = tiny([Segment(obs, [0, 1, 2])])
+    (heads.logits.sum() + heads.reward_value.sum() + heads.cost_value.sum()).backward()
+    assert all(p.grad is None for p in tiny.image_encoder.parameters())
+    assert tiny.model.actor.linear.weight.grad is not None
+    assert tiny.model.c_critic_tsfm.critic.fc.weight.grad is not None
+
+
+def test_smoke_training_on_mujoco_writes_a_policy_the_runtime_loads_and_training_restarts_from_it(tmp_path):
+    config = load_train_config(REPO / "config" / "train_smoke.yaml")
+    config = dataclasses.replace(config, updates=1, checkpoint_every=1,
+                                 ppo=dataclasses.replace(config.ppo, rollout_steps=4))
+    trainer = Trainer(config, tmp_path / "scratch", resume=False)
+    try:
+        summary = trainer.run()
+    finally:
+        trainer.close()
+    assert summary["update"] == 1 and summary["env_steps"] == 2 * 4
+    policy = SafeVLAPolicy.from_pretrained(tmp_path / "scratch" / "policy", device="cpu", precision="fp32")
+    frame = np.zeros((224, 396, 3), dtype=np.uint8)
+    out = policy.select_action(PolicyObservation("find the apple", frame, frame))
+    assert 0 <= out.action_index < 20 and out.cost_value is not None
+    trained = trainer.policy.model.state_dict()
+    assert all(torch.equal(v, trained[k]) for k, v in policy.model.state_dict().items())
+
+    parser = argparse.ArgumentParser(prog="safevla")
+    add_parser(parser.add_subparsers())
+    args = parser.parse_args(["train", "--config", str(REPO / "config" / "train_smoke.yaml"), "--init",
+                              str(tmp_path / "scratch" / "policy"), "--out", str(tmp_path / "tuned"),
+                              "--updates", "1"])
+    assert args.func(args) == 0
+    assert (tmp_path / "tuned" / "policy" / "model.safetensors").is_file()
+    assert (tmp_path / "tuned" / "metrics.csv").read_text().count("\n") == 2
+
+
+def test_train_command_reports_a_bad_config_and_returns_2(tmp_path, caplog):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("ppo: {clip: 3.0}\n")
+    parser = argparse.ArgumentParser(prog="safevla")
+    add_parser(parser.add_subparsers())
+    args = parser.parse_args(["train", "--config", str(bad), "--out", str(tmp_path / "o")])
+    assert args.func(args) == 2
+    assert "clip=3.0 is out of range" in caplog.text
