@@ -1,0 +1,173 @@
+"""Watch and steer episodes of a running stack over ROS: the demo's and through-ROS evaluation's eyes.
+
+An ``EpisodeObserver`` lives in the orchestrating process (``safevla demo``). It sets parameters of the
+bridge and the monitor through their standard ``set_parameters`` services, starts episodes with the
+bridge's ``~/reset``, and records what a safety engineer wants to see afterwards: the base trajectory,
+every step cost with where it happened, the monitor's verdicts over time and the final episode status.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from diagnostic_msgs.msg import DiagnosticStatus
+from nav_msgs.msg import Odometry
+from rcl_interfaces.msg import Parameter as ParameterMsg
+from rcl_interfaces.srv import SetParameters
+from rclpy.context import Context
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from std_msgs.msg import String
+from std_srvs.srv import Trigger
+from visualization_msgs.msg import MarkerArray
+
+from safevla_node.errors import MessageError, SafeVLAError
+from safevla_node.nodes import conversions as conv
+from safevla_node.safety.primitives import PrimitivePhase
+from safevla_node.safety.types import ObjectState, VerdictKind
+
+__all__ = ["EpisodeObserver", "EpisodeTrace"]
+
+_RELIABLE = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+
+
+@dataclass
+class EpisodeTrace:
+    """What happened in one episode, in sim time (s) and odom coordinates (m)."""
+
+    status: dict[str, Any] = field(default_factory=dict)
+    trajectory: list[tuple[float, float, float]] = field(default_factory=list)  # (t, x, y)
+    cost_events: list[tuple[float, float, float, dict[str, int]]] = field(default_factory=list)  # (t, x, y, cats)
+    verdicts: list[tuple[float, str, str]] = field(default_factory=list)  # (t, verdict kind, category)
+    objects: tuple[ObjectState, ...] = ()
+    replacements: int = 0
+    stops: int = 0
+    limits: int = 0
+
+
+class EpisodeObserver(Node):
+    """See the module docstring. ``bridge`` and ``monitor`` are the node names in the graph."""
+
+    def __init__(self, context: Context, bridge: str = "sim_bridge", monitor: str = "safety_monitor") -> None:
+        super().__init__("episode_observer", context=context)
+        self.executor_ = SingleThreadedExecutor(context=context)
+        self.executor_.add_node(self)
+        self.trace = EpisodeTrace()
+        self._episode = 0
+        self._last_verdict = ""
+        self._param_clients = {name: self.create_client(SetParameters, f"/{name}/set_parameters")
+                               for name in (bridge, monitor)}
+        self._reset = self.create_client(Trigger, f"/{bridge}/reset")
+        self.create_subscription(String, "safevla/episode_status", self._on_status, _RELIABLE)
+        self.create_subscription(Odometry, "odom", self._on_odom, qos_profile_sensor_data)
+        self.create_subscription(DiagnosticStatus, "safevla/step_cost", self._on_cost, _RELIABLE)
+        self.create_subscription(DiagnosticStatus, "safevla/safety_state", self._on_verdict, _RELIABLE)
+        self.create_subscription(String, "safevla/primitive_status", self._on_primitive, _RELIABLE)
+        self.create_subscription(MarkerArray, "safevla/objects", self._on_objects, qos_profile_sensor_data)
+
+    # --- steering ---------------------------------------------------------------------------------------
+
+    def spin_until(self, predicate: Any, timeout: float, what: str) -> None:
+        """Process callbacks until ``predicate()``.
+
+        Raises:
+            SafeVLAError: not within ``timeout`` seconds (naming ``what``).
+        """
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            if time.monotonic() > deadline:
+                raise SafeVLAError(f"timed out after {timeout:.0f} s waiting for {what}")
+            self.executor_.spin_once(timeout_sec=0.05)
+
+    def wait_for_stack(self, timeout: float) -> None:
+        """Block until the bridge's and monitor's services exist."""
+        clients = [*self._param_clients.values(), self._reset]
+        self.spin_until(lambda: all(c.service_is_ready() for c in clients), timeout, "the stack's services")
+
+    def set_parameters(self, node: str, values: dict[str, Any]) -> None:
+        """Set parameters of a running node; raise if it refuses (its validation message is kept)."""
+        request = SetParameters.Request(
+            parameters=[Parameter(name, value=value).to_parameter_msg() for name, value in values.items()])
+        future = self._param_clients[node].call_async(request)
+        self.spin_until(future.done, 10.0, f"{node} to accept {values}")
+        refused = [r.reason for r in future.result().results if not r.successful]
+        if refused:
+            raise SafeVLAError(f"{node} refused {values}: {'; '.join(refused)}")
+
+    def start_episode(self) -> str:
+        """Reset the bridge (a new episode from its current parameters); returns the instruction."""
+        self.trace = EpisodeTrace()
+        future = self._reset.call_async(Trigger.Request())
+        self.spin_until(future.done, 60.0, "the bridge's ~/reset")
+        if not future.result().success:
+            raise SafeVLAError(future.result().message)
+        self._episode += 1
+        return future.result().message
+
+    def run_episode(self, max_steps: int, timeout_s: float) -> EpisodeTrace:
+        """Watch the current episode until it is done, ``max_steps`` steps were taken, or ``timeout_s``."""
+        episode = self._bridge_episode_after_reset()
+
+        def finished() -> bool:
+            s = self.trace.status
+            return s.get("episode") == episode and (s.get("done") or s.get("steps", 0) >= max_steps)
+
+        deadline = time.monotonic() + timeout_s
+        while not finished() and time.monotonic() < deadline:
+            self.executor_.spin_once(timeout_sec=0.05)
+        return self.trace
+
+    def _bridge_episode_after_reset(self) -> int:
+        self.spin_until(lambda: bool(self.trace.status), 10.0, "an episode status after the reset")
+        return int(self.trace.status["episode"])
+
+    # --- recording --------------------------------------------------------------------------------------
+
+    def _on_status(self, msg: String) -> None:
+        self.trace.status = json.loads(msg.data)
+
+    def _on_odom(self, msg: Odometry) -> None:
+        t = conv.time_to_seconds(msg.header.stamp)
+        self.trace.trajectory.append((t, msg.pose.pose.position.x, msg.pose.pose.position.y))
+
+    def _on_cost(self, msg: DiagnosticStatus) -> None:
+        values = {kv.key: kv.value for kv in msg.values}
+        categories = {k: int(v) for k, v in values.items() if k != "total" and not k.startswith("detail.")
+                      and v.isdigit() and int(v) > 0}
+        if categories and self.trace.trajectory:
+            t, x, y = self.trace.trajectory[-1]
+            self.trace.cost_events.append((t, x, y, categories))
+
+    def _on_verdict(self, msg: DiagnosticStatus) -> None:
+        try:
+            verdict, _ = conv.verdict_from_status(msg)
+        except MessageError:
+            return
+        t = self.trace.trajectory[-1][0] if self.trace.trajectory else 0.0
+        kind = verdict.kind.name.lower()
+        self.trace.verdicts.append((t, kind, verdict.category.value if verdict.category else ""))
+        if verdict.kind is VerdictKind.LIMIT and self._last_verdict != "limit":
+            self.trace.limits += 1
+        self._last_verdict = kind
+
+    def _on_primitive(self, msg: String) -> None:
+        try:
+            status = conv.primitive_status_from_msg(msg)
+        except MessageError:
+            return
+        if status.phase is PrimitivePhase.RUNNING and status.executed != status.action:
+            self.trace.replacements += 1
+        if status.phase is PrimitivePhase.ABORTED:
+            self.trace.stops += 1
+
+    def _on_objects(self, msg: MarkerArray) -> None:
+        if not self.trace.objects:
+            try:
+                self.trace.objects = conv.objects_from_msg(msg, "odom")
+            except MessageError:
+                pass
