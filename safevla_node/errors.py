@@ -15,3 +15,7 @@ class ShieldError(SafeVLAError):
 
 class MessageError(SafeVLAError, ValueError):
     """A ROS message is malformed (NaN, wrong sizes, unknown encoding) and must be dropped."""
+
+
+class BagError(SafeVLAError):
+    """A rosbag2 recording is missing, truncated, corrupt or lacks what was asked of it (file and fix named)."""
