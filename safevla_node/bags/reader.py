@@ -246,6 +246,8 @@ class BagReader:
         else:
             wanted = [self.topic(name).name for name in topics]
             conns = [c for name in wanted for c in self._by_topic[name]]
+        if not conns:
+            return
         names = {c.id: normalize_topic(c.topic) for c in conns}
         count = 0
         try:

@@ -1,0 +1,83 @@
+"""Replayer node: publish a bag's raw CDR bytes on the schedule ``ReplayPlan`` computes.
+
+One publisher per played topic, with the recorded QoS and the message class of the installed package; a
+type that is not installed here (``nav2_msgs/msg/Costmap``, ``gazebo_msgs/...``) is skipped with a
+warning naming topic and type. Publishing happens in a plain loop paced by ``Pacer`` (no executor is
+needed to publish); SIGINT/SIGTERM shut rclpy down, which the loop notices within ``Pacer.poll_s``.
+
+Run: ``safevla replay BAG [--rate R] [--loop] [--clock [HZ]] [--topics T...] [--remap a:=b] [--start-offset S]``.
+"""
+
+from __future__ import annotations
+
+import time
+
+import rclpy
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rclpy.publisher import Publisher
+
+from safevla_node.bags.reader import open_bag
+from safevla_node.bags.replay import Pacer, ReplayConfig, ReplayPlan
+from safevla_node.nodes.bag_interop import import_message_type, publisher_qos
+
+__all__ = ["ReplayerNode", "run"]
+
+
+class ReplayerNode(Node):
+    """Owns the publishers of one replay and plays its plan."""
+
+    def __init__(self, plan: ReplayPlan) -> None:
+        super().__init__("safevla_replayer")
+        self._plan = plan
+        self.publishers_by_topic: dict[str, Publisher] = {}
+        for topic, msgtype in plan.publishers().items():
+            msg_class = import_message_type(msgtype)
+            if msg_class is None:
+                self.get_logger().warning(
+                    f"skipping {topic}: message type {msgtype} is not installed here "
+                    f"(install the {msgtype.split('/')[0]} package to replay it)")
+                continue
+            self.publishers_by_topic[topic] = self.create_publisher(
+                msg_class, topic, publisher_qos(plan.qos.get(topic, ())))
+
+    def play(self, pacer: Pacer) -> int:
+        """Publish every event at its deadline; returns the number published (stops on shutdown)."""
+        published = 0
+        pacer.start()
+        for event in self._plan.events():
+            publisher = self.publishers_by_topic.get(event.topic)
+            if publisher is None:
+                continue
+            if pacer.wait_until(event.offset_s, cancelled=lambda: not rclpy.ok()) is None or not rclpy.ok():
+                break
+            publisher.publish(event.raw)
+            published += 1
+        return published
+
+
+def run(bag_path: str, config: ReplayConfig, delay_s: float = 0.0, args: list[str] | None = None) -> int:
+    """Replay ``bag_path`` until its end (or forever under ``loop``, until SIGINT/SIGTERM); exit code 0.
+
+    ``delay_s`` waits after the publishers are created, so subscribers can be discovered before the first
+    message (``ros2 bag play --delay``).
+
+    Raises:
+        BagError: the bag cannot be read or a requested topic is not in it.
+    """
+    with open_bag(bag_path) as bag:
+        plan = ReplayPlan(bag, config)
+        rclpy.init(args=args)
+        try:
+            node = ReplayerNode(plan)
+            try:
+                time.sleep(delay_s)
+                count = node.play(Pacer())
+                node.get_logger().info(f"replayed {count} messages from {bag_path}")
+            except (KeyboardInterrupt, ExternalShutdownException):
+                pass
+            finally:
+                node.destroy_node()
+        finally:
+            rclpy.try_shutdown()
+    return 0
