@@ -134,9 +134,10 @@ class BagReader:
             raise BagError(f"{self.path}: a file listed in metadata.yaml is missing ({exc}); restore it or "
                            "remove it from relative_file_paths") from None
         except _READ_ERRORS as exc:
-            raise BagError(f"cannot open bag {str(self.path)!r}: {exc}; the metadata or a storage file is "
-                           "corrupt or truncated (a recording cut short can be repaired with "
-                           "`ros2 bag reindex`)") from None
+            files = sorted(p.name for p in self.path.iterdir() if p.is_file())
+            raise BagError(f"cannot open bag {str(self.path)!r} (files {files}): {exc}; the metadata or a storage "
+                           "file is corrupt or truncated: copy the bag again, or recover a cut-short MCAP with "
+                           "`mcap recover FILE` and rebuild metadata.yaml with `ros2 bag reindex`") from None
         self._reader = reader
         self._storage_id = str(yaml.safe_load((self.path / "metadata.yaml").read_text())
                                ["rosbag2_bagfile_information"]["storage_identifier"])

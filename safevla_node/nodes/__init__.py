@@ -1,0 +1,1 @@
+"""Thin rclpy adapters: the only place rclpy and ROS message packages are imported."""
