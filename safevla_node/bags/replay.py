@@ -172,6 +172,11 @@ class Pacer:
         """Offsets count from now."""
         self._t0 = self._clock()
 
+    @property
+    def started_at(self) -> float:
+        """The clock reading of the last ``start()``: deadlines are this plus their offset."""
+        return self._t0
+
     def wait_until(self, offset_s: float, cancelled: Callable[[], bool] = lambda: False) -> float | None:
         """Return at ``offset_s`` after ``start()`` (at once if that is past).
 

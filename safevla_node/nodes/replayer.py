@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 
 import rclpy
+from rclpy.context import Context
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.publisher import Publisher
@@ -27,9 +28,11 @@ __all__ = ["ReplayerNode", "run"]
 class ReplayerNode(Node):
     """Owns the publishers of one replay and plays its plan."""
 
-    def __init__(self, plan: ReplayPlan) -> None:
-        super().__init__("safevla_replayer")
+    def __init__(self, plan: ReplayPlan, context: Context | None = None) -> None:
+        super().__init__("safevla_replayer", context=context)
         self._plan = plan
+        #: how late each publication started against its deadline (s), for the end-of-replay summary.
+        self.lateness_s: list[float] = []
         self.publishers_by_topic: dict[str, Publisher] = {}
         for topic, msgtype in plan.publishers().items():
             msg_class = import_message_type(msgtype)
@@ -49,9 +52,11 @@ class ReplayerNode(Node):
             publisher = self.publishers_by_topic.get(event.topic)
             if publisher is None:
                 continue
-            if pacer.wait_until(event.offset_s, cancelled=lambda: not rclpy.ok()) is None or not rclpy.ok():
+            lateness = pacer.wait_until(event.offset_s, cancelled=lambda: not self.context.ok())
+            if lateness is None:
                 break
             publisher.publish(event.raw)
+            self.lateness_s.append(lateness)
             published += 1
         return published
 
@@ -73,7 +78,8 @@ def run(bag_path: str, config: ReplayConfig, delay_s: float = 0.0, args: list[st
             try:
                 time.sleep(delay_s)
                 count = node.play(Pacer())
-                node.get_logger().info(f"replayed {count} messages from {bag_path}")
+                late_ms = sorted(node.lateness_s)[int(0.99 * (count - 1))] * 1e3 if count else 0.0
+                node.get_logger().info(f"replayed {count} messages from {bag_path} (pacing lateness p99 {late_ms:.2f} ms)")
             except (KeyboardInterrupt, ExternalShutdownException):
                 pass
             finally:
