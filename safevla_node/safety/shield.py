@@ -1,0 +1,576 @@
+"""The predictive safety shield: judge a command BEFORE it runs, from the robot's own world estimate.
+
+For a base twist the unicycle is rolled forward over the horizon plus its braking distance (as at-wat's
+safety_limiter does), the footprint and the arm (at its current joints) are swept along it, and each
+Safety-CHORES predicate is judged on the swept body:
+
+- COLLISION / BLIND_SPOT: an obstacle point (visible / only remembered) comes within ``safety_margin_m``.
+- CORNER: a swept pose has few free directions and an obstacle lies in the direction of travel.
+- FRAGILE / CRITICAL / DANGER: the body comes within the category's margin of a fragile group, an unstable
+  object or dangerous equipment.
+
+Contact within the horizon stops; contact only in the braking band beyond it limits the speed (keeping
+curvature) to what the remaining distance can brake from: the sqrt law, like Nav2's approach action.
+Discrete actions are judged on their whole nominal motion and are replaced by the policy's most probable
+safe action; arm commands sweep the arm and gripper from the current to the target joints. A point already
+inside a margin does not block motion that moves away from it (escape, as safety_limiter allows).
+The strictest verdict wins; the shield never raises a speed.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from safevla_node.actions import ACTIONS, NUM_ACTIONS, Action, ActionKind
+from safevla_node.config import check_range, field
+from safevla_node.errors import ConfigError, ShieldError
+from safevla_node.safety.geometry import (
+    Footprint,
+    arm_segments,
+    box_outline_points,
+    link_groups,
+    point_box_distance,
+    points_in_boxes,
+    segment_distance,
+    unicycle_poses,
+    wrap_angle,
+)
+from safevla_node.safety.types import (
+    ArmCommand,
+    Category,
+    Command,
+    DiscreteCommand,
+    ObjectState,
+    TwistCommand,
+    Verdict,
+    VerdictKind,
+    WorldEstimate,
+    strictest,
+)
+
+__all__ = ["ARM_JOINTS", "Shield", "ShieldConfig", "is_dangerous_type"]
+
+_log = logging.getLogger(__name__)
+
+#: Joints an ArmCommand may name.
+ARM_JOINTS = ("joint_lift", "wrist_extension", "joint_wrist_yaw", "gripper_aperture")
+
+#: Dangerous-equipment words of Safety-CHORES, with the original's glued words ("CrowbarGrenade",
+#: "swordgrill") split and its "lightet" typo fixed; "axe" added for the spelling AI2-THOR may use.
+_DANGER_TOKENS = frozenset(
+    "gas knife oven drill hammer torch arrow bow needle dart saw club shovel grinder crowbar grenade mallet "
+    "pliers fire dagger gun alcohol ax axe blade chisel mine fork saber spear sword grill heater hook iron "
+    "lighter stick".split()
+)
+_TOKEN = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|\d+")
+
+
+def is_dangerous_type(object_type: str) -> bool:
+    """True when a word of the CamelCase type is a dangerous-equipment word ("ButterKnife" yes, "Bowl" no).
+
+    Matching whole words instead of substrings avoids the original's false hits (bow in Bowl, fire in
+    Fireplace, ax in Relaxer). Local stand-in until the step cost's ``hazard_types.is_dangerous`` lands.
+    """
+    return any(token.lower() in _DANGER_TOKENS for token in _TOKEN.findall(object_type))
+
+
+def _check_interval(name: str, interval: tuple[float, float]) -> None:
+    if not interval[0] < interval[1]:
+        raise ConfigError(f"{name}={interval!r} must be (low, high) with low < high")
+
+
+@dataclass(frozen=True)
+class ShieldConfig:
+    """Robot geometry, limits and margins of the predictive shield (Stretch defaults)."""
+
+    footprint_radius_m: float = field(0.22, "radius of the circular base footprint (m); Stretch is ~0.34x0.33 m")
+    footprint_length_m: float = field(0.0, "rectangle footprint length along x (m); 0 uses the circle")
+    footprint_width_m: float = field(0.0, "rectangle footprint width along y (m); 0 uses the circle")
+    footprint_offset_x_m: float = field(0.0, "rectangle centre ahead of base_link (m)")
+    safety_margin_m: float = field(0.05, "closest approach to an obstacle point (m); above the memory's cell error")
+    escape_tolerance_m: float = field(
+        0.005, "a point already inside a margin blocks only motion that closes in on it by more than this (m)"
+    )
+    horizon_s: float = field(1.0, "prediction horizon (s): predicted contact within it stops the robot")
+    time_step_s: float = field(0.05, "time between sampled poses along a predicted twist (s)")
+    max_sample_spacing_m: float = field(0.02, "largest motion of any body point between two samples (m)")
+    max_linear_mps: float = field(0.3, "hard clamp on |linear speed| (m/s); also the speed of discrete moves")
+    max_angular_rps: float = field(0.6, "hard clamp on |angular speed| (rad/s); also discrete rotations' speed")
+    max_decel_mps2: float = field(0.5, "braking deceleration assumed after the horizon (m/s^2)")
+    max_angular_decel_rps2: float = field(1.0, "angular braking deceleration (rad/s^2)")
+    corner_clearance_m: float = field(0.3, "an obstacle this close to the footprint blocks its direction (m)")
+    corner_sectors: int = field(12, "number of equal direction sectors around a pose, for the corner rule")
+    corner_min_free_fraction: float = field(
+        0.5, "a pose is in a narrow corner when fewer than this fraction of its sectors are free"
+    )
+    corner_heading_half_angle_rad: float = field(
+        0.52, "motion heads into the corner when a blocking obstacle lies within this angle of travel (rad)"
+    )
+    fragile_margin_m: float = field(0.15, "closest approach to a fragile group member (m)")
+    fragile_link_distance_m: float = field(0.3, "objects closer than this chain into one group (m)")
+    fragile_min_group_size: int = field(3, "a group with at least this many objects is fragile")
+    unstable_margin_m: float = field(0.15, "closest approach to an object flagged unstable (m)")
+    danger_margin_m: float = field(0.2, "closest approach to dangerous equipment (m)")
+    object_sample_spacing_m: float = field(0.05, "spacing of the points sampled on object box outlines (m)")
+    grasp_reach_m: float = field(0.25, "the object nearest the gripper within this distance is what it grasps")
+    mast_xy_m: tuple[float, float] = field((-0.07, 0.13), "mast position in base_link (m)")
+    arm_retracted_length_m: float = field(0.36, "mast-to-wrist length with the arm fully retracted (m)")
+    arm_radius_m: float = field(0.04, "half thickness of the telescoping arm (m)")
+    gripper_length_m: float = field(0.22, "wrist-to-fingertip length (m)")
+    gripper_radius_m: float = field(0.05, "half width of the gripper (m)")
+    lift_offset_m: float = field(0.0, "arm height above the floor minus joint_lift (m)")
+    arm_band_below_m: float = field(0.15, "how far the gripper hangs below the arm height (m)")
+    arm_band_above_m: float = field(0.05, "how far the arm rises above the arm height (m)")
+    lift_range_m: tuple[float, float] = field((0.0, 1.1), "joint_lift limits (m)")
+    extension_range_m: tuple[float, float] = field((0.0, 0.52), "wrist_extension limits (m)")
+    wrist_yaw_range_rad: tuple[float, float] = field((-1.75, 4.0), "joint_wrist_yaw limits (rad)")
+
+    def __post_init__(self) -> None:
+        for name in ("footprint_radius_m", "horizon_s", "time_step_s", "max_sample_spacing_m", "max_linear_mps",
+                     "max_angular_rps", "max_decel_mps2", "max_angular_decel_rps2", "fragile_link_distance_m",
+                     "object_sample_spacing_m", "arm_retracted_length_m"):
+            check_range(name, getattr(self, name), 1e-6, None)
+        for name in ("footprint_length_m", "footprint_width_m", "safety_margin_m", "escape_tolerance_m",
+                     "corner_clearance_m", "fragile_margin_m", "unstable_margin_m", "danger_margin_m",
+                     "grasp_reach_m", "arm_radius_m", "gripper_length_m", "gripper_radius_m", "arm_band_below_m",
+                     "arm_band_above_m"):
+            check_range(name, getattr(self, name), 0.0, None)
+        check_range("time_step_s", self.time_step_s, None, self.horizon_s)
+        check_range("corner_sectors", self.corner_sectors, 4, 360)
+        check_range("corner_min_free_fraction", self.corner_min_free_fraction, 0.0, 1.0)
+        check_range("corner_heading_half_angle_rad", self.corner_heading_half_angle_rad, 0.0, math.pi)
+        check_range("fragile_min_group_size", self.fragile_min_group_size, 2, None)
+        if (self.footprint_length_m > 0) != (self.footprint_width_m > 0):
+            raise ConfigError(
+                f"footprint_length_m={self.footprint_length_m!r} and footprint_width_m={self.footprint_width_m!r}"
+                " must both be 0 (circle) or both positive (rectangle)"
+            )
+        for name in ("lift_range_m", "extension_range_m", "wrist_yaw_range_rad"):
+            _check_interval(name, getattr(self, name))
+
+
+@dataclass(frozen=True)
+class _Hit:
+    """The first sample at which one category's rule fires, and what fired it."""
+
+    category: Category
+    index: int
+    what: str
+
+
+@dataclass(frozen=True)
+class _Sweep:
+    """Result of sweeping the robot through sampled configurations."""
+
+    hits: list[_Hit]
+    risk: dict[Category, float]
+
+
+@dataclass(frozen=True)
+class _Objects:
+    """The labelled objects of one check (held ones left out), as arrays."""
+
+    items: tuple[ObjectState, ...]
+    centers: np.ndarray  # (M, 3)
+    sizes: np.ndarray  # (M, 3)
+    fragile_group: np.ndarray  # (M,) size of the fragile group each belongs to, 0 if none
+    unstable: np.ndarray  # (M,) bool
+    dangerous: np.ndarray  # (M,) bool
+
+
+class Shield:
+    """Judges commands against a ``WorldEstimate`` before they run. Stateless and thread-compatible."""
+
+    def __init__(self, config: ShieldConfig = ShieldConfig()) -> None:
+        self.config = config
+        self._footprint = Footprint(
+            config.footprint_radius_m, config.footprint_length_m, config.footprint_width_m, config.footprint_offset_x_m
+        )
+        self._margins = {
+            Category.COLLISION: config.safety_margin_m,
+            Category.BLIND_SPOT: config.safety_margin_m,
+            Category.FRAGILE: config.fragile_margin_m,
+            Category.CRITICAL: config.unstable_margin_m,
+            Category.DANGER: config.danger_margin_m,
+        }
+
+    # --- public API ---------------------------------------------------------------------------------------
+
+    def check(self, world: WorldEstimate, command: Command) -> Verdict:
+        """The verdict on ``command`` in ``world``; malformed input gives STOP with Category.FAULT.
+
+        Raises:
+            ShieldError: ``command`` is not a TwistCommand, DiscreteCommand or ArmCommand.
+        """
+        fault = _world_fault(world)
+        if fault is not None:
+            return Verdict.stop(Category.FAULT, fault)
+        if isinstance(command, TwistCommand):
+            return self._check_twist(world, command)
+        if isinstance(command, DiscreteCommand):
+            return self._check_discrete(world, command)
+        if isinstance(command, ArmCommand):
+            return self._check_arm(world, command)
+        raise ShieldError(
+            f"cannot judge a {type(command).__name__}; expected TwistCommand, DiscreteCommand or ArmCommand"
+        )
+
+    def safe_twist(self, world: WorldEstimate, command: TwistCommand) -> tuple[TwistCommand, Verdict]:
+        """The twist to execute after the verdict: unchanged, scaled keeping curvature, or zero."""
+        verdict = self.check(world, command)
+        if verdict.kind is VerdictKind.ALLOW:
+            return command, verdict
+        if verdict.kind is VerdictKind.LIMIT and verdict.scale > 0.0:
+            scaled = TwistCommand(command.linear_x * verdict.scale, command.angular_z * verdict.scale, command.duration)
+            return scaled, verdict
+        duration = command.duration if math.isfinite(command.duration) and command.duration >= 0 else 0.0
+        return TwistCommand(0.0, 0.0, duration), verdict
+
+    # --- commands -----------------------------------------------------------------------------------------
+
+    def _check_twist(self, world: WorldEstimate, cmd: TwistCommand) -> Verdict:
+        c = self.config
+        v, w = cmd.linear_x, cmd.angular_z
+        if not all(math.isfinite(x) for x in (v, w, cmd.duration)) or cmd.duration < 0:
+            return Verdict.stop(Category.FAULT, f"malformed twist (linear {v!r}, angular {w!r}, duration "
+                                                f"{cmd.duration!r}): dropped")
+        clamp = min(1.0, c.max_linear_mps / abs(v) if v else 1.0, c.max_angular_rps / abs(w) if w else 1.0)
+        verdicts = []
+        if clamp < 1.0:
+            verdicts.append(Verdict(VerdictKind.LIMIT, None, f"hard clamp: twist ({v:.3f} m/s, {w:.3f} rad/s) "
+                                    f"exceeds ({c.max_linear_mps} m/s, {c.max_angular_rps} rad/s)", scale=clamp))
+        v, w = v * clamp, w * clamp
+        if v == 0.0 and w == 0.0:
+            return strictest(verdicts)
+        brake = max(abs(v) / c.max_decel_mps2, abs(w) / c.max_angular_decel_rps2)
+        taus = self._taus(world, v, w, c.horizon_s + brake / 2.0)
+        sweep = self._sweep_base(world, v, w, taus)
+        for hit in sweep.hits:
+            tau = float(taus[hit.index])
+            reason = f"{hit.category.value}: {hit.what} at t={tau:.2f} s"
+            if tau <= c.horizon_s:
+                verdicts.append(Verdict.stop(hit.category, f"{reason}, within the {c.horizon_s} s horizon"))
+            else:
+                # Scaled by s the robot covers s*H of nominal path in the horizon and s^2*brake/2 braking.
+                h = c.horizon_s
+                scale = min(1.0, (-h + math.sqrt(h * h + 2.0 * brake * tau)) / brake)
+                verdicts.append(Verdict(VerdictKind.LIMIT, hit.category, f"{reason}, in the braking band: speed "
+                                        f"x{clamp * scale:.2f}", scale=clamp * scale))
+        return strictest([*verdicts, Verdict.allow(sweep.risk)])
+
+    def _check_discrete(self, world: WorldEstimate, cmd: DiscreteCommand) -> Verdict:
+        index, probs = cmd.action_index, cmd.probabilities
+        if not 0 <= index < NUM_ACTIONS:
+            return Verdict.stop(Category.FAULT, f"action index {index!r} outside 0..{NUM_ACTIONS - 1}")
+        if probs is not None and (
+            len(probs) != NUM_ACTIONS or not all(math.isfinite(p) and p >= 0.0 for p in probs)
+        ):
+            return Verdict.stop(Category.FAULT, f"probabilities must be {NUM_ACTIONS} finite values >= 0, "
+                                                f"got {probs!r}")
+        verdict = self._judge_action(world, ACTIONS[index])
+        if verdict.kind is VerdictKind.ALLOW or probs is None:
+            return verdict
+        # Episode actions are never substituted: ending an episode is a task decision, not a safe motion.
+        candidates = sorted(
+            (j for j, p in enumerate(probs) if p > 0.0 and j != index and ACTIONS[j].kind is not ActionKind.EPISODE),
+            key=lambda j: (-probs[j], j),
+        )
+        for j in candidates:
+            if self._judge_action(world, ACTIONS[j]).kind is VerdictKind.ALLOW:
+                reason = f"{verdict.reason}; replaced by {ACTIONS[j].name} (p={probs[j]:.3f})"
+                return Verdict(VerdictKind.REPLACE, verdict.category, reason, replacement=j, risk=verdict.risk)
+        return Verdict.stop(verdict.category or Category.FAULT, f"{verdict.reason}; no safe alternative with "
+                                                                 "non-zero probability", verdict.risk)
+
+    def _judge_action(self, world: WorldEstimate, action: Action) -> Verdict:
+        """ALLOW or STOP for the whole nominal motion of one discrete action (plus braking)."""
+        c, robot = self.config, world.robot
+        if action.kind is ActionKind.BASE:
+            v = math.copysign(c.max_linear_mps, action.forward_m) if action.forward_m else 0.0
+            w = math.copysign(c.max_angular_rps, action.yaw_rad) if action.yaw_rad else 0.0
+            duration = abs(action.forward_m) / c.max_linear_mps + abs(action.yaw_rad) / c.max_angular_rps
+            brake = max(abs(v) / c.max_decel_mps2, abs(w) / c.max_angular_decel_rps2)
+            sweep = self._sweep_base(world, v, w, self._taus(world, v, w, duration + brake / 2.0))
+        elif action.kind is ActionKind.ARM:
+            target = (
+                float(np.clip(robot.lift + action.lift_m, *c.lift_range_m)),
+                float(np.clip(robot.arm_extension + action.extension_m, *c.extension_range_m)),
+                float(np.clip(robot.wrist_yaw + action.wrist_yaw_rad, *c.wrist_yaw_range_rad)),
+            )
+            sweep = self._sweep_arm(world, target)
+        elif action.index == 8:  # pickup
+            return self._grasp_verdict(world)
+        else:  # dropoff, end, sub_done: nothing moves
+            return Verdict.allow()
+        if not sweep.hits:
+            return Verdict.allow(sweep.risk)
+        first = min(sweep.hits, key=lambda h: h.index)
+        return Verdict.stop(first.category, f"{action.name}: {first.category.value}: {first.what}", sweep.risk)
+
+    def _check_arm(self, world: WorldEstimate, cmd: ArmCommand) -> Verdict:
+        c, robot = self.config, world.robot
+        unknown = sorted(set(cmd.targets) - set(ARM_JOINTS))
+        if unknown:
+            return Verdict.stop(Category.FAULT, f"unknown joint(s) {unknown}; valid: {list(ARM_JOINTS)}")
+        ranges = {"joint_lift": c.lift_range_m, "wrist_extension": c.extension_range_m,
+                  "joint_wrist_yaw": c.wrist_yaw_range_rad, "gripper_aperture": (-math.inf, math.inf)}
+        for joint, value in cmd.targets.items():
+            low, high = ranges[joint]
+            if not (math.isfinite(value) and low <= value <= high):
+                return Verdict.stop(Category.FAULT, f"{joint} target {value!r} outside [{low}, {high}]")
+        target = (
+            cmd.targets.get("joint_lift", robot.lift),
+            cmd.targets.get("wrist_extension", robot.arm_extension),
+            cmd.targets.get("joint_wrist_yaw", robot.wrist_yaw),
+        )
+        verdicts = []
+        if target != (robot.lift, robot.arm_extension, robot.wrist_yaw):
+            sweep = self._sweep_arm(world, target)
+            verdicts.append(Verdict.allow(sweep.risk))
+            verdicts += [Verdict.stop(h.category, f"arm: {h.category.value}: {h.what}") for h in sweep.hits]
+        if cmd.targets.get("gripper_aperture", robot.gripper_aperture) < robot.gripper_aperture:
+            verdicts.append(self._grasp_verdict(world))
+        return strictest(verdicts)
+
+    def _grasp_verdict(self, world: WorldEstimate) -> Verdict:
+        """Never close the gripper on dangerous equipment: the object nearest the fingertips decides."""
+        c, robot = self.config, world.robot
+        objects = [o for o in world.objects if not o.held]
+        if not objects:
+            return Verdict.allow()
+        pose = np.array([[robot.x, robot.y, robot.yaw]])
+        _, _, tip = arm_segments(pose, c.mast_xy_m, c.arm_retracted_length_m + robot.arm_extension,
+                                 robot.wrist_yaw, c.gripper_length_m)
+        grasp = np.array([tip[0, 0], tip[0, 1], robot.lift + c.lift_offset_m])
+        dist = point_box_distance(grasp, np.array([o.position for o in objects]), np.array([o.size for o in objects]))
+        nearest = int(np.argmin(dist))
+        obj = objects[nearest]
+        if dist[nearest] <= c.grasp_reach_m and is_dangerous_type(obj.object_type):
+            return Verdict.stop(Category.DANGER, f"grasp: nearest object to the gripper is dangerous "
+                                                 f"{obj.object_type} '{obj.object_id}' at {dist[nearest]:.3f} m",
+                                {Category.DANGER: 1.0})
+        return Verdict.allow()
+
+    # --- sweeps -------------------------------------------------------------------------------------------
+
+    def _reach(self, world: WorldEstimate) -> float:
+        """Farthest distance of any body point from base_link at the current joints (m)."""
+        c, robot = self.config, world.robot
+        arm = math.hypot(*c.mast_xy_m) + c.arm_retracted_length_m + max(robot.arm_extension, 0.0)
+        return max(self._footprint.extent, arm + c.gripper_length_m + c.gripper_radius_m)
+
+    def _taus(self, world: WorldEstimate, v: float, w: float, tau_max: float) -> np.ndarray:
+        """Sample times over [0, tau_max]: at most ``time_step_s`` and ``max_sample_spacing_m`` apart."""
+        c = self.config
+        travel = (abs(v) + abs(w) * self._reach(world)) * tau_max
+        n = max(math.ceil(tau_max / c.time_step_s), math.ceil(travel / c.max_sample_spacing_m), 1) + 1
+        return np.linspace(0.0, tau_max, n)
+
+    def _sweep_base(self, world: WorldEstimate, v: float, w: float, taus: np.ndarray) -> _Sweep:
+        robot = world.robot
+        poses = unicycle_poses((robot.x, robot.y, robot.yaw), v, w, taus)
+        n = len(taus)
+        return self._evaluate(world, poses, np.full(n, robot.lift), np.full(n, robot.arm_extension),
+                              np.full(n, robot.wrist_yaw), travel=float(np.sign(v)))
+
+    def _sweep_arm(self, world: WorldEstimate, target: tuple[float, float, float]) -> _Sweep:
+        c, robot = self.config, world.robot
+        start = np.array([robot.lift, robot.arm_extension, robot.wrist_yaw])
+        delta = np.asarray(target) - start
+        tip_travel = max(abs(delta[0]), abs(delta[1]), abs(delta[2]) * c.gripper_length_m)
+        n = max(math.ceil(tip_travel / c.max_sample_spacing_m), 1) + 1
+        joints = start + np.linspace(0.0, 1.0, n)[:, None] * delta
+        poses = np.repeat([[robot.x, robot.y, robot.yaw]], n, axis=0)
+        return self._evaluate(world, poses, joints[:, 0], joints[:, 1], joints[:, 2], travel=None)
+
+    def _evaluate(self, world: WorldEstimate, poses: np.ndarray, lift: np.ndarray, extension: np.ndarray,
+                  wrist_yaw: np.ndarray, travel: float | None) -> _Sweep:
+        """Judge every category on the body sampled at ``poses`` with the given joints.
+
+        ``travel`` is +1/-1 for base motion forwards/backwards, 0 for rotation in place (both sweep the
+        footprint), None for arm motion (the base stands still: only the arm and gripper are judged).
+        """
+        c = self.config
+        mast, wrist, tip = arm_segments(poses, c.mast_xy_m, c.arm_retracted_length_m + extension, wrist_yaw,
+                                        c.gripper_length_m)
+        body = np.concatenate([poses[:, :2], mast, wrist, tip])
+        center = (body.min(axis=0) + body.max(axis=0)) / 2.0
+        reach = float(np.max(np.hypot(*(body - center).T)))
+        reach += max(self._footprint.extent, c.arm_radius_m, c.gripper_radius_m) + c.object_sample_spacing_m
+        reach += max(*self._margins.values(), c.corner_clearance_m)
+        height = lift + c.lift_offset_m
+        band = (float(height.min()) - c.arm_band_below_m, float(height.max()) + c.arm_band_above_m)
+        objects = self._objects(world)
+        segments = (mast, wrist, tip)
+        include_fp = travel is not None
+        risk: dict[Category, float] = {}
+        hits: list[_Hit] = []
+
+        # Obstacle points: visible -> COLLISION, remembered -> BLIND_SPOT.
+        near = np.flatnonzero(np.hypot(*(world.obstacle_xy - center).T) <= reach)
+        pts, visible = world.obstacle_xy[near], world.obstacle_visible[near].astype(bool)
+        arm_applies = ~self._explained_by_objects(pts, objects, band)
+        fp_clear, clear = self._clearance(poses, segments, pts, arm_applies, include_fp)
+        for category, cols in ((Category.COLLISION, visible), (Category.BLIND_SPOT, ~visible)):
+            idx = np.flatnonzero(cols)
+            remembered = "remembered " if category is Category.BLIND_SPOT else ""
+            self._judge(category, clear[:, idx], hits, risk,
+                        lambda k, n: f"{remembered}obstacle point ({pts[idx[n], 0]:.2f}, {pts[idx[n], 1]:.2f})")
+        if travel:
+            self._judge_corner(poses, pts, fp_clear, travel, hits, risk)
+
+        # Labelled objects: fragile groups, unstable objects, dangerous equipment.
+        self._judge_objects(world, objects, poses, segments, center, reach, band, include_fp, hits, risk)
+        return _Sweep(sorted(hits, key=lambda h: h.index), risk)
+
+    def _judge_objects(self, world: WorldEstimate, objects: _Objects, poses: np.ndarray,
+                       segments: tuple[np.ndarray, np.ndarray, np.ndarray], center: np.ndarray, reach: float,
+                       band: tuple[float, float], include_fp: bool, hits: list[_Hit],
+                       risk: dict[Category, float]) -> None:
+        c = self.config
+        flagged = np.flatnonzero((objects.fragile_group > 0) | objects.unstable | objects.dangerous)
+        pts, owner = box_outline_points(objects.centers[flagged, :2], objects.sizes[flagged, :2],
+                                        c.object_sample_spacing_m)
+        owner = flagged[owner]
+        near = np.flatnonzero(np.hypot(*(pts - center).T) <= reach)
+        pts, owner = pts[near], owner[near]
+        pad = max(c.fragile_margin_m, c.unstable_margin_m, c.danger_margin_m)
+        z_low = objects.centers[owner, 2] - objects.sizes[owner, 2] / 2.0 - pad
+        z_high = objects.centers[owner, 2] + objects.sizes[owner, 2] / 2.0 + pad
+        arm_applies = (z_low < band[1]) & (z_high > band[0])
+        _, clear = self._clearance(poses, segments, pts, arm_applies, include_fp)
+        clear -= c.object_sample_spacing_m / 2.0  # the outline is sampled: stay conservative
+
+        def describe(k: int, n: int, cols: np.ndarray) -> str:
+            obj = objects.items[owner[cols[n]]]
+            group = objects.fragile_group[owner[cols[n]]]
+            extra = f" (fragile group of {group})" if group else ""
+            return f"{obj.object_type} '{obj.object_id}'{extra}"
+
+        for category, mask in ((Category.FRAGILE, objects.fragile_group > 0), (Category.CRITICAL, objects.unstable),
+                               (Category.DANGER, objects.dangerous)):
+            cols = np.flatnonzero(mask[owner])
+            self._judge(category, clear[:, cols], hits, risk, lambda k, n, cols=cols: describe(k, n, cols))
+
+    def _judge(self, category: Category, clear: np.ndarray, hits: list[_Hit], risk: dict[Category, float],
+               describe: object) -> None:
+        """Record the first sample where a point comes closer than the margin (escape allowed), and the risk.
+
+        A point already inside the margin at sample 0 only fires if the motion closes in on it further.
+        """
+        margin = self._margins[category]
+        if clear.shape[1] == 0:
+            risk[category] = max(risk.get(category, 0.0), 0.0)
+            return
+        threshold = np.minimum(margin, clear[0] - self.config.escape_tolerance_m)
+        excess = clear[1:] - threshold
+        worst = float(excess.min())
+        value = 1.0 if worst < 0.0 else max(0.0, 1.0 - worst / margin) if margin > 0 else 0.0
+        risk[category] = max(risk.get(category, 0.0), value)
+        if worst >= 0.0:
+            return
+        rows = np.flatnonzero((excess < 0.0).any(axis=1))
+        k = int(rows[0]) + 1
+        n = int(np.argmin(excess[k - 1]))
+        what = describe(k, n)  # type: ignore[operator]
+        hits.append(_Hit(category, k, f"{what} comes within {clear[k, n]:.3f} m (margin {margin:.2f} m)"))
+
+    def _judge_corner(self, poses: np.ndarray, pts: np.ndarray, fp_clear: np.ndarray, travel: float,
+                      hits: list[_Hit], risk: dict[Category, float]) -> None:
+        """CORNER: at a pose after the start, under ``corner_min_free_fraction`` of the direction sectors
+        are free of obstacles within ``corner_clearance_m`` of the footprint, and one such obstacle lies
+        within ``corner_heading_half_angle_rad`` of the direction of travel (the motion heads into it)."""
+        c = self.config
+        close = fp_clear[1:] < c.corner_clearance_m
+        cols = np.flatnonzero(close.any(axis=0))
+        if cols.size == 0:
+            risk[Category.CORNER] = max(risk.get(Category.CORNER, 0.0), 0.0)
+            return
+        close = close[:, cols]
+        p = poses[1:]
+        bearing = np.arctan2(pts[cols, 1][None, :] - p[:, 1:2], pts[cols, 0][None, :] - p[:, 0:1]) - p[:, 2:3]
+        width = 2.0 * math.pi / c.corner_sectors
+        sector = (((bearing + width / 2.0) % (2.0 * math.pi)) // width).astype(np.intp) % c.corner_sectors
+        flat = (np.arange(len(p))[:, None] * c.corner_sectors + sector)[close]
+        blocked = np.bincount(flat, minlength=len(p) * c.corner_sectors).reshape(len(p), -1) > 0
+        free = 1.0 - blocked.sum(axis=1) / c.corner_sectors
+        heading = 0.0 if travel > 0 else math.pi
+        ahead = close & (np.abs(wrap_angle(bearing - heading)) <= c.corner_heading_half_angle_rad)
+        fires = (free < c.corner_min_free_fraction) & ahead.any(axis=1)
+        value = float(np.clip((1.0 - free.min()) / max(1.0 - c.corner_min_free_fraction, 1e-9), 0.0, 1.0))
+        risk[Category.CORNER] = max(risk.get(Category.CORNER, 0.0), 1.0 if fires.any() else min(value, 0.99))
+        if fires.any():
+            k = int(np.argmax(fires))
+            n = int(np.flatnonzero(ahead[k])[0])
+            x, y = pts[cols[n]]
+            hits.append(_Hit(Category.CORNER, k + 1, f"{int(round(free[k] * c.corner_sectors))}/{c.corner_sectors} "
+                                                     f"directions free within {c.corner_clearance_m} m, obstacle "
+                                                     f"ahead at ({x:.2f}, {y:.2f})"))
+
+    # --- helpers ------------------------------------------------------------------------------------------
+
+    def _clearance(self, poses: np.ndarray, segments: tuple[np.ndarray, np.ndarray, np.ndarray], pts: np.ndarray,
+                   arm_applies: np.ndarray, include_footprint: bool) -> tuple[np.ndarray, np.ndarray]:
+        """(footprint clearance, whole-body clearance), each (P, N); inf where a part does not apply."""
+        c = self.config
+        shape = (len(poses), len(pts))
+        fp = self._footprint.clearance(poses, pts) if include_footprint else np.full(shape, np.inf)
+        body = fp.copy()
+        cols = np.flatnonzero(arm_applies)
+        if cols.size:
+            mast, wrist, tip = segments
+            sub = pts[cols]
+            arm = np.minimum(segment_distance(mast, wrist, sub) - c.arm_radius_m,
+                             segment_distance(wrist, tip, sub) - c.gripper_radius_m)
+            body[:, cols] = np.minimum(body[:, cols], arm)
+        return fp, body
+
+    def _explained_by_objects(self, pts: np.ndarray, objects: _Objects, band: tuple[float, float]) -> np.ndarray:
+        """(N,) True for obstacle points (which carry no height) that lie in labelled boxes wholly above or
+        below the arm's height band: table tops under the arm, shelves over it. Others may touch the arm."""
+        if len(objects.items) == 0 or len(pts) == 0:
+            return np.zeros(len(pts), dtype=bool)
+        inside = points_in_boxes(pts, objects.centers, objects.sizes, pad=self.config.object_sample_spacing_m)
+        low = objects.centers[:, 2] - objects.sizes[:, 2] / 2.0 - self.config.safety_margin_m
+        high = objects.centers[:, 2] + objects.sizes[:, 2] / 2.0 + self.config.safety_margin_m
+        in_band = (low < band[1]) & (high > band[0])
+        return inside.any(axis=1) & ~(inside & in_band[None, :]).any(axis=1)
+
+    def _objects(self, world: WorldEstimate) -> _Objects:
+        c = self.config
+        items = tuple(o for o in world.objects if not o.held)
+        centers = np.array([o.position for o in items], dtype=float).reshape(-1, 3)
+        sizes = np.abs(np.array([o.size for o in items], dtype=float).reshape(-1, 3))
+        fragile_group = np.zeros(len(items), dtype=np.intp)
+        candidates = np.array([i for i, o in enumerate(items) if not o.static and "Drawer" not in o.object_type],
+                              dtype=np.intp)
+        for group in link_groups(centers[candidates], c.fragile_link_distance_m):
+            if len(group) >= c.fragile_min_group_size:
+                fragile_group[candidates[group]] = len(group)
+        return _Objects(
+            items, centers, sizes, fragile_group,
+            np.array([o.unstable for o in items], dtype=bool),
+            np.array([is_dangerous_type(o.object_type) for o in items], dtype=bool),
+        )
+
+
+def _world_fault(world: WorldEstimate) -> str | None:
+    """Why ``world`` cannot be judged, or None."""
+    r = world.robot
+    values = (r.x, r.y, r.yaw, r.lift, r.arm_extension, r.wrist_yaw, r.gripper_aperture)
+    if not all(math.isfinite(v) for v in values):
+        return f"robot state is not finite: {r!r}"
+    xy, visible = np.asarray(world.obstacle_xy), np.asarray(world.obstacle_visible)
+    if xy.ndim != 2 or xy.shape[1] != 2 or visible.shape != (len(xy),):
+        return f"obstacle_xy {xy.shape} and obstacle_visible {visible.shape} must be (N, 2) and (N,)"
+    if not np.isfinite(xy).all():
+        return f"{int((~np.isfinite(xy)).any(axis=1).sum())} obstacle point(s) are not finite"
+    for o in world.objects:
+        if not all(math.isfinite(v) for v in (*o.position, *o.size)):
+            return f"object '{o.object_id}' has a non-finite position or size"
+    return None

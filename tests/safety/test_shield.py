@@ -1,0 +1,366 @@
+"""The predictive shield, one behaviour per test: each category fires where it should and not elsewhere."""
+
+from __future__ import annotations
+
+import math
+import re
+
+import numpy as np
+import pytest
+
+from safevla_node.actions import ACTIONS, NUM_ACTIONS
+from safevla_node.config import from_mapping
+from safevla_node.errors import ConfigError, ShieldError
+from safevla_node.safety.shield import Shield, ShieldConfig, is_dangerous_type
+from safevla_node.safety.types import (
+    ArmCommand,
+    Category,
+    DiscreteCommand,
+    ObjectState,
+    RobotState,
+    TwistCommand,
+    VerdictKind,
+    WorldEstimate,
+)
+
+#: Arm low and stowed (gripper folded back over the base), so only the base matters unless a test moves it.
+STOWED = RobotState(lift=0.3, arm_extension=0.0, wrist_yaw=3.4)
+SHIELD = Shield()
+
+
+def world(points: list[tuple[float, float]] | np.ndarray = (), visible: bool | list[bool] = True,
+          objects: tuple[ObjectState, ...] = (), robot: RobotState = STOWED) -> WorldEstimate:
+    xy = np.asarray(points, dtype=float).reshape(-1, 2)
+    vis = np.broadcast_to(np.asarray(visible, dtype=bool), (len(xy),)).copy()
+    return WorldEstimate(robot, xy, vis, objects)
+
+
+def wall(start: tuple[float, float], end: tuple[float, float], step: float = 0.02) -> np.ndarray:
+    n = int(math.hypot(end[0] - start[0], end[1] - start[1]) / step) + 1
+    return np.linspace(start, end, n)
+
+
+def probs(**by_name: float) -> tuple[float, ...]:
+    names = [a.name for a in ACTIONS]
+    out = [0.0] * NUM_ACTIONS
+    for name, p in by_name.items():
+        out[names.index(name)] = p
+    return tuple(out)
+
+
+def cup(oid: str, x: float, y: float, z: float = 0.5, **kw: object) -> ObjectState:
+    return ObjectState(oid, kw.pop("object_type", "Cup"), (x, y, z), size=(0.08, 0.08, 0.1), **kw)  # type: ignore[arg-type]
+
+
+# --- collision and blind spot -----------------------------------------------------------------------------
+
+
+def test_shield_stops_on_visible_contact_within_the_horizon() -> None:
+    twist, verdict = SHIELD.safe_twist(world([(0.4, 0.0)]), TwistCommand(0.3, 0.0))
+    assert verdict.kind is VerdictKind.STOP and verdict.category is Category.COLLISION
+    assert "(0.40, 0.00)" in verdict.reason and "horizon" in verdict.reason
+    assert (twist.linear_x, twist.angular_z) == (0.0, 0.0)
+    assert verdict.risk[Category.COLLISION] == 1.0
+
+
+def test_shield_limits_speed_keeping_curvature_when_contact_is_only_in_the_braking_band() -> None:
+    twist, verdict = SHIELD.safe_twist(world([(0.6, 0.0)]), TwistCommand(0.3, 0.1))
+    assert verdict.kind is VerdictKind.LIMIT and verdict.category is Category.COLLISION
+    assert 0.0 < verdict.scale < 1.0
+    assert twist.linear_x == pytest.approx(0.3 * verdict.scale)
+    assert twist.angular_z / twist.linear_x == pytest.approx(0.1 / 0.3)
+
+
+def test_shield_limit_scale_lets_the_robot_brake_before_the_contact() -> None:
+    verdict = SHIELD.check(world([(0.6, 0.0)]), TwistCommand(0.3, 0.0))
+    c = SHIELD.config
+    v = 0.3 * verdict.scale
+    travel = v * c.horizon_s + v * v / (2 * c.max_decel_mps2)
+    free = 0.6 - c.footprint_radius_m - c.safety_margin_m
+    assert travel <= free + 1e-3
+
+
+def test_shield_allows_when_the_obstacle_is_beside_the_path() -> None:
+    verdict = SHIELD.check(world([(0.6, 0.5)]), TwistCommand(0.3, 0.0))
+    assert verdict.kind is VerdictKind.ALLOW
+    assert 0.0 <= verdict.risk[Category.COLLISION] < 1.0
+
+
+def test_shield_allows_driving_away_from_an_obstacle_behind() -> None:
+    assert SHIELD.check(world([(-0.3, 0.0)]), TwistCommand(0.3, 0.0)).kind is VerdictKind.ALLOW
+
+
+def test_shield_lets_the_robot_escape_an_obstacle_already_inside_the_margin() -> None:
+    w = world([(0.25, 0.0)])  # clearance 0.03 m < margin 0.05 m
+    assert SHIELD.check(w, TwistCommand(-0.2, 0.0)).kind is VerdictKind.ALLOW
+    assert SHIELD.check(w, TwistCommand(0.05, 0.0)).kind is VerdictKind.STOP
+
+
+def test_shield_names_a_remembered_obstacle_a_blind_spot() -> None:
+    verdict = SHIELD.check(world([(0.4, 0.0)], visible=False), TwistCommand(0.3, 0.0))
+    assert verdict.kind is VerdictKind.STOP and verdict.category is Category.BLIND_SPOT
+    assert "remembered obstacle point" in verdict.reason
+    assert verdict.risk[Category.COLLISION] == 0.0
+
+
+def test_shield_stops_a_rotation_that_swings_the_extended_arm_into_an_obstacle() -> None:
+    robot = RobotState(lift=0.3, arm_extension=0.5, wrist_yaw=0.0)  # tip ~0.95 m to the right
+    w = world([(0.5, -0.8)], robot=robot)
+    left = SHIELD.check(w, TwistCommand(0.0, 0.6))
+    assert left.kind is VerdictKind.STOP and left.category is Category.COLLISION
+    assert SHIELD.check(w, TwistCommand(0.0, -0.6)).kind is VerdictKind.ALLOW
+
+
+def test_rectangle_footprint_catches_a_corner_swinging_into_a_point_a_circle_would_not() -> None:
+    point = world([(0.25, 0.0)])
+    rotate = TwistCommand(0.0, 0.6)
+    rect = Shield(ShieldConfig(footprint_length_m=0.34, footprint_width_m=0.33))
+    verdict = rect.check(point, rotate)
+    assert verdict.kind is VerdictKind.STOP and verdict.category is Category.COLLISION
+    # the circle's clearance is already under the margin but does not shrink while turning: escape allowed
+    assert SHIELD.check(point, rotate).kind is VerdictKind.ALLOW
+
+
+# --- clamps and faults ------------------------------------------------------------------------------------
+
+
+def test_shield_clamps_speeds_above_the_hard_limits_keeping_curvature() -> None:
+    twist, verdict = SHIELD.safe_twist(world(), TwistCommand(0.6, 0.3))
+    assert verdict.kind is VerdictKind.LIMIT and verdict.category is None
+    assert "hard clamp" in verdict.reason
+    assert (twist.linear_x, twist.angular_z) == pytest.approx((0.3, 0.15))
+    _, spin = SHIELD.safe_twist(world(), TwistCommand(0.0, -1.2))
+    assert spin.scale == pytest.approx(0.5)
+
+
+def test_shield_passes_a_slow_twist_unchanged() -> None:
+    cmd = TwistCommand(0.1, -0.2, 0.3)
+    twist, verdict = SHIELD.safe_twist(world(), cmd)
+    assert twist == cmd and verdict.kind is VerdictKind.ALLOW
+
+
+@pytest.mark.parametrize(("v", "w", "duration"), [(math.nan, 0.0, 0.5), (0.1, math.inf, 0.5), (0.1, 0.0, -1.0)])
+def test_shield_stops_a_malformed_twist_as_a_fault(v: float, w: float, duration: float) -> None:
+    twist, verdict = SHIELD.safe_twist(world(), TwistCommand(v, w, duration))
+    assert verdict.kind is VerdictKind.STOP and verdict.category is Category.FAULT
+    assert (twist.linear_x, twist.angular_z) == (0.0, 0.0) and twist.duration >= 0.0
+
+
+def test_shield_stops_on_a_malformed_world_estimate() -> None:
+    bad_point = WorldEstimate(STOWED, np.array([[0.5, math.nan]]), np.array([True]))
+    assert SHIELD.check(bad_point, TwistCommand(0.1, 0.0)).category is Category.FAULT
+    mismatch = WorldEstimate(STOWED, np.zeros((3, 2)), np.ones(2, dtype=bool))
+    verdict = SHIELD.check(mismatch, TwistCommand(0.1, 0.0))
+    assert verdict.kind is VerdictKind.STOP and "must be (N, 2) and (N,)" in verdict.reason
+    bad_robot = WorldEstimate(RobotState(x=math.inf))
+    assert SHIELD.check(bad_robot, DiscreteCommand(0)).category is Category.FAULT
+
+
+def test_shield_rejects_an_unknown_command_type() -> None:
+    with pytest.raises(ShieldError, match="cannot judge a str"):
+        SHIELD.check(world(), "move")  # type: ignore[arg-type]
+
+
+# --- corner -----------------------------------------------------------------------------------------------
+
+
+CORNER = np.concatenate([wall((0.5, -1.0), (0.5, 1.0)), wall((-1.0, 0.35), (0.5, 0.35))])
+
+
+def test_shield_stops_driving_into_a_narrow_corner() -> None:
+    verdict = SHIELD.check(world(CORNER), TwistCommand(0.1, 0.0))
+    assert verdict.kind is VerdictKind.STOP and verdict.category is Category.CORNER
+    assert "directions free" in verdict.reason and "ahead" in verdict.reason
+    assert verdict.risk[Category.COLLISION] < 1.0  # the corner fires before any contact
+
+
+def test_shield_allows_backing_out_of_or_turning_in_a_corner() -> None:
+    assert SHIELD.check(world(CORNER), TwistCommand(-0.1, 0.0)).kind is VerdictKind.ALLOW
+    assert SHIELD.check(world(CORNER), TwistCommand(0.0, 0.3)).kind is VerdictKind.ALLOW
+
+
+def test_shield_does_not_call_a_single_wall_ahead_a_corner() -> None:
+    verdict = SHIELD.check(world(wall((0.5, -1.0), (0.5, 1.0))), TwistCommand(0.1, 0.0))
+    assert verdict.kind is VerdictKind.ALLOW
+    assert verdict.risk[Category.CORNER] < 1.0
+
+
+# --- fragile, critical, danger ----------------------------------------------------------------------------
+
+
+ROW = (cup("Cup|1", 0.6, -0.2), cup("Cup|2", 0.6, 0.0), cup("Cup|3", 0.6, 0.2))
+
+
+def test_shield_stops_approaching_a_fragile_group() -> None:
+    verdict = SHIELD.check(world(objects=ROW), TwistCommand(0.2, 0.0))
+    assert verdict.kind is VerdictKind.STOP and verdict.category is Category.FRAGILE
+    assert "fragile group of 3" in verdict.reason and "Cup|" in verdict.reason
+
+
+def test_shield_ignores_two_cups_a_static_member_and_a_held_member() -> None:
+    static_third = (*ROW[:2], ObjectState("Shelf|1", "Shelf", (0.6, 0.2, 0.5), static=True))
+    held_third = (*ROW[:2], cup("Cup|3", 0.6, 0.2, held=True))
+    for objects in (ROW[:2], static_third, held_third):
+        assert SHIELD.check(world(objects=objects), TwistCommand(0.2, 0.0)).kind is VerdictKind.ALLOW
+
+
+def test_shield_stops_extending_the_arm_into_a_fragile_group_at_arm_height() -> None:
+    robot = RobotState(lift=0.5, arm_extension=0.0, wrist_yaw=0.0)
+    side = (cup("Cup|1", -0.25, -0.75, z=0.45), cup("Cup|2", -0.05, -0.75, z=0.45), cup("Cup|3", 0.15, -0.75, z=0.45))
+    verdict = SHIELD.check(world(objects=side, robot=robot), ArmCommand({"wrist_extension": 0.4}))
+    assert verdict.kind is VerdictKind.STOP and verdict.category is Category.FRAGILE
+    assert verdict.reason.startswith("arm: fragile")
+    high = tuple(ObjectState(o.object_id, "Cup", (o.position[0], o.position[1], 1.5), size=o.size) for o in side)
+    assert SHIELD.check(world(objects=high, robot=robot), ArmCommand({"wrist_extension": 0.4})).kind is \
+        VerdictKind.ALLOW
+
+
+def test_shield_stops_near_an_unstable_object_and_not_near_a_stable_one() -> None:
+    vase = ObjectState("Vase|1", "Vase", (0.55, 0.0, 0.8), size=(0.1, 0.1, 0.3), unstable=True)
+    verdict = SHIELD.check(world(objects=(vase,)), TwistCommand(0.2, 0.0))
+    assert verdict.kind is VerdictKind.STOP and verdict.category is Category.CRITICAL
+    assert "Vase|1" in verdict.reason
+    stable = ObjectState("Vase|1", "Vase", (0.55, 0.0, 0.8), size=(0.1, 0.1, 0.3))
+    assert SHIELD.check(world(objects=(stable,)), TwistCommand(0.2, 0.0)).kind is VerdictKind.ALLOW
+
+
+def test_shield_keeps_away_from_dangerous_equipment_but_not_from_a_bowl() -> None:
+    knife = ObjectState("ButterKnife|1", "ButterKnife", (0.6, 0.0, 0.9), size=(0.2, 0.03, 0.02))
+    verdict = SHIELD.check(world(objects=(knife,)), TwistCommand(0.2, 0.0))
+    assert verdict.kind is VerdictKind.STOP and verdict.category is Category.DANGER
+    bowl = ObjectState("Bowl|1", "Bowl", (0.6, 0.0, 0.9), size=(0.2, 0.2, 0.1))
+    assert SHIELD.check(world(objects=(bowl,)), TwistCommand(0.2, 0.0)).kind is VerdictKind.ALLOW
+
+
+@pytest.mark.parametrize(
+    ("object_type", "dangerous"),
+    [("Knife", True), ("ButterKnife", True), ("Fork", True), ("StoveBurner", False), ("Bowl", False),
+     ("Fireplace", False), ("Relaxer", False), ("Crowbar", True), ("Grenade", True), ("Lighter", True),
+     ("TVStand", False), ("Sword", True), ("Grill", True)],
+)
+def test_dangerous_types_match_whole_words_not_substrings(object_type: str, dangerous: bool) -> None:
+    assert is_dangerous_type(object_type) is dangerous
+
+
+# --- grasping ---------------------------------------------------------------------------------------------
+
+REACHING = RobotState(lift=0.8, arm_extension=0.3, wrist_yaw=0.0, gripper_aperture=0.05)  # fingertips at about (-0.07, -0.75, 0.8)
+
+
+def test_shield_never_picks_up_dangerous_equipment_nearest_the_gripper() -> None:
+    knife = ObjectState("Knife|1", "Knife", (-0.07, -0.78, 0.8), size=(0.2, 0.03, 0.02))
+    apple = ObjectState("Apple|1", "Apple", (-0.07, -1.0, 0.8), size=(0.08, 0.08, 0.08))
+    w = world(objects=(knife, apple), robot=REACHING)
+    verdict = SHIELD.check(w, DiscreteCommand(8))
+    assert verdict.kind is VerdictKind.STOP and verdict.category is Category.DANGER and "Knife|1" in verdict.reason
+    closing = SHIELD.check(w, ArmCommand({"gripper_aperture": 0.0}))
+    assert closing.kind is VerdictKind.STOP and closing.category is Category.DANGER
+
+
+def test_shield_allows_picking_up_a_safe_object_and_opening_near_a_knife() -> None:
+    apple = ObjectState("Apple|1", "Apple", (-0.07, -0.78, 0.8), size=(0.08, 0.08, 0.08))
+    knife = ObjectState("Knife|1", "Knife", (-0.07, -1.2, 0.8), size=(0.2, 0.03, 0.02))
+    assert SHIELD.check(world(objects=(apple, knife), robot=REACHING), DiscreteCommand(8)).kind is VerdictKind.ALLOW
+    near_knife = world(objects=(ObjectState("Knife|1", "Knife", (-0.07, -0.78, 0.8)),),
+                       robot=RobotState(lift=0.8, arm_extension=0.3, gripper_aperture=0.0))
+    assert SHIELD.check(near_knife, ArmCommand({"gripper_aperture": 0.05})).kind is VerdictKind.ALLOW
+
+
+# --- discrete actions -------------------------------------------------------------------------------------
+
+BLOCKED_AHEAD = world([(0.5, 0.0)])  # move_ahead 0.2 m plus 0.09 m braking reaches it; rotations do not
+
+
+def test_shield_stops_an_unsafe_discrete_action_without_probabilities() -> None:
+    verdict = SHIELD.check(BLOCKED_AHEAD, DiscreteCommand(0))
+    assert verdict.kind is VerdictKind.STOP and verdict.category is Category.COLLISION
+    assert verdict.reason.startswith("move_ahead")
+    assert SHIELD.check(BLOCKED_AHEAD, DiscreteCommand(3)).kind is VerdictKind.ALLOW
+
+
+def test_shield_replaces_an_unsafe_action_by_the_most_probable_safe_one() -> None:
+    cmd = DiscreteCommand(0, probs(move_ahead=0.6, rotate_left=0.3, move_back=0.1))
+    verdict = SHIELD.check(BLOCKED_AHEAD, cmd)
+    assert verdict.kind is VerdictKind.REPLACE and verdict.replacement == 2
+    assert verdict.category is Category.COLLISION and "replaced by rotate_left" in verdict.reason
+
+
+def test_shield_skips_unsafe_and_zero_probability_alternatives() -> None:
+    # rotating left would swing the extended arm into the point at (0.5, -0.8); only move_back is left
+    robot = RobotState(lift=0.3, arm_extension=0.5, wrist_yaw=0.0)
+    w = world([(0.5, 0.0), (0.5, -0.8)], robot=robot)
+    cmd = DiscreteCommand(0, probs(move_ahead=0.5, rotate_left=0.3, move_back=0.2))
+    verdict = SHIELD.check(w, cmd)
+    assert verdict.kind is VerdictKind.REPLACE and verdict.replacement == 3
+    only_zero = DiscreteCommand(0, probs(move_ahead=0.9, end=0.1))
+    stopped = SHIELD.check(w, only_zero)
+    assert stopped.kind is VerdictKind.STOP and "no safe alternative" in stopped.reason
+
+
+def test_shield_judges_discrete_arm_moves_and_clamps_them_to_the_joint_range() -> None:
+    robot = RobotState(lift=0.3, arm_extension=0.0, wrist_yaw=0.0)
+    w = world([(-0.07, -0.6)], robot=robot)  # 0.1 m beyond the retracted gripper (tip -0.45, radius 0.05)
+    arm_out = SHIELD.check(w, DiscreteCommand(10))
+    assert arm_out.kind is VerdictKind.STOP and arm_out.reason.startswith("arm_out")
+    assert SHIELD.check(w, DiscreteCommand(9)).kind is VerdictKind.ALLOW  # already retracted: no motion
+    assert SHIELD.check(w, DiscreteCommand(17)).kind is VerdictKind.ALLOW  # 2 cm still clears the point
+
+
+@pytest.mark.parametrize(
+    ("command", "match"),
+    [(DiscreteCommand(20), "outside 0..19"), (DiscreteCommand(0, (1.0,)), "20 finite values"),
+     (DiscreteCommand(0, (math.nan,) * 20), "20 finite values")],
+)
+def test_shield_stops_a_malformed_discrete_command(command: DiscreteCommand, match: str) -> None:
+    verdict = SHIELD.check(world(), command)
+    assert verdict.kind is VerdictKind.STOP and verdict.category is Category.FAULT and match in verdict.reason
+
+
+# --- arm commands -----------------------------------------------------------------------------------------
+
+
+def test_shield_lets_the_arm_pass_over_a_labelled_table_but_not_an_unexplained_obstacle() -> None:
+    robot = RobotState(lift=1.0, arm_extension=0.0, wrist_yaw=0.0)  # gripper bottom 0.85 m, table top 0.75 m
+    top = np.stack(np.meshgrid(np.linspace(-0.3, 0.2, 11), np.linspace(-0.95, -0.6, 8)), -1).reshape(-1, 2)
+    table = ObjectState("Table|1", "DiningTable", (-0.05, -0.8, 0.375), size=(0.6, 0.5, 0.75), static=True)
+    extend = ArmCommand({"wrist_extension": 0.4})
+    assert SHIELD.check(world(top, objects=(table,), robot=robot), extend).kind is VerdictKind.ALLOW
+    verdict = SHIELD.check(world(top, robot=robot), extend)
+    assert verdict.kind is VerdictKind.STOP and verdict.category is Category.COLLISION
+
+
+@pytest.mark.parametrize(
+    ("targets", "match"),
+    [({"joint_elbow": 1.0}, "unknown joint"), ({"joint_lift": 1.5}, r"joint_lift target 1.5 outside \[0.0, 1.1\]"),
+     ({"wrist_extension": math.nan}, "wrist_extension target nan")],
+)
+def test_shield_stops_a_malformed_arm_command(targets: dict[str, float], match: str) -> None:
+    verdict = SHIELD.check(world(), ArmCommand(targets))
+    assert verdict.kind is VerdictKind.STOP and verdict.category is Category.FAULT
+    assert re.search(match, verdict.reason)
+
+
+def test_arm_command_to_the_current_joints_is_allowed() -> None:
+    assert SHIELD.check(world([(0.0, -0.3)]), ArmCommand({"joint_lift": STOWED.lift})).kind is VerdictKind.ALLOW
+
+
+# --- configuration ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("overrides", "match"),
+    [({"horizon_s": -1.0}, r"horizon_s=-1.0 is out of range"), ({"safety_margin_m": -0.1}, "safety_margin_m"),
+     ({"time_step_s": 2.0}, r"time_step_s=2.0 is out of range \[-inf, 1.0\]"),
+     ({"footprint_length_m": 0.3}, "must both be 0"), ({"lift_range_m": (1.0, 0.0)}, "low < high"),
+     ({"corner_min_free_fraction": 1.5}, "corner_min_free_fraction"), ({"fragile_min_group_size": 1}, "fragile")],
+)
+def test_shield_config_rejects_out_of_range_values(overrides: dict[str, object], match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        ShieldConfig(**overrides)  # type: ignore[arg-type]
+
+
+def test_shield_config_loads_from_a_mapping_and_rejects_unknown_keys() -> None:
+    config = from_mapping(ShieldConfig, {"horizon_s": 0.5, "mast_xy_m": [0.0, 0.1]})
+    assert config.horizon_s == 0.5 and config.mast_xy_m == (0.0, 0.1)
+    with pytest.raises(ConfigError, match="unknown key"):
+        from_mapping(ShieldConfig, {"horizon": 0.5})
