@@ -1,0 +1,222 @@
+"""ROS 2 node of the fail-safe safety monitor: sits between every command source and the robot.
+
+The decisions live in ``safevla_node.safety.monitor.SafetyMonitor`` (see its docstring for the rules); this
+node declares the parameters, converts messages (``conversions``) and publishes what the core decides.
+The control timer is the publisher of record: every period it publishes a twist (zeros when stopped, when
+the deadman expired or when nothing commands the base), so a fault is answered within one period. For
+latency, a twist arriving on ``cmd_vel_in`` is also judged and published at once from its callback, and a
+malformed message or an e-stop publishes zeros at once; the timer still enforces every timeout.
+
+Topics (defaults, all remappable with ``-r old:=new``; see also ``config/safety_monitor.yaml``):
+
+Subscribed
+    ``cmd_vel_in`` (geometry_msgs/Twist, reliable): base commands from any upstream (teleop, Nav2, a VLA).
+    ``safevla/action_proposal`` (std_msgs/Float32MultiArray, reliable): discrete SafeVLA action and its
+    distribution, encoding ``safevla_action_v1`` (``conversions``); runs as a closed-loop motion primitive.
+    ``arm_trajectory_in`` (trajectory_msgs/JointTrajectory, reliable): arm goals to forward if safe.
+    ``scan`` (sensor_msgs/LaserScan), ``camera/aligned_depth_to_color/image_raw`` (sensor_msgs/Image 16UC1 mm
+    or 32FC1 m) with ``camera/aligned_depth_to_color/camera_info``, ``odom`` (nav_msgs/Odometry),
+    ``joint_states`` (sensor_msgs/JointState), ``safevla/objects`` (visualization_msgs/MarkerArray):
+    all with SensorDataQoS (best effort, so they match reliable publishers too).
+
+Published
+    ``cmd_vel`` (geometry_msgs/Twist, reliable depth 10): every control period, and at once on a new twist.
+    ``arm_controller/joint_trajectory`` (trajectory_msgs/JointTrajectory): forwarded or primitive arm goals,
+    and a hold at the current positions when an arm motion is stopped.
+    ``/diagnostics`` (diagnostic_msgs/DiagnosticArray): per-source age and drop counts, verdict, e-stop,
+    tick timing, at ``diagnostics_rate_hz``.
+    ``safevla/safety_state`` (diagnostic_msgs/DiagnosticStatus): verdict, category, reason, per-category
+    risk; on change and at ``state_rate_hz``.
+    ``safevla/primitive_status`` (std_msgs/String JSON): running / done / aborted of each action proposal.
+
+Services
+    ``~/estop`` (std_srvs/Trigger): latch STOP.  ``~/reset_estop`` (std_srvs/Trigger): release it.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from geometry_msgs.msg import Twist
+from nav_msgs.msg import Odometry
+from rclpy.duration import Duration
+from rclpy.executors import ExternalShutdownException
+from rclpy.logging import get_logger
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.signals import SignalHandlerOptions
+from sensor_msgs.msg import CameraInfo, Image, JointState, LaserScan
+from std_msgs.msg import Float32MultiArray, String
+from std_srvs.srv import Trigger
+from trajectory_msgs.msg import JointTrajectory
+from visualization_msgs.msg import MarkerArray
+
+from safevla_node.errors import ConfigError, MessageError
+from safevla_node.nodes import conversions as conv
+from safevla_node.nodes.params import declare_config, read_config, watch_config
+from safevla_node.safety.monitor import DepthFrame, MonitorConfig, SafetyMonitor, Source, TickStats
+from safevla_node.safety.types import TwistCommand
+
+__all__ = ["SafetyMonitorNode", "main"]
+
+NODE_NAME = "safety_monitor"
+#: Parameters that only take effect at start-up (the timer is created once).
+READ_ONLY_PARAMETERS = ("control_rate_hz",)
+_COMMAND_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+
+M = TypeVar("M")
+V = TypeVar("V")
+
+
+class SafetyMonitorNode(Node):
+    """Wires topics, services and the control timer to a ``SafetyMonitor`` core.
+
+    Raises (from the constructor):
+        ConfigError: a parameter fails validation (the message names it).
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(NODE_NAME, **kwargs)
+        declare_config(self, MonitorConfig, read_only=READ_ONLY_PARAMETERS)
+        config = read_config(self, MonitorConfig)
+        self._core = SafetyMonitor(config, self._now())
+        self._stats = TickStats()
+        self._last_tick_wall: float | None = None
+        self._camera_info: CameraInfo | None = None
+
+        self._cmd_pub = self.create_publisher(Twist, "cmd_vel", _COMMAND_QOS)
+        self._arm_pub = self.create_publisher(JointTrajectory, "arm_controller/joint_trajectory", _COMMAND_QOS)
+        self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", _COMMAND_QOS)
+        self._state_pub = self.create_publisher(DiagnosticStatus, "safevla/safety_state", _COMMAND_QOS)
+        self._status_pub = self.create_publisher(String, "safevla/primitive_status", _COMMAND_QOS)
+
+        frames = lambda: self._core.config.frames  # noqa: E731 (frames may change at runtime)
+        self._subscribe(Twist, "cmd_vel_in", Source.CMD_VEL, conv.twist_from_msg,
+                        lambda now, twist: self._publish_twist(self._core.on_twist(now, twist)), _COMMAND_QOS)
+        self._subscribe(Float32MultiArray, "safevla/action_proposal", Source.ACTION_PROPOSAL,
+                        conv.decode_action_proposal, self._core.on_action_proposal, _COMMAND_QOS)
+        self._subscribe(JointTrajectory, "arm_trajectory_in", Source.ARM_TRAJECTORY, conv.trajectory_from_msg,
+                        self._core.on_arm_trajectory, _COMMAND_QOS)
+        self._subscribe(LaserScan, "scan", Source.SCAN, lambda m: conv.scan_from_msg(m, frames().scan),
+                        self._core.on_scan)
+        self._subscribe(Odometry, "odom", Source.ODOM,
+                        lambda m: conv.odom_from_msg(m, frames().odom, frames().base), self._core.on_odom)
+        self._subscribe(JointState, "joint_states", Source.JOINT_STATES, conv.joint_state_from_msg,
+                        self._core.on_joint_states)
+        self._subscribe(MarkerArray, "safevla/objects", Source.OBJECTS,
+                        lambda m: conv.objects_from_msg(m, frames().odom), self._core.on_objects)
+        self._subscribe(CameraInfo, "camera/aligned_depth_to_color/camera_info", Source.CAMERA_INFO,
+                        self._keep_camera_info, lambda now, _: self._core.on_camera_info(now))
+        self._subscribe(Image, "camera/aligned_depth_to_color/image_raw", Source.DEPTH, self._depth_from_msg,
+                        self._core.on_depth)
+
+        self.create_service(Trigger, "~/estop", self._on_estop)
+        self.create_service(Trigger, "~/reset_estop", self._on_reset_estop)
+        watch_config(self, MonitorConfig, self._core.reconfigure)
+        self._timer = self.create_timer(config.period, self._on_tick)
+        self.get_logger().info(f"safety monitor running at {config.control_rate_hz:g} Hz, required sources "
+                               f"{list(config.required_sources)}")
+
+    def _now(self) -> float:
+        """Node-clock time in seconds (sim time under use_sim_time)."""
+        return self.get_clock().now().nanoseconds * 1e-9
+
+    def _subscribe(self, msg_type: type[M], topic: str, source: Source, convert: Callable[[M], V],
+                   accept: Callable[[float, V], object], qos: QoSProfile = qos_profile_sensor_data) -> None:
+        """Subscribe so that a message failing ``convert`` (or ``accept``) is counted, logged and answered
+        with zeros; ``convert`` may return None for a message to ignore without fault."""
+
+        def callback(msg: M) -> None:
+            now = self._now()
+            try:
+                value = convert(msg)
+                if value is not None:
+                    accept(now, value)
+            except MessageError as exc:  # from the conversion, or the core's own checks (obstacle memory)
+                self._publish_twist(self._core.on_malformed(now, source, str(exc)))
+                self.get_logger().warning(f"dropped {topic}: {exc}", throttle_duration_sec=1.0)
+
+        self.create_subscription(msg_type, topic, callback, qos)
+
+    def _keep_camera_info(self, msg: CameraInfo) -> CameraInfo:
+        self._camera_info = msg
+        return msg
+
+    def _depth_from_msg(self, msg: Image) -> DepthFrame | None:
+        """Depth with the latest camera_info; None (ignored, not a fault) until camera_info has arrived."""
+        if self._camera_info is None:
+            self.get_logger().info("depth image ignored until camera_info arrives", throttle_duration_sec=5.0)
+            return None
+        return conv.depth_from_msg(msg, self._camera_info, self._core.config.frames.depth)
+
+    def _publish_twist(self, twist: TwistCommand) -> None:
+        self._cmd_pub.publish(conv.twist_to_msg(twist))
+
+    def _on_tick(self) -> None:
+        started = time.perf_counter()
+        now = self._now()
+        out = self._core.tick(now)
+        self._publish_twist(out.twist)
+        stamp = self.get_clock().now().to_msg()
+        if out.arm is not None:
+            self._arm_pub.publish(conv.trajectory_to_msg(out.arm))
+        for status in out.statuses:
+            self._status_pub.publish(conv.primitive_status_to_msg(status))
+        if out.publish_state:
+            self._state_pub.publish(conv.verdict_to_status(out.verdict, self._core.estopped))
+        if out.publish_diagnostics:
+            report = self._core.report(now)
+            self._diag_pub.publish(conv.diagnostics_to_msg(report, self._stats, stamp, self.get_name()))
+        period = None if self._last_tick_wall is None else started - self._last_tick_wall
+        self._last_tick_wall = started
+        self._stats.record(period, time.perf_counter() - started, self._core.config.period)
+
+    def _on_estop(self, _request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        self._publish_twist(self._core.estop(self._now(), "~/estop service"))
+        self.get_logger().warning("e-stop latched; call ~/reset_estop to release")
+        response.success, response.message = True, "e-stop latched"
+        return response
+
+    def _on_reset_estop(self, _request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        released = self._core.reset_estop()
+        response.success = True
+        response.message = "e-stop released" if released else "e-stop was not latched"
+        self.get_logger().info(response.message)
+        return response
+
+    def publish_final_stop(self) -> None:
+        """One last zero twist on shutdown, waited for so it leaves the process."""
+        self._publish_twist(TwistCommand(0.0, 0.0))
+        self._cmd_pub.wait_for_all_acked(Duration(seconds=0.5))
+
+
+def main(args: list[str] | None = None) -> int:
+    """Run the node until Ctrl-C; exit status 1 on an invalid parameter."""
+    # Without rclpy's SIGINT handler, Ctrl-C raises KeyboardInterrupt while the context is still valid,
+    # so the final zero twist can still be published.
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    node: SafetyMonitorNode | None = None
+    try:
+        node = SafetyMonitorNode()
+        rclpy.spin(node)
+    except ConfigError as exc:
+        get_logger(NODE_NAME).fatal(f"invalid parameter: {exc}")
+        return 1
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            if rclpy.ok():
+                node.publish_final_stop()
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,631 @@
+"""The fail-safe safety monitor: decides, every control tick, what reaches the robot.
+
+Plain Python with the clock injected: every method takes ``now`` (seconds of the node clock, which is sim
+time under ``use_sim_time``) and nothing here reads a wall clock, so the same decisions replay exactly from a
+bag or a unit test. The ROS node only converts messages and publishes what ``tick`` returns.
+
+Rules, strictest first (like Nav2's collision monitor, but stricter):
+
+1. e-stop latched (``estop``) until ``reset_estop``: STOP.
+2. a malformed input (NaN/Inf, wrong sizes, unknown encoding, wrong frame) was dropped less than
+   ``fault_hold_s`` ago: STOP.
+3. a required source is older than its timeout or was never received: STOP.
+4. otherwise the active command is judged by the predictive shield: a twist from ``cmd_vel_in`` through
+   ``Shield.safe_twist`` every tick; a discrete action proposal is checked before it starts (REPLACE runs the
+   replacement, STOP refuses it) and its motion primitive is re-checked every tick (STOP aborts it).
+5. no fresh twist within ``deadman_timeout_s``: an explicit zero twist (never silence: twist_mux does not
+   send zeros, and the Stretch driver would hold the last command for another 0.5 s).
+
+Every tick yields a twist (zero when stopped), so the time from a detectable fault to a stopped output is
+at most one control period. ``on_twist`` also answers at once (forwarding an allowed twist, zeros otherwise)
+to keep latency low, and ``on_malformed``/``estop`` return a zero twist to publish immediately.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from enum import Enum
+
+import numpy as np
+
+from safevla_node.actions import ACTIONS, ActionKind
+from safevla_node.config import check_range, field
+from safevla_node.errors import ConfigError
+from safevla_node.safety.obstacle_memory import ObstacleMemory, ObstacleMemoryConfig
+from safevla_node.safety.primitives import ArmTrajectory, MotionPrimitive, PrimitiveConfig, PrimitivePhase, TrajectoryPoint
+from safevla_node.safety.shield import Shield, ShieldConfig
+from safevla_node.safety.types import (
+    ArmCommand,
+    Category,
+    DiscreteCommand,
+    ObjectState,
+    RobotState,
+    TwistCommand,
+    Verdict,
+    VerdictKind,
+    WorldEstimate,
+    strictest,
+)
+from sim_bridge.interface import LaserScanData
+
+__all__ = [
+    "SENSOR_SOURCES",
+    "DepthFrame",
+    "FrameConfig",
+    "MonitorConfig",
+    "MonitorReport",
+    "OdometryData",
+    "PrimitiveStatus",
+    "SafetyMonitor",
+    "Source",
+    "SourceReport",
+    "SourceTimeouts",
+    "TickOutput",
+    "TickStats",
+]
+
+_log = logging.getLogger(__name__)
+
+
+class Source(str, Enum):
+    """Every input the monitor counts; the first five are sensors with a freshness timeout."""
+
+    SCAN = "scan"
+    DEPTH = "depth"
+    ODOM = "odom"
+    JOINT_STATES = "joint_states"
+    OBJECTS = "objects"
+    CAMERA_INFO = "camera_info"
+    CMD_VEL = "cmd_vel_in"
+    ACTION_PROPOSAL = "action_proposal"
+    ARM_TRAJECTORY = "arm_trajectory_in"
+
+
+SENSOR_SOURCES: tuple[Source, ...] = (Source.SCAN, Source.DEPTH, Source.ODOM, Source.JOINT_STATES, Source.OBJECTS)
+
+
+@dataclass(frozen=True)
+class SourceTimeouts:
+    """Age (s) after which a sensor counts as stale; a stale required source forces STOP."""
+
+    scan: float = field(0.5, "laser scan timeout (s)")
+    depth: float = field(0.5, "aligned depth image timeout (s)")
+    odom: float = field(0.5, "odometry timeout (s)")
+    joint_states: float = field(0.5, "joint states timeout (s)")
+    objects: float = field(1.0, "labelled objects (safevla/objects) timeout (s)")
+
+    def __post_init__(self) -> None:
+        for source in SENSOR_SOURCES:
+            check_range(source.value, getattr(self, source.value), 1e-3, 60.0)
+
+
+@dataclass(frozen=True)
+class FrameConfig:
+    """Expected frame ids; a message in another frame is malformed (there is no tf2 here to transform it)."""
+
+    odom: str = field("odom", "frame of odometry poses and of safevla/objects")
+    base: str = field("base_link", "child frame of odometry")
+    scan: str = field("laser", "frame of the laser scan")
+    depth: str = field("camera_color_optical_frame", "frame of the aligned depth image and its camera_info")
+
+    def __post_init__(self) -> None:
+        for name in ("odom", "base", "scan", "depth"):
+            if not getattr(self, name):
+                raise ConfigError(f"{name} must not be empty (a frame id)")
+
+
+@dataclass(frozen=True)
+class MonitorConfig:
+    """Everything the monitor node is configured with (ROS parameters; nested fields are dotted names)."""
+
+    control_rate_hz: float = field(20.0, "control timer rate (Hz): the worst-case time to a stopped output is "
+                                   "one period")
+    deadman_timeout_s: float = field(0.5, "a twist older than this is replaced by explicit zeros (s)")
+    fault_hold_s: float = field(1.0, "how long STOP is held after a malformed input (s)")
+    required_sources: tuple[str, ...] = field(
+        ("scan", "odom", "joint_states"),
+        f"sensors that must be fresh to move, any of {[s.value for s in SENSOR_SOURCES]}")
+    state_rate_hz: float = field(1.0, "safevla/safety_state is published on change and at this rate (Hz)")
+    diagnostics_rate_hz: float = field(1.0, "/diagnostics publishing rate (Hz)")
+    scan_pose_in_base: tuple[float, float, float] = field((0.0, 0.0, 0.0),
+                                                          "laser (x m, y m, yaw rad) in base_link")
+    depth_camera_pose_in_base: tuple[float, float, float, float, float, float] = field(
+        (0.0, 0.0, 1.3, 0.0, 0.0, 0.0), "depth camera (x, y, z m, roll, pitch, yaw rad) in base_link, REP-103 "
+        "body axes (optical axis along +x)")
+    source_timeout_s: SourceTimeouts = field(SourceTimeouts(), "per-sensor freshness timeouts")
+    frames: FrameConfig = field(FrameConfig(), "expected frame ids")
+    primitive: PrimitiveConfig = field(PrimitiveConfig(), "motion primitives of discrete actions")
+    shield: ShieldConfig = field(ShieldConfig(), "predictive shield")
+    obstacle_memory: ObstacleMemoryConfig = field(ObstacleMemoryConfig(), "obstacle memory")
+
+    def __post_init__(self) -> None:
+        check_range("control_rate_hz", self.control_rate_hz, 1.0, 1000.0)
+        check_range("deadman_timeout_s", self.deadman_timeout_s, 1.0 / self.control_rate_hz, 10.0)
+        check_range("fault_hold_s", self.fault_hold_s, 0.0, 60.0)
+        check_range("state_rate_hz", self.state_rate_hz, 0.01, 100.0)
+        check_range("diagnostics_rate_hz", self.diagnostics_rate_hz, 0.01, 100.0)
+        valid = [s.value for s in SENSOR_SOURCES]
+        for name in self.required_sources:
+            if name not in valid:
+                raise ConfigError(f"required_sources contains {name!r}; valid sources: {valid}")
+        for name in ("scan_pose_in_base", "depth_camera_pose_in_base"):
+            if not all(math.isfinite(v) for v in getattr(self, name)):
+                raise ConfigError(f"{name}={getattr(self, name)!r} must be finite")
+
+    @property
+    def period(self) -> float:
+        """Control period (s)."""
+        return 1.0 / self.control_rate_hz
+
+    def is_required(self, source: Source) -> bool:
+        """True if ``source`` must be fresh to move."""
+        return source.value in self.required_sources
+
+
+# --- Inputs the node converts messages into ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OdometryData:
+    """Base pose in odom (m, m, rad) and body velocity (m/s, rad/s)."""
+
+    x: float
+    y: float
+    yaw: float
+    linear_x: float = 0.0
+    angular_z: float = 0.0
+
+
+@dataclass(frozen=True)
+class DepthFrame:
+    """A depth image in metres (H, W) float32 (0 or NaN: no return) with pinhole intrinsics (pixels)."""
+
+    depth_m: np.ndarray
+    fx: float
+    fy: float
+    cx: float
+    cy: float
+
+
+# --- Outputs -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PrimitiveStatus:
+    """Progress of the discrete action with sequence number ``proposal_id`` (step-synchronous policies wait
+    for DONE or ABORTED of their proposal).
+
+    Attributes:
+        phase: running / done / aborted (idle before the first proposal).
+        proposal_id: counts proposals since start-up (1 for the first).
+        action: the proposed action index (-1 when idle).
+        executed: the index actually executed (differs from ``action`` when the shield replaced it).
+        reason: why it finished, or the shield's reason for a replacement.
+    """
+
+    phase: PrimitivePhase
+    proposal_id: int = 0
+    action: int = -1
+    executed: int = -1
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class TickOutput:
+    """What the node publishes after one control tick.
+
+    Attributes:
+        twist: the base command (zero when stopped; always published).
+        verdict: the strictest verdict of this tick.
+        arm: a joint trajectory to publish now, or None.
+        statuses: primitive status changes since the last tick, oldest first.
+        publish_state: the verdict changed or the 1 Hz state period elapsed.
+        publish_diagnostics: the diagnostics period elapsed.
+    """
+
+    twist: TwistCommand
+    verdict: Verdict
+    arm: ArmTrajectory | None
+    statuses: tuple[PrimitiveStatus, ...]
+    publish_state: bool
+    publish_diagnostics: bool
+
+
+@dataclass(frozen=True)
+class SourceReport:
+    """Health of one input for /diagnostics (age None: never received)."""
+
+    source: Source
+    required: bool
+    age: float | None
+    timeout: float | None
+    received: int
+    dropped: int
+    last_drop_reason: str
+
+    @property
+    def stale(self) -> bool:
+        """Never received, or older than its timeout (command sources never go stale)."""
+        return self.timeout is not None and (self.age is None or self.age > self.timeout)
+
+
+@dataclass
+class TickStats:
+    """Control-loop timing measured by the node (period between ticks, time spent in one tick)."""
+
+    ticks: int = 0
+    last_period: float = 0.0
+    max_period: float = 0.0
+    last_duration: float = 0.0
+    max_duration: float = 0.0
+    late_ticks: int = 0
+
+    def record(self, period: float | None, duration: float, nominal_period: float) -> None:
+        """Add one tick; a period over 1.5x nominal counts as late."""
+        self.ticks += 1
+        self.last_duration = duration
+        self.max_duration = max(self.max_duration, duration)
+        if period is not None:
+            self.last_period = period
+            self.max_period = max(self.max_period, period)
+            self.late_ticks += period > 1.5 * nominal_period
+
+
+@dataclass(frozen=True)
+class MonitorReport:
+    """Everything /diagnostics shows."""
+
+    verdict: Verdict
+    estop: bool
+    estop_reason: str
+    sources: tuple[SourceReport, ...]
+    primitive: PrimitiveStatus
+
+
+class SafetyMonitor:
+    """The monitor's state machine; see the module docstring for the rules."""
+
+    def __init__(self, config: MonitorConfig, now: float) -> None:
+        self.config = config
+        self._shield = Shield(config.shield)
+        self._memory = ObstacleMemory(config.obstacle_memory)
+        self._received: dict[Source, int] = dict.fromkeys(Source, 0)
+        self._dropped: dict[Source, int] = dict.fromkeys(Source, 0)
+        self._drop_reason: dict[Source, str] = dict.fromkeys(Source, "")
+        self._last_rx: dict[Source, float] = {}
+        self._estop_reason = ""
+        self._fault_until = -math.inf
+        self._fault_reason = ""
+        self._odom: OdometryData | None = None
+        self._joints: dict[str, float] = {}
+        self._objects: tuple[ObjectState, ...] = ()
+        self._twist: TwistCommand | None = None
+        self._twist_time = -math.inf
+        self._primitive: MotionPrimitive | None = None
+        self._status = PrimitiveStatus(PrimitivePhase.IDLE)
+        self._statuses: list[PrimitiveStatus] = []
+        self._proposals = 0
+        self._pending_arm: ArmTrajectory | None = None
+        self._arm_joints: tuple[str, ...] = ()
+        self._arm_busy_until = -math.inf
+        self._verdict = Verdict.allow()
+        self._last_tick = now
+        self._last_state = -math.inf
+        self._last_diagnostics = -math.inf
+
+    # --- configuration ----------------------------------------------------------------------------------
+
+    def reconfigure(self, config: MonitorConfig) -> None:
+        """Apply a validated new configuration (the obstacle memory is rebuilt only if its config changed)."""
+        self._shield = Shield(config.shield)
+        if config.obstacle_memory != self.config.obstacle_memory:
+            self._memory = ObstacleMemory(config.obstacle_memory)
+        self.config = config
+
+    # --- inputs -----------------------------------------------------------------------------------------
+
+    def _accept(self, source: Source, now: float) -> None:
+        self._received[source] += 1
+        self._last_rx[source] = now
+
+    def on_odom(self, now: float, odom: OdometryData) -> None:
+        """Latest base pose and velocity."""
+        self._accept(Source.ODOM, now)
+        self._odom = odom
+
+    def on_joint_states(self, now: float, joints: Mapping[str, float]) -> None:
+        """Latest joint positions (merged: a message may name a subset of the joints)."""
+        self._accept(Source.JOINT_STATES, now)
+        self._joints.update(joints)
+
+    def on_objects(self, now: float, objects: tuple[ObjectState, ...]) -> None:
+        """Latest labelled objects (each message is the complete set)."""
+        self._accept(Source.OBJECTS, now)
+        self._objects = objects
+
+    def on_camera_info(self, now: float) -> None:
+        """Counts camera_info (its intrinsics travel with each DepthFrame)."""
+        self._accept(Source.CAMERA_INFO, now)
+
+    def on_scan(self, now: float, scan: LaserScanData) -> None:
+        """A laser scan, added to the obstacle memory at the current odometry pose."""
+        self._accept(Source.SCAN, now)
+        self._memory.add_scan(now, self._robot(), scan.ranges, scan.angle_min, scan.angle_increment,
+                              scan.range_min, scan.range_max, sensor_xy_yaw=self.config.scan_pose_in_base)
+
+    def on_depth(self, now: float, depth: DepthFrame) -> None:
+        """An aligned depth image, added to the obstacle memory at the current odometry pose."""
+        self._accept(Source.DEPTH, now)
+        self._memory.add_depth(now, self._robot(), depth.depth_m, depth.fx, depth.fy, depth.cx, depth.cy,
+                               self.config.depth_camera_pose_in_base)
+
+    def on_twist(self, now: float, twist: TwistCommand) -> TwistCommand:
+        """A twist from ``cmd_vel_in``; returns what to publish at once (the same rules as ``tick``).
+
+        A twist preempts a running primitive: the most recent command wins.
+        """
+        self._accept(Source.CMD_VEL, now)
+        self._finish_primitive(PrimitivePhase.ABORTED, "preempted by a twist on cmd_vel_in")
+        self._twist = replace(twist, duration=self.config.deadman_timeout_s)
+        self._twist_time = now
+        gate = self._gate(now)
+        if gate is not None:
+            return self._zero()
+        safe, verdict = self._shield.safe_twist(self._world(now), self._twist)
+        return self._zero() if verdict.kind is VerdictKind.STOP else safe
+
+    def on_action_proposal(self, now: float, command: DiscreteCommand) -> None:
+        """Start the motion primitive of a discrete action, after the shield has judged it.
+
+        A new proposal preempts a running primitive; its outcome appears in the next tick's statuses.
+        """
+        self._accept(Source.ACTION_PROPOSAL, now)
+        self._finish_primitive(PrimitivePhase.ABORTED, "preempted by a new action proposal")
+        self._twist = None
+        self._proposals += 1
+        self._set_status(PrimitiveStatus(PrimitivePhase.RUNNING, self._proposals, command.action_index,
+                                         command.action_index))
+        gate = self._gate(now)
+        if gate is not None:
+            self._finish_primitive(PrimitivePhase.ABORTED, f"refused: {gate.reason}")
+            return
+        verdict = self._shield.check(self._world(now), command)
+        if verdict.kind is VerdictKind.STOP:
+            self._finish_primitive(PrimitivePhase.ABORTED, f"refused by the shield: {verdict.reason}")
+            return
+        executed = verdict.replacement if verdict.kind is VerdictKind.REPLACE else command.action_index
+        assert executed is not None  # a REPLACE verdict always names its replacement
+        try:
+            primitive = MotionPrimitive(ACTIONS[executed], self._robot(), self._joints, self.config.primitive, now,
+                                        self.config.deadman_timeout_s, self._joint_limits())
+        except ValueError as exc:
+            self._finish_primitive(PrimitivePhase.ABORTED, f"cannot start: {exc}")
+            return
+        self._primitive = primitive
+        if primitive.targets:
+            self._arm_joints = tuple(sorted(primitive.targets))
+        self._set_status(replace(self._status, executed=executed, reason=verdict.reason))
+        self._pending_arm = primitive.arm_trajectory()
+
+    def on_arm_trajectory(self, now: float, trajectory: ArmTrajectory) -> None:
+        """A trajectory from ``arm_trajectory_in``; judged and forwarded at the next tick."""
+        self._accept(Source.ARM_TRAJECTORY, now)
+        self._pending_arm = trajectory
+
+    def on_malformed(self, now: float, source: Source, reason: str) -> TwistCommand:
+        """A message of ``source`` was dropped: count it, hold STOP for ``fault_hold_s``.
+
+        Returns the zero twist to publish at once.
+        """
+        self._dropped[source] += 1
+        self._drop_reason[source] = reason
+        self._fault_until = now + self.config.fault_hold_s
+        self._fault_reason = f"malformed {source.value} dropped: {reason}"
+        _log.warning(self._fault_reason)
+        return self._zero()
+
+    def estop(self, now: float, reason: str = "e-stop requested") -> TwistCommand:
+        """Latch STOP until ``reset_estop``; returns the zero twist to publish at once."""
+        self._estop_reason = reason
+        self._finish_primitive(PrimitivePhase.ABORTED, f"e-stop: {reason}")
+        self._twist = None
+        return self._zero()
+
+    def reset_estop(self) -> bool:
+        """Release the e-stop latch; False if it was not latched."""
+        latched = bool(self._estop_reason)
+        self._estop_reason = ""
+        return latched
+
+    @property
+    def estopped(self) -> bool:
+        """True while the e-stop is latched."""
+        return bool(self._estop_reason)
+
+    # --- decisions --------------------------------------------------------------------------------------
+
+    def _zero(self) -> TwistCommand:
+        return TwistCommand(0.0, 0.0, self.config.deadman_timeout_s)
+
+    def _robot(self) -> RobotState:
+        """Robot state from odometry and joint states (origin pose until odometry arrives)."""
+        odom = self._odom or OdometryData(0.0, 0.0, 0.0)
+        j = self._joints
+        defaults = RobotState()
+        held = next((o.object_id for o in self._objects if o.held), None)
+        return RobotState(
+            x=odom.x, y=odom.y, yaw=odom.yaw,
+            lift=j.get("joint_lift", defaults.lift),
+            arm_extension=j.get("wrist_extension", defaults.arm_extension),
+            wrist_yaw=j.get("joint_wrist_yaw", defaults.wrist_yaw),
+            gripper_aperture=j.get("gripper_aperture", defaults.gripper_aperture),
+            held_object_id=held,
+        )
+
+    def _joint_limits(self) -> dict[str, tuple[float, float]]:
+        """Arm joint limits, from the shield's config so primitives never target what the shield forbids."""
+        shield = self.config.shield
+        return {"joint_lift": shield.lift_range_m, "wrist_extension": shield.extension_range_m,
+                "joint_wrist_yaw": shield.wrist_yaw_range_rad}
+
+    def _world(self, now: float) -> WorldEstimate:
+        xy, visible = self._memory.snapshot(now)
+        return WorldEstimate(self._robot(), xy, visible, self._objects)
+
+    def age(self, source: Source, now: float) -> float | None:
+        """Seconds since ``source`` was last accepted, None if never."""
+        last = self._last_rx.get(source)
+        return None if last is None else now - last
+
+    def _gate(self, now: float) -> Verdict | None:
+        """The fail-safe STOP that overrides any command, or None when commands may be judged."""
+        if self._estop_reason:
+            return Verdict.stop(Category.FAULT, f"e-stop latched ({self._estop_reason}); call reset_estop")
+        if now < self._fault_until:
+            return Verdict.stop(Category.FAULT, self._fault_reason)
+        for source in SENSOR_SOURCES:
+            if not self.config.is_required(source):
+                continue
+            age = self.age(source, now)
+            timeout = getattr(self.config.source_timeout_s, source.value)
+            if age is None:
+                return Verdict.stop(Category.FAULT, f"required source {source.value} never received")
+            if age > timeout:
+                return Verdict.stop(Category.FAULT, f"required source {source.value} stale (> {timeout:g} s)")
+        return None
+
+    def _set_status(self, status: PrimitiveStatus) -> None:
+        self._status = status
+        self._statuses.append(status)
+
+    def _finish_primitive(self, phase: PrimitivePhase, reason: str) -> None:
+        """End the running proposal (no-op when none runs)."""
+        if self._status.phase is not PrimitivePhase.RUNNING:
+            return
+        self._set_status(replace(self._status, phase=phase, reason=reason))
+        self._primitive = None
+
+    def _step_primitive(self, now: float, gate: Verdict | None) -> tuple[TwistCommand, Verdict]:
+        primitive = self._primitive
+        assert primitive is not None
+        if gate is not None:
+            self._finish_primitive(PrimitivePhase.ABORTED, gate.reason)
+            return self._zero(), gate
+        step = primitive.step(now, self._robot(), self._joints)
+        if step.phase is not PrimitivePhase.RUNNING:
+            self._finish_primitive(step.phase, step.reason)
+            return self._zero(), Verdict.allow()
+        world = self._world(now)
+        if primitive.action.kind is ActionKind.BASE:
+            twist, verdict = self._shield.safe_twist(world, step.twist)
+        else:
+            twist, verdict = step.twist, self._shield.check(world, ArmCommand(primitive.targets))
+        if verdict.kind is VerdictKind.STOP:
+            self._finish_primitive(PrimitivePhase.ABORTED, f"stopped by the shield: {verdict.reason}")
+            return self._zero(), verdict
+        return twist, verdict
+
+    def _command(self, now: float, gate: Verdict | None) -> tuple[TwistCommand, Verdict | None]:
+        """The base command of this tick from the running primitive, the latest twist, or the deadman."""
+        if self._primitive is not None:
+            return self._step_primitive(now, gate)
+        if self._twist is None:
+            return self._zero(), None
+        if now - self._twist_time > self.config.deadman_timeout_s:
+            return self._zero(), Verdict(VerdictKind.ALLOW, reason=(
+                f"deadman: no twist within {self.config.deadman_timeout_s:g} s; publishing zeros"))
+        if gate is not None:
+            return self._zero(), None
+        return self._shield.safe_twist(self._world(now), self._twist)
+
+    def _arm_output(self, now: float, stopping: bool, arm_moving: bool) -> tuple[ArmTrajectory | None, Verdict | None]:
+        """The trajectory to publish this tick: a pending one if allowed, or a hold when stopping a motion."""
+        pending, self._pending_arm = self._pending_arm, None
+        if stopping:
+            return (self._arm_hold() if arm_moving else None), None
+        if pending is None:
+            return None, None
+        verdict = self._shield.check(self._world(now), ArmCommand(pending.final_targets()))
+        if verdict.kind is VerdictKind.STOP:
+            return (self._arm_hold() if arm_moving else None), verdict
+        self._arm_joints = pending.joint_names
+        self._arm_busy_until = now + (pending.points[-1].time_from_start if pending.points else 0.0)
+        return pending, verdict
+
+    def _arm_hold(self) -> ArmTrajectory | None:
+        """Hold the joints of the motion under way at their current positions (None if none is known)."""
+        self._arm_busy_until = -math.inf
+        names = tuple(n for n in self._arm_joints if n in self._joints)
+        if not names:
+            return None
+        point = TrajectoryPoint(tuple(self._joints[n] for n in names), self.config.period)
+        return ArmTrajectory(names, (point,))
+
+    def tick(self, now: float) -> TickOutput:
+        """One control period: decide the outputs from the inputs received so far."""
+        if now < self._last_tick - 1.0:
+            self._forget(f"clock jumped back from {self._last_tick:.3f} to {now:.3f} s")
+        self._last_tick = now
+        gate = self._gate(now)
+        arm_moving = (self._primitive is not None and bool(self._primitive.targets)) or now < self._arm_busy_until
+        twist, command_verdict = self._command(now, gate)
+        verdicts = [v for v in (gate, command_verdict) if v is not None]
+        stopping = any(v.kind is VerdictKind.STOP for v in verdicts)
+        arm, arm_verdict = self._arm_output(now, stopping, arm_moving)
+        if arm_verdict is not None:
+            verdicts.append(arm_verdict)
+        verdict = strictest(verdicts)
+        if verdict.kind is VerdictKind.STOP:
+            twist = self._zero()
+        changed = (verdict.kind, verdict.category, verdict.reason) != (
+            self._verdict.kind, self._verdict.category, self._verdict.reason)
+        self._verdict = verdict
+        publish_state = changed or now - self._last_state >= 1.0 / self.config.state_rate_hz
+        if publish_state:
+            self._last_state = now
+        publish_diagnostics = now - self._last_diagnostics >= 1.0 / self.config.diagnostics_rate_hz
+        if publish_diagnostics:
+            self._last_diagnostics = now
+        statuses, self._statuses = tuple(self._statuses), []
+        return TickOutput(twist, verdict, arm, statuses, publish_state, publish_diagnostics)
+
+    def _forget(self, reason: str) -> None:
+        """Drop every input (a clock jump makes their ages meaningless): the sources must arrive again."""
+        _log.warning("%s: forgetting all inputs", reason)
+        self._last_rx.clear()
+        self._memory.clear()
+        self._twist = None
+        self._fault_until = -math.inf
+        self._last_state = self._last_diagnostics = -math.inf
+        self._finish_primitive(PrimitivePhase.ABORTED, reason)
+
+    # --- reporting --------------------------------------------------------------------------------------
+
+    def report(self, now: float) -> MonitorReport:
+        """Health of every input plus the current verdict, for /diagnostics."""
+        sources = tuple(
+            SourceReport(
+                source=s,
+                required=self.config.is_required(s),
+                age=self.age(s, now),
+                timeout=getattr(self.config.source_timeout_s, s.value) if s in SENSOR_SOURCES else None,
+                received=self._received[s],
+                dropped=self._dropped[s],
+                last_drop_reason=self._drop_reason[s],
+            )
+            for s in Source
+        )
+        return MonitorReport(self._verdict, self.estopped, self._estop_reason, sources, self._status)
+
+    @property
+    def verdict(self) -> Verdict:
+        """The verdict of the last tick."""
+        return self._verdict
+
+    @property
+    def primitive_status(self) -> PrimitiveStatus:
+        """Status of the latest proposal."""
+        return self._status

@@ -1,0 +1,306 @@
+"""Message conversions: every encoding round-trips, and every malformed message is rejected by name."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+from geometry_msgs.msg import Twist
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sensor_msgs.msg import JointState
+from std_msgs.msg import String
+from visualization_msgs.msg import Marker
+
+from safevla_node.actions import NUM_ACTIONS
+from safevla_node.errors import MessageError
+from safevla_node.nodes import conversions as conv
+from safevla_node.safety.monitor import OdometryData, PrimitiveStatus
+from safevla_node.safety.primitives import ArmTrajectory, PrimitivePhase, TrajectoryPoint, wrap_angle
+from safevla_node.safety.types import Category, DiscreteCommand, ObjectState, TwistCommand, Verdict, VerdictKind
+from sim_bridge.interface import LaserScanData
+
+settings.register_profile("conversions", max_examples=60, deadline=None)
+settings.load_profile("conversions")
+
+STAMP = conv.seconds_to_time(12.5)
+finite = st.floats(-1e3, 1e3, allow_nan=False, allow_infinity=False)
+non_finite = st.sampled_from([math.nan, math.inf, -math.inf])
+angles = st.floats(-math.pi, math.pi, exclude_max=True)
+
+
+@given(finite, finite)
+def test_twist_round_trips(v, w):
+    back = conv.twist_from_msg(conv.twist_to_msg(TwistCommand(v, w)))
+    assert (back.linear_x, back.angular_z) == (v, w)
+
+
+@given(st.integers(0, 5), non_finite)
+def test_twist_with_nan_or_inf_in_any_component_is_rejected(component, bad):
+    msg = Twist()
+    vector = msg.linear if component < 3 else msg.angular
+    setattr(vector, "xyz"[component % 3], bad)
+    with pytest.raises(MessageError, match="twist is not finite"):
+        conv.twist_from_msg(msg)
+
+
+distributions = st.lists(st.floats(0.01, 1.0), min_size=NUM_ACTIONS, max_size=NUM_ACTIONS).map(
+    lambda w: tuple(x / sum(w) for x in w))
+
+
+@given(st.integers(0, NUM_ACTIONS - 1), distributions)
+def test_action_proposal_round_trips(index, probabilities):
+    back = conv.decode_action_proposal(conv.encode_action_proposal(DiscreteCommand(index, probabilities)))
+    assert back.action_index == index
+    assert back.probabilities == pytest.approx(probabilities, abs=1e-6)
+
+
+def test_action_proposal_without_distribution_is_encoded_one_hot():
+    msg = conv.encode_action_proposal(DiscreteCommand(3))
+    assert msg.layout.dim[0].label == "safevla_action_v1" and len(msg.data) == 21
+    assert conv.decode_action_proposal(msg).probabilities[3] == 1.0
+
+
+def _proposal(data=None, label="safevla_action_v1"):
+    msg = conv.encode_action_proposal(DiscreteCommand(0))
+    msg.layout.dim[0].label = label
+    if data is not None:
+        msg.data = data
+    return msg
+
+
+@pytest.mark.parametrize(("msg", "match"), [
+    (_proposal(label="other"), r"label is 'other', expected 'safevla_action_v1'"),
+    (_proposal([0.0, 1.0]), r"has 2 values, expected 21"),
+    (_proposal([0.0, math.nan] + [0.0] * 19), r"contains NaN or Inf"),
+    (_proposal([1.5, 1.0] + [0.0] * 19), r"index 1.5 is not an integer"),
+    (_proposal([20.0, 1.0] + [0.0] * 19), r"index 20.0 is not an integer in \[0, 20\)"),
+    (_proposal([0.0, 0.5] + [0.0] * 19), r"sum to 0.500000, expected 1"),
+    (_proposal([0.0, 1.5, -0.5] + [0.0] * 18), r"outside \[0, 1\]"),
+])
+def test_malformed_action_proposal_is_rejected(msg, match):
+    with pytest.raises(MessageError, match=match):
+        conv.decode_action_proposal(msg)
+
+
+ranges = st.lists(st.one_of(st.floats(0.0, 30.0, width=32), st.just(math.inf)), min_size=2, max_size=50)
+
+
+@given(ranges, st.floats(-3.0, 0.0), st.floats(0.001, 0.1))
+def test_scan_round_trips_keeping_no_return_entries(values, angle_min, increment):
+    scan = LaserScanData(angle_min, increment, 0.05, 30.0, np.asarray(values, dtype=np.float32))
+    back = conv.scan_from_msg(conv.scan_to_msg(scan, STAMP, "laser"), "laser")
+    np.testing.assert_array_equal(back.ranges, scan.ranges)
+    assert back.angle_min == pytest.approx(angle_min, abs=1e-6)
+    assert back.angle_increment == pytest.approx(increment, rel=1e-6)
+
+
+def _scan_msg():
+    return conv.scan_to_msg(LaserScanData(-1.0, 0.1, 0.05, 10.0, np.ones(21, np.float32)), STAMP, "laser")
+
+
+def test_scan_with_the_wrong_number_of_ranges_is_rejected():
+    msg = _scan_msg()
+    msg.ranges = [1.0] * 5
+    with pytest.raises(MessageError, match="scan has 5 ranges but its angles imply 21"):
+        conv.scan_from_msg(msg, "laser")
+
+
+@pytest.mark.parametrize(("field", "value", "match"), [
+    ("angle_increment", math.nan, "scan angle/range fields is not finite"),
+    ("angle_increment", 0.0, "scan geometry invalid"),
+    ("range_max", 0.01, "scan geometry invalid"),
+])
+def test_scan_with_bad_geometry_is_rejected(field, value, match):
+    msg = _scan_msg()
+    setattr(msg, field, value)
+    with pytest.raises(MessageError, match=match):
+        conv.scan_from_msg(msg, "laser")
+
+
+def test_scan_in_another_frame_is_rejected():
+    with pytest.raises(MessageError, match="scan frame_id is 'laser', expected 'base_laser'"):
+        conv.scan_from_msg(_scan_msg(), "base_laser")
+
+
+@given(finite, finite, angles, finite, finite)
+def test_odometry_round_trips(x, y, yaw, v, w):
+    back = conv.odom_from_msg(conv.odom_to_msg(OdometryData(x, y, yaw, v, w), STAMP), "odom", "base_link")
+    assert (back.x, back.y, back.linear_x, back.angular_z) == (x, y, v, w)
+    assert wrap_angle(back.yaw - yaw) == pytest.approx(0.0, abs=1e-9)
+
+
+@given(non_finite)
+def test_odometry_with_a_non_finite_position_is_rejected(bad):
+    msg = conv.odom_to_msg(OdometryData(0.0, 0.0, 0.0), STAMP)
+    msg.pose.pose.position.y = bad
+    with pytest.raises(MessageError, match="odometry pose/twist is not finite"):
+        conv.odom_from_msg(msg, "odom", "base_link")
+
+
+def test_odometry_with_a_zero_quaternion_or_wrong_child_frame_is_rejected():
+    msg = conv.odom_to_msg(OdometryData(0.0, 0.0, 0.0), STAMP)
+    msg.pose.pose.orientation.w = 0.0
+    with pytest.raises(MessageError, match="not a unit quaternion"):
+        conv.odom_from_msg(msg, "odom", "base_link")
+    msg = conv.odom_to_msg(OdometryData(0.0, 0.0, 0.0), STAMP, base_frame="base_footprint")
+    with pytest.raises(MessageError, match="child_frame_id is 'base_footprint', expected 'base_link'"):
+        conv.odom_from_msg(msg, "odom", "base_link")
+
+
+joint_maps = st.dictionaries(st.sampled_from(["joint_lift", "wrist_extension", "joint_wrist_yaw",
+                                              "gripper_aperture"]), finite)
+
+
+@given(joint_maps)
+def test_joint_states_round_trip(joints):
+    assert conv.joint_state_from_msg(conv.joint_state_to_msg(joints, STAMP)) == joints
+
+
+@pytest.mark.parametrize(("msg", "match"), [
+    (JointState(name=["a", "b"], position=[1.0]), "1 positions for 2 names"),
+    (JointState(name=["a"], position=[math.nan]), "joint_states positions is not finite"),
+    (JointState(name=["a"], position=[1.0], velocity=[1.0, 2.0]), "2 velocity values for 1 names"),
+    (JointState(name=["a", "a"], position=[1.0, 2.0]), "names are not unique"),
+])
+def test_malformed_joint_states_are_rejected(msg, match):
+    with pytest.raises(MessageError, match=match):
+        conv.joint_state_from_msg(msg)
+
+
+objects = st.builds(
+    ObjectState,
+    object_id=st.text(min_size=1, max_size=12), object_type=st.sampled_from(["Apple", "Knife", "Bowl"]),
+    position=st.tuples(finite, finite, finite),
+    rotation_deg=st.tuples(st.floats(-179, 179), st.floats(-80, 80), st.floats(-179, 179)),
+    size=st.tuples(st.floats(0, 3), st.floats(0, 3), st.floats(0, 3)),
+    name=st.text(max_size=12), visible=st.booleans(), held=st.booleans(), unstable=st.booleans(),
+    static=st.booleans())
+
+
+@given(st.lists(objects, max_size=5))
+def test_objects_round_trip(items):
+    back = conv.objects_from_msg(conv.objects_to_msg(items, STAMP), "odom")
+    assert len(back) == len(items)
+    for got, want in zip(back, items):
+        assert (got.object_id, got.object_type, got.name, got.visible, got.held, got.unstable, got.static) == (
+            want.object_id, want.object_type, want.name, want.visible, want.held, want.unstable, want.static)
+        assert got.position == want.position and got.size == want.size
+        assert got.rotation_deg == pytest.approx(want.rotation_deg, abs=1e-6)
+
+
+def test_objects_with_bad_text_or_type_are_rejected():
+    msg = conv.objects_to_msg([ObjectState("a", "Apple", (0.0, 0.0, 0.0))], STAMP)
+    msg.markers[0].text = json.dumps({"id": "a"})
+    with pytest.raises(MessageError, match="text is not the expected JSON"):
+        conv.objects_from_msg(msg, "odom")
+    msg = conv.objects_to_msg([ObjectState("a", "Apple", (0.0, 0.0, 0.0))], STAMP)
+    msg.markers[0].type = Marker.SPHERE
+    with pytest.raises(MessageError, match="expected CUBE"):
+        conv.objects_from_msg(msg, "odom")
+
+
+def test_a_deleteall_marker_is_skipped():
+    msg = conv.objects_to_msg([ObjectState("a", "Apple", (0.0, 0.0, 0.0))], STAMP)
+    msg.markers.insert(0, Marker(action=Marker.DELETEALL))
+    assert [o.object_id for o in conv.objects_from_msg(msg, "odom")] == ["a"]
+
+
+trajectories = st.integers(1, 4).flatmap(lambda n: st.builds(
+    ArmTrajectory,
+    joint_names=st.just(tuple(f"j{i}" for i in range(n))),
+    points=st.lists(st.tuples(st.tuples(*[finite] * n), st.floats(0, 10)), min_size=1, max_size=4).map(
+        lambda pts: tuple(TrajectoryPoint(p, t) for p, t in sorted(pts, key=lambda x: x[1])))))
+
+
+@given(trajectories)
+def test_trajectory_round_trips(trajectory):
+    back = conv.trajectory_from_msg(conv.trajectory_to_msg(trajectory))
+    assert back.joint_names == trajectory.joint_names
+    for got, want in zip(back.points, trajectory.points, strict=True):
+        assert got.positions == want.positions
+        assert got.time_from_start == pytest.approx(want.time_from_start, abs=1e-9)
+
+
+def test_malformed_trajectories_are_rejected():
+    good = ArmTrajectory(("joint_lift",), (TrajectoryPoint((0.5,), 1.0), TrajectoryPoint((0.6,), 2.0)))
+    msg = conv.trajectory_to_msg(good)
+    msg.points[1].time_from_start = conv.seconds_to_duration(0.5)
+    with pytest.raises(MessageError, match="point 1 time_from_start 0.5 s is negative or decreasing"):
+        conv.trajectory_from_msg(msg)
+    msg = conv.trajectory_to_msg(good)
+    msg.points[0].positions = [0.5, 0.1]
+    with pytest.raises(MessageError, match="point 0 has 2 positions for 1 joints"):
+        conv.trajectory_from_msg(msg)
+    msg = conv.trajectory_to_msg(good)
+    msg.points = []
+    with pytest.raises(MessageError, match="trajectory has no points"):
+        conv.trajectory_from_msg(msg)
+
+
+depth_maps = st.lists(st.floats(0.125, 10.0, width=32), min_size=12, max_size=12).map(
+    lambda v: np.asarray(v, np.float32).reshape(3, 4))
+
+
+@given(depth_maps)
+def test_depth_round_trips_in_metres_and_millimetres(depth):
+    info = conv.camera_info_to_msg(4, 3, 100.0, 100.0, 2.0, 1.5, STAMP, "cam")
+    metres = conv.depth_from_msg(conv.depth_to_msg(depth, STAMP, "cam"), info, "cam")
+    np.testing.assert_array_equal(metres.depth_m, depth)
+    millimetres = conv.depth_from_msg(conv.depth_to_msg(depth, STAMP, "cam", "16UC1"), info, "cam")
+    np.testing.assert_allclose(millimetres.depth_m, depth, atol=0.0006)
+    assert (metres.fx, metres.fy, metres.cx, metres.cy) == (100.0, 100.0, 2.0, 1.5)
+
+
+def test_depth_without_return_becomes_nan():
+    depth = np.array([[0.0, math.inf], [1.0, math.nan]], np.float32)
+    info = conv.camera_info_to_msg(2, 2, 1.0, 1.0, 1.0, 1.0, STAMP, "cam")
+    got = conv.depth_from_msg(conv.depth_to_msg(depth, STAMP, "cam"), info, "cam").depth_m
+    assert np.isnan(got).tolist() == [[True, True], [False, True]]
+
+
+def test_malformed_depth_is_rejected():
+    info = conv.camera_info_to_msg(4, 3, 100.0, 100.0, 2.0, 1.5, STAMP, "cam")
+    image = conv.depth_to_msg(np.ones((3, 4), np.float32), STAMP, "cam")
+    image.encoding = "rgb8"
+    with pytest.raises(MessageError, match="depth encoding 'rgb8' unsupported"):
+        conv.depth_from_msg(image, info, "cam")
+    image = conv.depth_to_msg(np.ones((3, 4), np.float32), STAMP, "cam")
+    image.data = bytes(10)
+    with pytest.raises(MessageError, match="depth data has 10 bytes"):
+        conv.depth_from_msg(image, info, "cam")
+    small = conv.camera_info_to_msg(2, 2, 100.0, 100.0, 1.0, 1.0, STAMP, "cam")
+    with pytest.raises(MessageError, match="depth image is 4x3 but camera_info says 2x2"):
+        conv.depth_from_msg(conv.depth_to_msg(np.ones((3, 4), np.float32), STAMP, "cam"), small, "cam")
+
+
+@given(st.sampled_from(list(PrimitivePhase)), st.integers(0, 10**6), st.integers(-1, 19), st.integers(-1, 19),
+       st.text(max_size=30))
+def test_primitive_status_round_trips(phase, proposal_id, action, executed, reason):
+    status = PrimitiveStatus(phase, proposal_id, action, executed, reason)
+    assert conv.primitive_status_from_msg(conv.primitive_status_to_msg(status)) == status
+
+
+def test_malformed_primitive_status_is_rejected():
+    with pytest.raises(MessageError, match="primitive status is not the expected JSON"):
+        conv.primitive_status_from_msg(String(data='{"state": "flying"}'))
+
+
+@given(st.sampled_from(list(VerdictKind)), st.sampled_from(list(Category)), st.booleans(),
+       st.dictionaries(st.sampled_from(list(Category)), st.floats(0.001, 1.0)))
+def test_safety_state_round_trips(kind, category, estop, risk):
+    replacement = 2 if kind is VerdictKind.REPLACE else None
+    scale = 0.0 if kind is VerdictKind.STOP else 0.5
+    verdict = Verdict(kind, category, "why", scale, replacement, risk)
+    back, back_estop = conv.verdict_from_status(conv.verdict_to_status(verdict, estop))
+    assert (back.kind, back.category, back.reason, back.scale, back.replacement) == (
+        kind, category, "why", scale, replacement)
+    assert back.risk == pytest.approx({c: round(r, 3) for c, r in risk.items() if round(r, 3) > 0})
+    assert back_estop is estop
+
+
+@given(st.floats(0, 1e6))
+def test_time_round_trips_to_the_nanosecond(seconds):
+    assert conv.time_to_seconds(conv.seconds_to_time(seconds)) == pytest.approx(seconds, abs=1e-9)

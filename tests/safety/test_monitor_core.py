@@ -1,0 +1,290 @@
+"""The fail-safe monitor core, driven by an injected clock (``now`` is an input of every call).
+
+The real shield and obstacle memory run underneath: a scan with a wall 5 m away is a clear path, a scan
+with returns 0.3 m ahead is an obstacle.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+
+from safevla_node.config import from_mapping
+from safevla_node.errors import ConfigError
+from safevla_node.safety.monitor import MonitorConfig, OdometryData, SafetyMonitor, Source
+from safevla_node.safety.primitives import ArmTrajectory, PrimitivePhase, TrajectoryPoint, wrap_angle
+from safevla_node.safety.types import Category, DiscreteCommand, TwistCommand, VerdictKind
+from sim_bridge.interface import LaserScanData
+
+PERIOD = MonitorConfig().period
+JOINTS = {"joint_lift": 0.6, "wrist_extension": 0.1, "joint_wrist_yaw": 0.0, "gripper_aperture": 0.05}
+
+
+def scan(obstacle_ahead_m: float | None = None) -> LaserScanData:
+    """360 rays around the base; a wall 5 m away, or a 40-degree-wide obstacle dead ahead."""
+    angles = -math.pi + np.arange(360) * (2 * math.pi / 360)
+    ranges = np.full(360, 5.0, dtype=np.float32)
+    if obstacle_ahead_m is not None:
+        ranges[np.abs(angles) < math.radians(20)] = obstacle_ahead_m
+    return LaserScanData(-math.pi, 2 * math.pi / 360, 0.05, 10.0, ranges)
+
+
+def feed(monitor: SafetyMonitor, now: float, odom: OdometryData = OdometryData(0.0, 0.0, 0.0),
+         obstacle_ahead_m: float | None = None, joints: dict[str, float] | None = None) -> None:
+    """One round of every required sensor at ``now``."""
+    monitor.on_odom(now, odom)
+    monitor.on_joint_states(now, JOINTS if joints is None else joints)
+    monitor.on_scan(now, scan(obstacle_ahead_m))
+
+
+def make(**overrides: object) -> SafetyMonitor:
+    return SafetyMonitor(dataclasses.replace(MonitorConfig(), **overrides), now=0.0)
+
+
+FORWARD = TwistCommand(0.2, 0.0)
+
+
+def test_twist_passes_when_every_required_source_is_fresh():
+    monitor = make()
+    feed(monitor, 0.0)
+    assert monitor.on_twist(0.0, FORWARD).linear_x == pytest.approx(0.2)
+    out = monitor.tick(0.01)
+    assert out.verdict.kind is VerdictKind.ALLOW
+    assert out.twist.linear_x == pytest.approx(0.2)
+
+
+def test_obstacle_ahead_stops_the_twist():
+    monitor = make()
+    feed(monitor, 0.0, obstacle_ahead_m=0.3)
+    assert monitor.on_twist(0.0, FORWARD).linear_x == 0.0
+    out = monitor.tick(0.01)
+    assert out.twist.linear_x == 0.0
+    assert out.verdict.kind is VerdictKind.STOP and out.verdict.category is not Category.FAULT
+
+
+def test_stale_scan_stops_at_the_first_tick_after_its_timeout():
+    monitor = make()
+    feed(monitor, 0.0)
+    timeout = monitor.config.source_timeout_s.scan
+    t = 0.0
+    while t < timeout:
+        monitor.on_odom(t, OdometryData(0.0, 0.0, 0.0))
+        monitor.on_joint_states(t, JOINTS)
+        monitor.on_twist(t, FORWARD)
+        assert monitor.tick(t).twist.linear_x > 0, f"stopped early at {t}"
+        t += PERIOD
+    monitor.on_odom(t, OdometryData(0.0, 0.0, 0.0))
+    monitor.on_joint_states(t, JOINTS)
+    assert monitor.on_twist(t, FORWARD).linear_x == 0.0  # the immediate path enforces timeouts too
+    out = monitor.tick(t)
+    assert t - timeout <= PERIOD
+    assert out.twist.linear_x == 0.0
+    assert out.verdict.kind is VerdictKind.STOP and out.verdict.category is Category.FAULT
+    assert "scan stale" in out.verdict.reason
+
+
+def test_required_source_never_received_stops():
+    monitor = make()
+    monitor.on_odom(0.0, OdometryData(0.0, 0.0, 0.0))
+    monitor.on_joint_states(0.0, JOINTS)
+    monitor.on_twist(0.0, FORWARD)
+    out = monitor.tick(0.0)
+    assert out.twist.linear_x == 0.0
+    assert out.verdict.reason == "required source scan never received"
+
+
+def test_optional_sources_may_be_missing():
+    monitor = make(required_sources=("scan", "odom"))
+    monitor.on_odom(0.0, OdometryData(0.0, 0.0, 0.0))
+    monitor.on_scan(0.0, scan())
+    monitor.on_twist(0.0, FORWARD)
+    assert monitor.tick(0.0).twist.linear_x == pytest.approx(0.2)
+    report = {s.source: s for s in monitor.report(0.0).sources}
+    assert report[Source.DEPTH].stale and not report[Source.DEPTH].required
+
+
+def test_a_robot_requiring_depth_stops_without_it():
+    monitor = make(required_sources=("scan", "odom", "depth"))
+    feed(monitor, 0.0)
+    monitor.on_twist(0.0, FORWARD)
+    assert monitor.tick(0.0).verdict.reason == "required source depth never received"
+
+
+def test_deadman_publishes_explicit_zeros_every_tick():
+    monitor = make()
+    feed(monitor, 0.0)
+    monitor.on_twist(0.0, FORWARD)
+    deadman = monitor.config.deadman_timeout_s
+    assert monitor.tick(deadman).twist.linear_x == pytest.approx(0.2)
+    for k in range(1, 4):
+        t = deadman + k * PERIOD
+        feed(monitor, t)
+        out = monitor.tick(t)
+        assert (out.twist.linear_x, out.twist.angular_z) == (0.0, 0.0)
+        assert "deadman" in out.verdict.reason
+
+
+def test_malformed_command_is_counted_answered_with_zero_and_holds_stop():
+    monitor = make()
+    feed(monitor, 0.0)
+    monitor.on_twist(0.0, FORWARD)
+    zero = monitor.on_malformed(0.1, Source.CMD_VEL, "twist is not finite: nan")
+    assert (zero.linear_x, zero.angular_z) == (0.0, 0.0)
+    hold = monitor.config.fault_hold_s
+    feed(monitor, 0.1)
+    monitor.on_twist(0.1, FORWARD)
+    out = monitor.tick(0.1)
+    assert out.twist.linear_x == 0.0
+    assert out.verdict.reason == "malformed cmd_vel_in dropped: twist is not finite: nan"
+    report = {s.source: s for s in monitor.report(0.1).sources}
+    assert report[Source.CMD_VEL].dropped == 1
+    assert report[Source.CMD_VEL].last_drop_reason == "twist is not finite: nan"
+    t = 0.1 + hold
+    feed(monitor, t)
+    monitor.on_twist(t, FORWARD)
+    assert monitor.tick(t).twist.linear_x == pytest.approx(0.2)  # the hold expired
+
+
+def test_estop_latches_until_reset():
+    monitor = make()
+    feed(monitor, 0.0)
+    assert monitor.estop(0.0, "test").linear_x == 0.0
+    for t in (0.1, 0.2, 5.0):
+        feed(monitor, t)
+        monitor.on_twist(t, FORWARD)
+        out = monitor.tick(t)
+        assert out.twist.linear_x == 0.0 and "e-stop latched" in out.verdict.reason
+    assert monitor.reset_estop() is True
+    assert monitor.reset_estop() is False
+    monitor.on_twist(5.0, FORWARD)
+    assert monitor.tick(5.0).twist.linear_x == pytest.approx(0.2)
+
+
+def run_proposal(monitor: SafetyMonitor, command: DiscreteCommand, max_time: float = 10.0,
+                 obstacle_at: float | None = None):
+    """Kinematic loop: odometry integrates the monitor's twist; returns the statuses and the final pose."""
+    odom = OdometryData(0.0, 0.0, 0.0)
+    feed(monitor, 0.0, odom)
+    monitor.on_action_proposal(0.0, command)
+    statuses = []
+    t = 0.0
+    while t < max_time:
+        out = monitor.tick(t)
+        statuses += out.statuses
+        if statuses and statuses[-1].phase is not PrimitivePhase.RUNNING:
+            break
+        t += PERIOD
+        v, w = out.twist.linear_x, out.twist.angular_z
+        odom = OdometryData(odom.x + v * math.cos(odom.yaw) * PERIOD, odom.y + v * math.sin(odom.yaw) * PERIOD,
+                            wrap_angle(odom.yaw + w * PERIOD), v, w)
+        feed(monitor, t, odom, obstacle_ahead_m=obstacle_at if t > 0.3 else None)
+    return statuses, odom
+
+
+def test_move_ahead_proposal_runs_its_primitive_to_done():
+    statuses, odom = run_proposal(make(), DiscreteCommand(0))
+    assert [s.phase for s in statuses] == [PrimitivePhase.RUNNING, PrimitivePhase.RUNNING, PrimitivePhase.DONE]
+    assert statuses[-1].proposal_id == 1 and statuses[-1].executed == 0
+    assert odom.x == pytest.approx(0.2, abs=0.011)
+
+
+def test_rotate_proposal_turns_thirty_degrees():
+    statuses, odom = run_proposal(make(), DiscreteCommand(2))
+    assert statuses[-1].phase is PrimitivePhase.DONE
+    assert odom.yaw == pytest.approx(math.radians(30), abs=0.03)
+
+
+def test_running_primitive_aborts_when_an_obstacle_appears():
+    statuses, odom = run_proposal(make(), DiscreteCommand(0), obstacle_at=0.15)
+    assert statuses[-1].phase is PrimitivePhase.ABORTED
+    assert "shield" in statuses[-1].reason
+    assert odom.x < 0.2
+
+
+def test_proposal_is_refused_while_a_required_source_is_stale():
+    monitor = make()
+    feed(monitor, 0.0)
+    monitor.on_action_proposal(1.0, DiscreteCommand(0))
+    statuses = monitor.tick(1.0).statuses
+    assert statuses[-1].phase is PrimitivePhase.ABORTED
+    assert statuses[-1].reason.startswith("refused: required source")
+
+
+def test_proposal_into_an_obstacle_is_refused_or_replaced_before_it_starts():
+    monitor = make()
+    feed(monitor, 0.0, obstacle_ahead_m=0.3)
+    monitor.on_action_proposal(0.0, DiscreteCommand(0))
+    status = monitor.tick(0.0).statuses[-1]
+    refused = status.phase is PrimitivePhase.ABORTED and "refused by the shield" in status.reason
+    replaced = status.executed != 0
+    assert refused or replaced, status
+
+
+def test_twist_preempts_a_running_primitive():
+    monitor = make()
+    feed(monitor, 0.0)
+    monitor.on_action_proposal(0.0, DiscreteCommand(0))
+    monitor.on_twist(0.01, TwistCommand(0.0, 0.3))
+    out = monitor.tick(0.02)
+    assert out.statuses[-1].phase is PrimitivePhase.ABORTED
+    assert out.twist.angular_z == pytest.approx(0.3)
+
+
+def test_arm_proposal_sends_a_relative_joint_target_and_finishes_on_joint_states():
+    monitor = make()
+    feed(monitor, 0.0)
+    monitor.on_action_proposal(0.0, DiscreteCommand(11))  # arm up 0.1 m
+    out = monitor.tick(0.0)
+    assert out.arm is not None
+    assert out.arm.final_targets() == {"joint_lift": pytest.approx(0.7)}
+    feed(monitor, 0.5, joints=dict(JOINTS, joint_lift=0.7))
+    assert monitor.tick(0.5).statuses[-1].phase is PrimitivePhase.DONE
+
+
+def test_arm_motion_is_held_at_the_current_position_on_stop():
+    monitor = make()
+    feed(monitor, 0.0)
+    monitor.on_arm_trajectory(0.0, ArmTrajectory(("joint_lift",), (TrajectoryPoint((0.8,), 2.0),)))
+    assert monitor.tick(0.0).arm.final_targets() == {"joint_lift": 0.8}
+    feed(monitor, 0.5, joints=dict(JOINTS, joint_lift=0.65))
+    monitor.estop(0.5)
+    hold = monitor.tick(0.5).arm
+    assert hold is not None and hold.final_targets() == {"joint_lift": 0.65}
+    assert monitor.tick(0.55).arm is None  # held once
+
+
+def test_safety_state_is_published_on_change_and_at_its_rate():
+    monitor = make(state_rate_hz=1.0)
+    feed(monitor, 0.0)
+    assert monitor.tick(0.0).publish_state  # first tick
+    assert not monitor.tick(0.05).publish_state
+    monitor.estop(0.1)
+    assert monitor.tick(0.1).publish_state  # changed
+    assert not monitor.tick(0.5).publish_state
+    assert monitor.tick(1.1).publish_state  # 1 Hz
+
+
+def test_a_clock_jumping_back_forgets_every_input():
+    monitor = make()
+    feed(monitor, 100.0)
+    monitor.on_twist(100.0, FORWARD)
+    assert monitor.tick(100.0).twist.linear_x > 0
+    out = monitor.tick(3.0)  # a bag looped under use_sim_time
+    assert out.twist.linear_x == 0.0 and "never received" in out.verdict.reason
+
+
+@pytest.mark.parametrize(("overrides", "match"), [
+    ({"required_sources": ["scan", "lidar"]}, r"required_sources contains 'lidar'; valid sources"),
+    ({"deadman_timeout_s": 0.01}, r"deadman_timeout_s=0.01 is out of range \[0.05"),
+    ({"control_rate_hz": 0.0}, r"control_rate_hz=0.0 is out of range"),
+    ({"source_timeout_s": {"scan": -1.0}}, r"source_timeout_s: scan=-1.0 is out of range"),
+    ({"scan_pose_in_base": [0.0, math.inf, 0.0]}, r"scan_pose_in_base=.* must be finite"),
+    ({"frames": {"scan": ""}}, r"frames: scan must not be empty"),
+    ({"shield": {"horizon_s": -1.0}}, r"shield: .*horizon_s"),
+])
+def test_monitor_config_rejects_bad_values(overrides, match):
+    with pytest.raises(ConfigError, match=match):
+        from_mapping(MonitorConfig, overrides)
