@@ -118,6 +118,7 @@ class BagReader:
         self._reader: AnyReader | None = None
         self._by_topic: dict[str, list[Connection]] = {}
         self._storage_id = ""
+        self._topics: list[TopicInfo] = []
 
     # --- lifecycle ---------------------------------------------------------------------------------------
 
@@ -143,6 +144,7 @@ class BagReader:
                                ["rosbag2_bagfile_information"]["storage_identifier"])
         for conn in reader.connections:
             self._by_topic.setdefault(normalize_topic(conn.topic), []).append(conn)
+        self._topics = self._collect_topics(reader)
         for partial in sorted(self.path.glob(f"{PARTIAL_SPLIT_PREFIX}*")):
             self.warnings.append(f"unfinalised split {partial.name} (recording was killed while writing it): "
                                  "its messages are not readable and are not counted")
@@ -176,7 +178,10 @@ class BagReader:
     @property
     def topics(self) -> list[TopicInfo]:
         """Every topic declared in the bag (including ones with no messages), sorted by name."""
-        reader = self._open_reader
+        self._open_reader  # noqa: B018 (raises when closed)
+        return list(self._topics)
+
+    def _collect_topics(self, reader: AnyReader) -> list[TopicInfo]:
         infos = []
         for name, conns in sorted(self._by_topic.items()):
             msgtype = conns[0].msgtype

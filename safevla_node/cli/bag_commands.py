@@ -6,10 +6,12 @@ record and replay need rclpy and import their node lazily; audit runs on a machi
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from safevla_node.bags.replay import ReplayConfig
 from safevla_node.bags.writer import COMPRESSION_MODES, STORAGES, RecordConfig
 from safevla_node.cli import add_subcommand
+from safevla_node.errors import ConfigError
 
 __all__: list[str] = []
 
@@ -64,3 +66,37 @@ def _replay(args: argparse.Namespace) -> int:
 
 add_subcommand("record", "record the stack's topics to a rosbag2 (MCAP or sqlite3)", _configure_record, _record)
 add_subcommand("replay", "publish a bag's messages with their original timing and QoS", _configure_replay, _replay)
+
+
+def _configure_audit(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("bag", help="rosbag2 directory")
+    parser.add_argument("-o", "--output", help="folder for audit.md, audit.json and timeline.png "
+                        "(default: print the markdown only)")
+    parser.add_argument("--monitor-config", help="safety monitor parameter YAML (config/safety_monitor.yaml layout); "
+                        "default: the monitor's built-in defaults")
+    parser.add_argument("--command-topic", help="base command topic to judge (default: the first of "
+                        "/cmd_vel_in, /cmd_vel, /cmd_vel_smoothed in the bag)")
+    parser.add_argument("--checkpoint", help="policy checkpoint to audit too (needs the policy runtime, see "
+                        "safevla_node.bags.audit.AuditPolicy)")
+
+
+def _audit(args: argparse.Namespace) -> int:
+    from safevla_node.bags.audit import AuditConfig, load_monitor_config, run_audit  # noqa: PLC0415
+
+    if args.checkpoint:
+        raise ConfigError(
+            f"--checkpoint {args.checkpoint!r}: the policy runtime is not part of this build yet; audit without "
+            "it, or call safevla_node.bags.audit.run_audit(bag, policy=...) with an object that has "
+            "propose(now, latest) (AuditPolicy)")
+    config = AuditConfig(command_topics=(args.command_topic,)) if args.command_topic else AuditConfig()
+    monitor = load_monitor_config(args.monitor_config) if args.monitor_config else None
+    report = run_audit(args.bag, config, monitor)
+    if args.output:
+        for kind, path in report.write(Path(args.output)).items():
+            print(f"{kind}: {path}")
+    else:
+        print(report.to_markdown())
+    return 0
+
+
+add_subcommand("audit", "run the safety monitor over a bag, offline and deterministic", _configure_audit, _audit)
