@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import sys
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,11 @@ from rosbags.serde import SerdeError
 from rosbags.typesys.base import TypesysError
 
 from safevla_node.bags.typestore import make_typestore
+
+if sys.version_info >= (3, 14):
+    from compression.zstd import ZstdError
+else:  # rosbags depends on the backport before 3.14
+    from backports.zstd import ZstdError
 from safevla_node.errors import BagError
 
 __all__ = ["PARTIAL_SPLIT_PREFIX", "BagMessage", "BagReader", "TopicInfo", "normalize_topic", "open_bag"]
@@ -39,7 +45,7 @@ _LOG = logging.getLogger(__name__)
 PARTIAL_SPLIT_PREFIX = ".partial_split_"
 
 # What rosbags and the storage libraries raise on bad input; all become BagError at this boundary.
-_READ_ERRORS = (AnyReaderError, ReaderError, sqlite3.Error, SerdeError, TypesysError, OSError, EOFError,
+_READ_ERRORS = (AnyReaderError, ReaderError, sqlite3.Error, SerdeError, TypesysError, ZstdError, OSError, EOFError,
                 AssertionError, ValueError, KeyError, IndexError)
 
 

@@ -47,3 +47,6 @@ def writable_copy(bag: Path, dest: Path) -> Path:
     for p in [target, *target.rglob("*")]:
         p.chmod(0o755 if p.is_dir() else 0o644)
     return target
+
+#: The monitor node's shipped parameter file.
+REPO_ROOT_CONFIG = Path(__file__).resolve().parents[2] / "config" / "safety_monitor.yaml"
