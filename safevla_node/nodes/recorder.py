@@ -19,6 +19,7 @@ from rclpy.node import Node
 
 from safevla_node.bags.reader import normalize_topic
 from safevla_node.bags.writer import BagRecorder, RecordConfig
+from safevla_node.errors import SafeVLAError
 from safevla_node.nodes.bag_interop import import_message_type, subscriber_qos, to_bag_qos
 
 __all__ = ["CAMERA_TOPICS", "DEFAULT_TOPICS", "RecorderNode", "main", "run"]
@@ -39,20 +40,38 @@ CAMERA_TOPICS: tuple[str, ...] = (
 class RecorderNode(Node):
     """Subscribes to the wanted topics as they appear and writes every message to the recorder.
 
-    Args:
-        recorder: an open ``BagRecorder``.
-        topics: absolute topic names to record, or None for every topic in the graph.
-        discovery_period_s: how often the graph is scanned for new topics.
+    Its parameters (output, storage, compression, topics, max_split_bytes, max_split_duration_s) are read
+    by ``config_from_parameters`` when it runs under ``ros2 run``; ``start`` begins recording.
     """
 
-    def __init__(self, recorder: BagRecorder, topics: Sequence[str] | None,
-                 discovery_period_s: float = 0.2) -> None:
+    def __init__(self, discovery_period_s: float = 0.2) -> None:
         super().__init__("safevla_recorder")
-        self._recorder = recorder
-        self._wanted = None if topics is None else {normalize_topic(t) for t in topics}
+        defaults = RecordConfig(output="unset")
+        for name in ("storage", "compression", "max_split_bytes", "max_split_duration_s"):
+            self.declare_parameter(name, getattr(defaults, name))
+        self.declare_parameter("output", "")
+        self.declare_parameter("topics", [""])
+        self._discovery_period_s = discovery_period_s
+        self._recorder: BagRecorder | None = None
+        self._wanted: set[str] | None = None
         self._raw_subs: dict[str, object] = {}
         self._ignored: set[str] = set()
-        self.create_timer(discovery_period_s, self._discover)
+
+    def config_from_parameters(self) -> tuple[RecordConfig, list[str] | None]:
+        """The RecordConfig and topic list (None: all topics) given as ROS parameters.
+
+        ``topics`` empty records ``DEFAULT_TOPICS``; ``['*']`` records every topic.
+        """
+        values = {name: self.get_parameter(name).value for name in
+                  ("output", "storage", "compression", "max_split_bytes", "max_split_duration_s")}
+        topics = [t for t in (self.get_parameter("topics").value or []) if t]
+        return RecordConfig(**values), None if topics == ["*"] else (topics or list(DEFAULT_TOPICS))
+
+    def start(self, recorder: BagRecorder, topics: Sequence[str] | None) -> None:
+        """Record ``topics`` (absolute names; None: every topic of the graph) into the open ``recorder``."""
+        self._recorder = recorder
+        self._wanted = None if topics is None else {normalize_topic(t) for t in topics}
+        self.create_timer(self._discovery_period_s, self._discover)
         self._discover()
 
     def _discover(self) -> None:
@@ -67,6 +86,7 @@ class RecorderNode(Node):
             self._subscribe(name, types[0], [p.qos_profile for p in publishers])
 
     def _subscribe(self, name: str, msgtype: str, offered: list) -> None:
+        assert self._recorder is not None
         msg_class = import_message_type(msgtype)
         if msg_class is None:
             self.get_logger().warning(f"not recording {name}: message package of {msgtype} is not installed")
@@ -81,46 +101,50 @@ class RecorderNode(Node):
         self.get_logger().info(f"recording {name} ({msgtype})")
 
     def _on_message(self, topic: str, raw: bytes) -> None:
+        assert self._recorder is not None
         self._recorder.write(topic, self.get_clock().now().nanoseconds, raw)
 
 
-def run(config: RecordConfig, topics: Sequence[str] | None, args: list[str] | None = None) -> int:
-    """Record until SIGINT/SIGTERM; returns the process exit code (0: bag finalised)."""
-    rclpy.init(args=args)
+def _record(node: RecorderNode, config: RecordConfig, topics: Sequence[str] | None) -> int:
+    """Spin ``node`` recording into a new bag until SIGINT/SIGTERM; the bag is finalised on the way out."""
     try:
         with BagRecorder(config) as recorder:
-            node = RecorderNode(recorder, topics)
+            node.start(recorder, topics)
             try:
                 rclpy.spin(node)
             except (KeyboardInterrupt, ExternalShutdownException):
                 pass
-            finally:
-                node.destroy_node()
     finally:
+        node.destroy_node()
         rclpy.try_shutdown()
     return 0
 
 
-def main(args: list[str] | None = None) -> None:
-    """``ros2 run`` entry point: parameters output, storage, compression, topics (empty: defaults; ``['*']``:
-    all), max_split_bytes, max_split_duration_s."""
+def run(config: RecordConfig, topics: Sequence[str] | None, args: list[str] | None = None) -> int:
+    """Record until SIGINT/SIGTERM (``safevla record``); returns the exit code (0: bag finalised)."""
     rclpy.init(args=args)
-    probe = Node("safevla_recorder_params")
-    defaults = RecordConfig(output="unset")
-    values = {
-        "output": probe.declare_parameter("output", "").value,
-        "storage": probe.declare_parameter("storage", defaults.storage).value,
-        "compression": probe.declare_parameter("compression", defaults.compression).value,
-        "max_split_bytes": probe.declare_parameter("max_split_bytes", defaults.max_split_bytes).value,
-        "max_split_duration_s": probe.declare_parameter("max_split_duration_s", defaults.max_split_duration_s).value,
-    }
-    topics = list(probe.declare_parameter("topics", [""]).value or [])
-    probe.destroy_node()
-    rclpy.shutdown()
-    topics = [t for t in topics if t]
-    chosen = None if topics == ["*"] else (topics or list(DEFAULT_TOPICS))
-    raise SystemExit(run(RecordConfig(**values), chosen, args=args))
+    return _record(RecorderNode(), config, topics)
 
+
+def main(args: list[str] | None = None) -> None:
+    """``ros2 run safevla_node recorder --ros-args -p output:=BAG [-p topics:=[...]]``; a bad parameter or an
+    existing output directory exits with status 1 and the reason."""
+    rclpy.init(args=args)
+    node = RecorderNode()
+    logger = node.get_logger()
+    try:
+        config, topics = node.config_from_parameters()
+    except SafeVLAError as exc:
+        logger.error(str(exc))
+        node.destroy_node()
+        rclpy.try_shutdown()
+        raise SystemExit(1) from None
+    try:
+        code = _record(node, config, topics)  # cleans the node and rclpy up however it ends
+    except SafeVLAError as exc:
+        logger.error(str(exc))
+        code = 1
+    raise SystemExit(code)
 
 if __name__ == "__main__":
     main()

@@ -145,3 +145,12 @@ def test_replay_of_a_missing_bag_fails_with_a_clear_error(ros_domain: DomainLeas
     output, _ = proc.communicate(timeout=30)
     assert proc.returncode == 2
     assert "error: bag not found" in output
+
+
+def test_recorder_node_refuses_an_existing_output_directory(ros_domain: DomainLease, tmp_path: Path):
+    proc = NodeProcess(RECORDER, ros_domain, params={"output": str(tmp_path)})
+    try:
+        assert proc.proc.wait(timeout=20) == 1
+    finally:
+        proc.stop()
+    assert "exists already; choose a new output directory" in proc.output()
