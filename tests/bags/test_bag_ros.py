@@ -151,6 +151,6 @@ def test_recorder_node_refuses_an_existing_output_directory(ros_domain: DomainLe
     proc = NodeProcess(RECORDER, ros_domain, params={"output": str(tmp_path)})
     try:
         assert proc.proc.wait(timeout=20) == 1
+        assert "exists already; choose a new output directory" in proc.output()
     finally:
         proc.stop()
-    assert "exists already; choose a new output directory" in proc.output()
