@@ -74,7 +74,7 @@ class AuditConfig:
                                             "base command topics to judge; the first one in the bag is used")
     scan_topic: str = field("/scan", "laser scan topic")
     costmap_topics: tuple[str, ...] = field(("/local_costmap/costmap",),
-                                            "robot-centred nav2 costmaps used as the obstacle source without a scan")
+                                            "robot-centred nav2 costmaps: the obstacle source without a scan")
     odom_topic: str = field("/odom", "odometry topic")
     joint_states_topic: str = field("/joint_states", "joint states topic")
     clock_topic: str = field("/clock", "simulation clock topic")
@@ -137,7 +137,8 @@ def _find_inputs(bag: BagReader, config: AuditConfig) -> _Inputs:
     return _Inputs(topics, lacks, notes)
 
 
-def _audit_monitor_config(base: MonitorConfig, inputs: _Inputs, scan_period: float | None) -> tuple[MonitorConfig, list[str]]:
+def _audit_monitor_config(base: MonitorConfig, inputs: _Inputs,
+                          scan_period: float | None) -> tuple[MonitorConfig, list[str]]:
     """The monitor config for this bag: required sources it does not record are dropped, except scan."""
     notes = []
     have = {_SOURCE_OF_ROLE[r].value for r in inputs.topics if r in _SOURCE_OF_ROLE}
@@ -176,7 +177,8 @@ class _Timeline:
         if kind is VerdictKind.ALLOW:
             return
         last = self.intervals[-1] if self.intervals else None
-        if last is not None and last.end_index == index - 1 and (last.kind, last.category) == (kind.name, category):
+        same = last is not None and (last.kind, last.category) == (kind.name, category)
+        if last is not None and same and last.end_index == index - 1:
             last.end_s, last.end_index, last.ticks = now, index, last.ticks + 1
             last.commanded_ticks += commanded
         else:
@@ -234,7 +236,8 @@ class _Auditor:
     def _malformed(self, role: str, topic: str, now: float, reason: str) -> None:
         self.malformed[topic].append(f"{now:.3f} s: {reason}")
         if role != "clock":
-            self.monitor.on_malformed(now, Source.CMD_VEL if role == "command" else _SOURCE_OF_ROLE[role], reason)
+            source = Source.CMD_VEL if role == "command" else _SOURCE_OF_ROLE[role]
+            self.monitor.on_malformed(now, source, reason)
 
     def _dispatch(self, role: str, decoded: Any, now: float) -> None:
         m = self.monitor
@@ -268,7 +271,8 @@ class _Auditor:
             ages.append(math.inf if age is None else age)
 
 
-def _health(auditor: _Auditor, monitor_config: MonitorConfig, period: float, gap_factor: float) -> list[SourceHealth]:
+def _health(auditor: _Auditor, monitor_config: MonitorConfig, period: float,
+            gap_factor: float) -> list[SourceHealth]:
     health = []
     timeouts = monitor_config.source_timeout_s
     for role, topic in auditor.inputs.topics.items():
@@ -281,8 +285,9 @@ def _health(auditor: _Auditor, monitor_config: MonitorConfig, period: float, gap
         long_gaps = [(float(times[i]), float(gaps[i])) for i in np.flatnonzero(gaps > limit)] if limit else []
         ages = np.asarray(auditor.timeline.ages.get(source, [])) if source else np.zeros(0)
         stale_s = float(np.count_nonzero(ages > timeout) * period) if source and timeout else None
-        health.append(SourceHealth(role, topic, int(times.size), median, float(gaps.max()) if gaps.size else None,
-                                   long_gaps, stale_s, source is not None and monitor_config.is_required(source),
+        required = source is not None and monitor_config.is_required(source)
+        max_gap = float(gaps.max()) if gaps.size else None
+        health.append(SourceHealth(role, topic, int(times.size), median, max_gap, long_gaps, stale_s, required,
                                    auditor.malformed[topic], sorted(auditor.frames.get(topic, ()))))
     return health
 
@@ -298,8 +303,8 @@ def load_monitor_config(path: str | Path, node_name: str = "safety_monitor") -> 
     return from_mapping(MonitorConfig, params, where=str(path))
 
 
-def run_audit(bag_path: str | Path, config: AuditConfig | None = None, monitor_config: MonitorConfig | None = None,
-              policy: AuditPolicy | None = None) -> AuditReport:
+def run_audit(bag_path: str | Path, config: AuditConfig | None = None,
+              monitor_config: MonitorConfig | None = None, policy: AuditPolicy | None = None) -> AuditReport:
     """Audit one bag; see the module docstring.
 
     Errors while reading (a truncated file, an undecodable message) end the run early: everything read up
@@ -313,7 +318,7 @@ def run_audit(bag_path: str | Path, config: AuditConfig | None = None, monitor_c
     with open_bag(bag_path) as bag:
         inputs = _find_inputs(bag, config)
         obstacle_topic = inputs.topics.get("scan") or inputs.topics.get("costmap")
-        scan_period = (bag.duration_s / max(bag.topic(obstacle_topic).count - 1, 1)) if obstacle_topic else None
+        scan_period = bag.duration_s / max(bag.topic(obstacle_topic).count - 1, 1) if obstacle_topic else None
         mconfig, notes = _audit_monitor_config(monitor_config or MonitorConfig(), inputs, scan_period)
         auditor = _Auditor(bag, inputs, mconfig, policy, config)
         period = mconfig.period

@@ -146,7 +146,7 @@ class AuditReport:
             "inputs": self.inputs, "lacks": self.lacks, "notes": self.notes, "warnings": self.warnings,
             "errors": self.errors,
             "monitor": {"required_sources": self.required_sources, "control_rate_hz": self.control_rate_hz},
-            "clock": {"header_minus_receive_s": None if self.header_offset_s is None else -round(self.header_offset_s, 3),
+            "clock": {"header_minus_receive_s": _round(None if self.header_offset_s is None else -self.header_offset_s),
                       "header_stamps": self._header_clock(), "sim_clock_s": self.sim_clock_s},
             "verdict_counts": self.verdict_counts(),
             "interventions": [i.to_json() for i in self.interventions()],
@@ -177,15 +177,17 @@ class AuditReport:
                  f"{', '.join(self.required_sources) or 'nothing'}; header stamps: {self._header_clock()}.", "",
                  "## Inputs", ""]
         lines += [f"- {role}: `{topic}`" for role, topic in self.inputs.items()]
-        for title, items in (("What the bag lacks", self.lacks), ("Notes", self.notes),
-                             ("Reader warnings", self.warnings), ("Errors (report covers what was read)", self.errors)):
+        sections = (("What the bag lacks", self.lacks), ("Notes", self.notes), ("Reader warnings", self.warnings),
+                    ("Errors (report covers what was read)", self.errors))
+        for title, items in sections:
             if items:
                 lines += ["", f"## {title}", "", *[f"- {x}" for x in items]]
         lines += ["", "## Verdicts", "", "| kind | ticks |", "|---|---|",
                   *[f"| {k} | {n} |" for k, n in counts.items()], "",
                   "## Verdicts that would have stopped or limited the robot", ""]
         if self.intervals:
-            lines += ["| from (s) | to (s) | kind | category | ticks | while commanded | reason |", "|---|---|---|---|---|---|---|"]
+            lines += ["| from (s) | to (s) | kind | category | ticks | while commanded | reason |",
+                      "|---|---|---|---|---|---|---|"]
             lines += [f"| {i.start_s:.2f} | {i.end_s:.2f} | {i.kind} | {i.category.value if i.category else ''} | "
                       f"{i.ticks} | {i.commanded_ticks} | {i.reason} |" for i in self.intervals]
         else:
@@ -194,12 +196,14 @@ class AuditReport:
                   "|---|---|---|"]
         lines += [f"| {c} | {v['max']:.2f} | {v['fired_fraction']:.3f} |" for c, v in self.risk_summary().items()]
         lines += ["", "## Input health", "",
-                  "| role | topic | msgs | median period (s) | max gap (s) | gaps | stale (s) | required | malformed | frames |",
+                  "| role | topic | msgs | median period (s) | max gap (s) | gaps | stale (s) | required | malformed "
+                  "| frames |",
                   "|---|---|---|---|---|---|---|---|---|---|"]
         for s in self.sources:
             gaps = ", ".join(f"{a:.2f}+{b:.2f}" for a, b in s.gaps[:5]) + (" ..." if len(s.gaps) > 5 else "")
-            lines.append(f"| {s.role} | `{s.topic}` | {s.count} | {_fmt(s.median_period_s)} | {_fmt(s.max_gap_s)} | "
-                         f"{gaps or '-'} | {_fmt(s.stale_s)} | {'yes' if s.required else 'no'} | {len(s.malformed)} | "
+            lines.append(f"| {s.role} | `{s.topic}` | {s.count} | {_fmt(s.median_period_s)} | "
+                         f"{_fmt(s.max_gap_s)} | {gaps or '-'} | {_fmt(s.stale_s)} | "
+                         f"{'yes' if s.required else 'no'} | {len(s.malformed)} | "
                          f"{', '.join(s.frames) or '-'} |")
         lines += ["", f"Audited in {self.wall_s:.3f} s ({self.realtime_factor:.0f}x real time).", ""]
         return "\n".join(lines)
@@ -227,7 +231,8 @@ class AuditReport:
         ax_r.legend(loc="upper right", fontsize="small")
         cap = 2.0 * max(self.timeouts.values(), default=1.0)
         for name, ages in self.ages.items():
-            (line,) = ax_a.plot(self.times, np.minimum(ages, cap), label=f"{name} age")  # never received: at the cap
+            # never received (inf) shows at the cap
+            (line,) = ax_a.plot(self.times, np.minimum(ages, cap), label=f"{name} age")
             ax_a.axhline(self.timeouts[name], color=line.get_color(), linestyle="--", linewidth=0.8)
         ax_a.set_ylabel(f"age (s, capped at {cap:g}); dashed: timeout")
         ax_a.set_xlabel("bag time (s)")

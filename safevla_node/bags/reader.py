@@ -45,8 +45,8 @@ _LOG = logging.getLogger(__name__)
 PARTIAL_SPLIT_PREFIX = ".partial_split_"
 
 # What rosbags and the storage libraries raise on bad input; all become BagError at this boundary.
-_READ_ERRORS = (AnyReaderError, ReaderError, sqlite3.Error, SerdeError, TypesysError, ZstdError, OSError, EOFError,
-                AssertionError, ValueError, KeyError, IndexError)
+_READ_ERRORS = (AnyReaderError, ReaderError, sqlite3.Error, SerdeError, TypesysError, ZstdError, OSError,
+                EOFError, AssertionError, ValueError, KeyError, IndexError)
 
 
 def normalize_topic(name: str) -> str:
@@ -209,7 +209,8 @@ class BagReader:
         for info in self.topics:
             if info.name == wanted:
                 return info
-        raise BagError(f"bag {str(self.path)!r} has no topic {wanted!r}; it has {[t.name for t in self.topics]}")
+        names = [t.name for t in self.topics]
+        raise BagError(f"bag {str(self.path)!r} has no topic {wanted!r}; it has {names}")
 
     @property
     def start_ns(self) -> int:

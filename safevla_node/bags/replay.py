@@ -94,7 +94,8 @@ class ReplayPlan:
         remaps = parse_remaps(config.remap)
         selected = [bag.topic(t) for t in config.topics] if config.topics else bag.topics
         if config.clock_hz > 0 and any(t.name == CLOCK_TOPIC for t in selected):
-            _LOG.warning("--clock: the recorded %s is not played (it would fight the generated clock)", CLOCK_TOPIC)
+            _LOG.warning("--clock: the recorded %s is not played (it would fight the generated clock)",
+                         CLOCK_TOPIC)
             selected = [t for t in selected if t.name != CLOCK_TOPIC]
         #: source topic -> published topic, for the topics that will be played.
         self.topic_map: dict[str, str] = {t.name: remaps.get(t.name, t.name) for t in selected}
@@ -126,7 +127,8 @@ class ReplayPlan:
             offset = tick * period
             if horizon_s is not None and offset > horizon_s:
                 return
-            bag_ns = self.start_ns + round((offset % span_s if self.config.loop else offset) * self.config.rate * 1e9)
+            into_bag_s = (offset % span_s if self.config.loop else offset) * self.config.rate
+            bag_ns = self.start_ns + round(into_bag_s * 1e9)
             sec, nsec = divmod(bag_ns, 1_000_000_000)
             raw = bytes(self._typestore.serialize_cdr(clock_cls(time_cls(sec, nsec)), CLOCK_TYPE))
             yield ReplayEvent(offset, CLOCK_TOPIC, CLOCK_TYPE, raw, bag_ns)
@@ -158,7 +160,8 @@ class Pacer:
     ``clock`` and ``sleep`` are injectable so the policy can be tested without waiting.
     """
 
-    def __init__(self, spin_s: float = 1e-3, poll_s: float = 0.05, clock: Callable[[], float] = time.perf_counter,
+    def __init__(self, spin_s: float = 1e-3, poll_s: float = 0.05,
+                 clock: Callable[[], float] = time.perf_counter,
                  sleep: Callable[[float], None] = time.sleep) -> None:
         if spin_s < 0:
             raise ConfigError(f"spin_s={spin_s!r} must be >= 0")

@@ -55,7 +55,7 @@ class RecordConfig:
     output: str = field("", "bag directory to create; must not exist yet")
     storage: str = field("mcap", "storage plugin: mcap or sqlite3")
     compression: str = field("none", "zstd compression: none, file, message, or storage (MCAP chunks only)")
-    max_split_bytes: int = field(64 * 2**20, "close the split after about this many bytes of messages (0: no limit)")
+    max_split_bytes: int = field(64 * 2**20, "close the split after about this many message bytes (0: no limit)")
     max_split_duration_s: float = field(30.0, "close the split after this much receive time (s; 0: no limit)")
 
     def __post_init__(self) -> None:
@@ -85,15 +85,19 @@ def _merge_metadata(combined: dict[str, Any] | None, split: dict[str, Any], file
         entry["path"] = file_name
     if combined is None:
         return split
-    start = min(combined["starting_time"]["nanoseconds_since_epoch"], split["starting_time"]["nanoseconds_since_epoch"])
-    end = max(combined["starting_time"]["nanoseconds_since_epoch"] + combined["duration"]["nanoseconds"],
-              split["starting_time"]["nanoseconds_since_epoch"] + split["duration"]["nanoseconds"])
+    def span(meta: dict[str, Any]) -> tuple[int, int]:
+        first = meta["starting_time"]["nanoseconds_since_epoch"]
+        return first, first + meta["duration"]["nanoseconds"]
+
+    (a_start, a_end), (b_start, b_end) = span(combined), span(split)
+    start, end = min(a_start, b_start), max(a_end, b_end)
     combined["starting_time"]["nanoseconds_since_epoch"] = start
     combined["duration"]["nanoseconds"] = end - start
     combined["message_count"] += split["message_count"]
     combined["relative_file_paths"].append(file_name)
     combined["files"].extend(split["files"])
-    counts = {(t["topic_metadata"]["name"], t["topic_metadata"]["type"]): t for t in combined["topics_with_message_count"]}
+    counts = {(t["topic_metadata"]["name"], t["topic_metadata"]["type"]): t
+              for t in combined["topics_with_message_count"]}
     for topic in split["topics_with_message_count"]:
         key = (topic["topic_metadata"]["name"], topic["topic_metadata"]["type"])
         if key in counts:

@@ -72,7 +72,8 @@ def _configure_audit(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("bag", help="rosbag2 directory")
     parser.add_argument("-o", "--output", help="folder for audit.md, audit.json and timeline.png "
                         "(default: print the markdown only)")
-    parser.add_argument("--monitor-config", help="safety monitor parameter YAML (config/safety_monitor.yaml layout); "
+    parser.add_argument("--monitor-config", help="safety monitor parameter YAML (layout of "
+                        "config/safety_monitor.yaml); "
                         "default: the monitor's built-in defaults")
     parser.add_argument("--command-topic", help="base command topic to judge (default: the first of "
                         "/cmd_vel_in, /cmd_vel, /cmd_vel_smoothed in the bag)")

@@ -79,7 +79,8 @@ def run(bag_path: str, config: ReplayConfig, delay_s: float = 0.0, args: list[st
                 time.sleep(delay_s)
                 count = node.play(Pacer())
                 late_ms = sorted(node.lateness_s)[int(0.99 * (count - 1))] * 1e3 if count else 0.0
-                node.get_logger().info(f"replayed {count} messages from {bag_path} (pacing lateness p99 {late_ms:.2f} ms)")
+                node.get_logger().info(
+                    f"replayed {count} messages from {bag_path} (pacing lateness p99 {late_ms:.2f} ms)")
             except (KeyboardInterrupt, ExternalShutdownException):
                 pass
             finally:
