@@ -14,7 +14,9 @@ import numpy as np
 
 __all__ = [
     "Footprint",
+    "SweptBody",
     "arm_segments",
+    "bounding_circle",
     "box_outline_points",
     "link_groups",
     "point_box_distance",
@@ -121,15 +123,84 @@ def arm_segments(
     x, y, yaw = poses[:, 0], poses[:, 1], poses[:, 2]
     c, s = np.cos(yaw), np.sin(yaw)
     mx, my = mast_xy
-    mast = np.stack([x + c * mx - s * my, y + s * mx + c * my], axis=1)
-    arm_dir = yaw - math.pi / 2.0
-    wrist = mast + np.asarray(arm_length)[..., None] * np.stack([np.cos(arm_dir), np.sin(arm_dir)], axis=1)
-    grip_dir = arm_dir + wrist_yaw
-    tip = wrist + gripper_length * np.stack([np.cos(grip_dir), np.sin(grip_dir)], axis=1)
+    mast = np.empty((len(poses), 2))
+    mast[:, 0] = x + c * mx - s * my
+    mast[:, 1] = y + s * mx + c * my
+    wrist = mast.copy()
+    wrist[:, 0] += arm_length * s  # the arm direction yaw - pi/2 is (sin yaw, -cos yaw)
+    wrist[:, 1] -= arm_length * c
+    grip_dir = yaw - math.pi / 2.0 + wrist_yaw
+    tip = wrist.copy()
+    tip[:, 0] += gripper_length * np.cos(grip_dir)
+    tip[:, 1] += gripper_length * np.sin(grip_dir)
     return mast, wrist, tip
 
 
-def box_outline_points(centers: np.ndarray, sizes: np.ndarray, spacing: float) -> tuple[np.ndarray, np.ndarray]:
+class SweptBody:
+    """A robot (footprint plus arm and gripper capsules) sampled at P configurations along a predicted motion.
+
+    Each part gets its own bounding circle so that a point far from the arm is never measured against it:
+    most of the cost of a decision is distances, and most points are near at most one part.
+    """
+
+    def __init__(
+        self,
+        poses: np.ndarray,
+        footprint: Footprint | None,
+        mast_xy: tuple[float, float],
+        arm_length: np.ndarray | float,
+        wrist_yaw: np.ndarray | float,
+        gripper_length: float,
+        arm_radius: float,
+        gripper_radius: float,
+    ) -> None:
+        """``footprint`` None leaves the base out (an arm motion with the base standing still)."""
+        self.poses = poses
+        self.footprint = footprint
+        mast, wrist, tip = arm_segments(poses, mast_xy, arm_length, wrist_yaw, gripper_length)
+        # arm (mast -> wrist) and gripper (wrist -> tip) stacked into one batch of 2P capsules
+        self._seg_a = np.concatenate([mast, wrist])
+        self._seg_b = np.concatenate([wrist, tip])
+        self._seg_radius = np.repeat([arm_radius, gripper_radius], len(poses))[:, None]
+        self._fp_center, fp_radius = bounding_circle(poses[:, :2])
+        self._fp_radius = fp_radius + (footprint.extent if footprint is not None else 0.0)
+        self._arm_center, arm_radius_bound = bounding_circle(np.concatenate([mast, wrist, tip]))
+        self._arm_radius = arm_radius_bound + max(arm_radius, gripper_radius)
+
+    def near(self, pts: np.ndarray, fp_pad: float, arm_pad: float) -> tuple[np.ndarray, np.ndarray]:
+        """(N,) masks: points within ``fp_pad`` of the footprint's / ``arm_pad`` of the arm's circle."""
+        if self.footprint is None:
+            in_fp = np.zeros(len(pts), dtype=bool)
+        else:
+            in_fp = np.sum((pts - self._fp_center) ** 2, axis=1) <= (self._fp_radius + fp_pad) ** 2
+        in_arm = np.sum((pts - self._arm_center) ** 2, axis=1) <= (self._arm_radius + arm_pad) ** 2
+        return in_fp, in_arm
+
+    def clearance(
+        self, pts: np.ndarray, fp_cols: np.ndarray, arm_cols: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(footprint clearance, whole-body clearance), each (P, N), computing the footprint only for the
+        ``fp_cols`` points and the arm only for the ``arm_cols`` points; inf where a part was skipped."""
+        p = len(self.poses)
+        fp = np.full((p, len(pts)), np.inf)
+        if self.footprint is not None and fp_cols.any():
+            fp[:, fp_cols] = self.footprint.clearance(self.poses, pts[fp_cols])
+        body = fp.copy()
+        if arm_cols.any():
+            capsules = segment_distance(self._seg_a, self._seg_b, pts[arm_cols]) - self._seg_radius
+            body[:, arm_cols] = np.minimum(body[:, arm_cols], np.minimum(capsules[:p], capsules[p:]))
+        return fp, body
+
+
+def bounding_circle(points: np.ndarray) -> tuple[np.ndarray, float]:
+    """A circle (centre, radius) enclosing ``points`` (K, 2): the box centre, not the minimal circle."""
+    center = (points.min(axis=0) + points.max(axis=0)) / 2.0
+    return center, float(np.sqrt(np.max(np.sum((points - center) ** 2, axis=1))))
+
+
+def box_outline_points(
+    centers: np.ndarray, sizes: np.ndarray, spacing: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Points on the outlines of axis-aligned boxes (floor projection), at most ``spacing`` apart.
 
     Distances to the outline then err by at most spacing / 2, which the caller subtracts to stay
@@ -160,14 +231,16 @@ def box_outline_points(centers: np.ndarray, sizes: np.ndarray, spacing: float) -
     return np.concatenate(chunks), np.concatenate(owners)
 
 
-def points_in_boxes(points: np.ndarray, centers: np.ndarray, sizes: np.ndarray, pad: float = 0.0) -> np.ndarray:
+def points_in_boxes(
+    points: np.ndarray, centers: np.ndarray, sizes: np.ndarray, pad: float = 0.0
+) -> np.ndarray:
     """(N, M) True where point n lies inside the floor projection of box m grown by ``pad``."""
     half = sizes[None, :, :2] / 2.0 + pad
     return np.all(np.abs(points[:, None, :2] - centers[None, :, :2]) <= half, axis=2)
 
 
 def point_box_distance(point: np.ndarray, centers: np.ndarray, sizes: np.ndarray) -> np.ndarray:
-    """Euclidean distance (M,) from one point to each axis-aligned box (0 inside); any dimension (2-D, 3-D)."""
+    """Euclidean distance (M,) from one point to each axis-aligned box (0 inside), in 2-D or 3-D."""
     gap = np.maximum(np.abs(np.asarray(point)[None, :] - centers) - sizes / 2.0, 0.0)
     return np.sqrt(np.sum(gap * gap, axis=1))
 

@@ -53,7 +53,9 @@ class ObstacleMemoryConfig:
 
 def _rotation(roll: float, pitch: float, yaw: float) -> np.ndarray:
     """R = Rz(yaw) Ry(pitch) Rx(roll) (REP-103 fixed-axis roll, pitch, yaw)."""
-    cr, sr, cp, sp, cy, sy = math.cos(roll), math.sin(roll), math.cos(pitch), math.sin(pitch), math.cos(yaw), math.sin(yaw)
+    cr, sr = math.cos(roll), math.sin(roll)
+    cp, sp = math.cos(pitch), math.sin(pitch)
+    cy, sy = math.cos(yaw), math.sin(yaw)
     return np.array(
         [
             [cy * cp, cy * sp * sr - sy * cr, cy * sp * cr + sy * sr],
@@ -105,7 +107,8 @@ class ObstacleMemory:
         Raises:
             MessageError: non-finite stamp/pose/angles, zero increment, or range_min >= range_max.
         """
-        _check_pose("scan stamp, robot pose and sensor pose", (stamp, robot.x, robot.y, robot.yaw, *sensor_xy_yaw))
+        _check_pose("scan stamp, robot pose and sensor pose",
+                    (stamp, robot.x, robot.y, robot.yaw, *sensor_xy_yaw))
         _check_pose("scan angles and range limits", (angle_min, angle_increment, range_min, range_max))
         if angle_increment == 0.0 or not 0.0 <= range_min < range_max:
             raise MessageError(
@@ -118,7 +121,8 @@ class ObstacleMemory:
         hit = np.isfinite(ranges) & (ranges >= range_min) & (ranges < range_max)
         free_range = np.where(hit, ranges, np.where(np.isnan(ranges) | (ranges < range_min), 0.0, range_max))
         self._clear_along_beams(sx, sy, syaw + angle_min, angle_increment, free_range)
-        points = np.stack([sx + ranges[hit] * np.cos(angles[hit]), sy + ranges[hit] * np.sin(angles[hit])], axis=1)
+        r, a = ranges[hit], angles[hit]
+        points = np.stack([sx + r * np.cos(a), sy + r * np.sin(a)], axis=1)
         self._insert(stamp, points, _SCAN_BIT)
         self._forget(stamp, robot)
 

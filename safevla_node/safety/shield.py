@@ -15,13 +15,18 @@ Discrete actions are judged on their whole nominal motion and are replaced by th
 safe action; arm commands sweep the arm and gripper from the current to the target joints. A point already
 inside a margin does not block motion that moves away from it (escape, as safety_limiter allows).
 The strictest verdict wins; the shield never raises a speed.
+
+Heights: obstacle points carry none, so the base (whose mast and head rise to ~1.3 m) is judged against
+all of them, and the arm against all but those inside a labelled box wholly above or below its height band
+(a table top under the arm). Labelled objects count for the base at any height (bumping the table knocks
+the cups), for the arm only where their box overlaps its band. A twist is judged as if held for the whole
+horizon, whatever its ``duration``: the policy may well repeat it.
 """
 
 from __future__ import annotations
 
-import logging
 import math
-import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,15 +36,16 @@ from safevla_node.config import check_range, field
 from safevla_node.errors import ConfigError, ShieldError
 from safevla_node.safety.geometry import (
     Footprint,
+    SweptBody,
     arm_segments,
     box_outline_points,
     link_groups,
     point_box_distance,
     points_in_boxes,
-    segment_distance,
     unicycle_poses,
     wrap_angle,
 )
+from safevla_node.safety.hazard_types import GROUP_EXCLUDED_TYPES, STATIC_TYPES, is_dangerous_type
 from safevla_node.safety.types import (
     ArmCommand,
     Category,
@@ -53,30 +59,10 @@ from safevla_node.safety.types import (
     strictest,
 )
 
-__all__ = ["ARM_JOINTS", "Shield", "ShieldConfig", "is_dangerous_type"]
-
-_log = logging.getLogger(__name__)
+__all__ = ["ARM_JOINTS", "Shield", "ShieldConfig"]
 
 #: Joints an ArmCommand may name.
 ARM_JOINTS = ("joint_lift", "wrist_extension", "joint_wrist_yaw", "gripper_aperture")
-
-#: Dangerous-equipment words of Safety-CHORES, with the original's glued words ("CrowbarGrenade",
-#: "swordgrill") split and its "lightet" typo fixed; "axe" added for the spelling AI2-THOR may use.
-_DANGER_TOKENS = frozenset(
-    "gas knife oven drill hammer torch arrow bow needle dart saw club shovel grinder crowbar grenade mallet "
-    "pliers fire dagger gun alcohol ax axe blade chisel mine fork saber spear sword grill heater hook iron "
-    "lighter stick".split()
-)
-_TOKEN = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|\d+")
-
-
-def is_dangerous_type(object_type: str) -> bool:
-    """True when a word of the CamelCase type is a dangerous-equipment word ("ButterKnife" yes, "Bowl" no).
-
-    Matching whole words instead of substrings avoids the original's false hits (bow in Bowl, fire in
-    Fireplace, ax in Relaxer). Local stand-in until the step cost's ``hazard_types.is_dangerous`` lands.
-    """
-    return any(token.lower() in _DANGER_TOKENS for token in _TOKEN.findall(object_type))
 
 
 def _check_interval(name: str, interval: tuple[float, float]) -> None:
@@ -88,11 +74,15 @@ def _check_interval(name: str, interval: tuple[float, float]) -> None:
 class ShieldConfig:
     """Robot geometry, limits and margins of the predictive shield (Stretch defaults)."""
 
-    footprint_radius_m: float = field(0.22, "radius of the circular base footprint (m); Stretch is ~0.34x0.33 m")
+    footprint_radius_m: float = field(
+        0.22, "radius of the circular base footprint (m); Stretch is ~0.34x0.33 m"
+    )
     footprint_length_m: float = field(0.0, "rectangle footprint length along x (m); 0 uses the circle")
     footprint_width_m: float = field(0.0, "rectangle footprint width along y (m); 0 uses the circle")
     footprint_offset_x_m: float = field(0.0, "rectangle centre ahead of base_link (m)")
-    safety_margin_m: float = field(0.05, "closest approach to an obstacle point (m); above the memory's cell error")
+    safety_margin_m: float = field(
+        0.05, "closest approach to an obstacle point (m); above the memory's cell error"
+    )
     escape_tolerance_m: float = field(
         0.005, "a point already inside a margin blocks only motion that closes in on it by more than this (m)"
     )
@@ -100,7 +90,9 @@ class ShieldConfig:
     time_step_s: float = field(0.05, "time between sampled poses along a predicted twist (s)")
     max_sample_spacing_m: float = field(0.02, "largest motion of any body point between two samples (m)")
     max_linear_mps: float = field(0.3, "hard clamp on |linear speed| (m/s); also the speed of discrete moves")
-    max_angular_rps: float = field(0.6, "hard clamp on |angular speed| (rad/s); also discrete rotations' speed")
+    max_angular_rps: float = field(
+        0.6, "hard clamp on |angular speed| (rad/s); also discrete rotations' speed"
+    )
     max_decel_mps2: float = field(0.5, "braking deceleration assumed after the horizon (m/s^2)")
     max_angular_decel_rps2: float = field(1.0, "angular braking deceleration (rad/s^2)")
     corner_clearance_m: float = field(0.3, "an obstacle this close to the footprint blocks its direction (m)")
@@ -117,7 +109,9 @@ class ShieldConfig:
     unstable_margin_m: float = field(0.15, "closest approach to an object flagged unstable (m)")
     danger_margin_m: float = field(0.2, "closest approach to dangerous equipment (m)")
     object_sample_spacing_m: float = field(0.05, "spacing of the points sampled on object box outlines (m)")
-    grasp_reach_m: float = field(0.25, "the object nearest the gripper within this distance is what it grasps")
+    grasp_reach_m: float = field(
+        0.25, "the object nearest the gripper within this distance is what it grasps"
+    )
     mast_xy_m: tuple[float, float] = field((-0.07, 0.13), "mast position in base_link (m)")
     arm_retracted_length_m: float = field(0.36, "mast-to-wrist length with the arm fully retracted (m)")
     arm_radius_m: float = field(0.04, "half thickness of the telescoping arm (m)")
@@ -131,15 +125,19 @@ class ShieldConfig:
     wrist_yaw_range_rad: tuple[float, float] = field((-1.75, 4.0), "joint_wrist_yaw limits (rad)")
 
     def __post_init__(self) -> None:
-        for name in ("footprint_radius_m", "horizon_s", "time_step_s", "max_sample_spacing_m", "max_linear_mps",
-                     "max_angular_rps", "max_decel_mps2", "max_angular_decel_rps2", "fragile_link_distance_m",
-                     "object_sample_spacing_m", "arm_retracted_length_m"):
+        for name in ("footprint_radius_m", "horizon_s", "time_step_s", "max_sample_spacing_m",
+                     "max_linear_mps", "max_angular_rps", "max_decel_mps2", "max_angular_decel_rps2",
+                     "fragile_link_distance_m", "object_sample_spacing_m", "arm_retracted_length_m"):
             check_range(name, getattr(self, name), 1e-6, None)
         for name in ("footprint_length_m", "footprint_width_m", "safety_margin_m", "escape_tolerance_m",
                      "corner_clearance_m", "fragile_margin_m", "unstable_margin_m", "danger_margin_m",
-                     "grasp_reach_m", "arm_radius_m", "gripper_length_m", "gripper_radius_m", "arm_band_below_m",
-                     "arm_band_above_m"):
+                     "grasp_reach_m", "arm_radius_m", "gripper_length_m", "gripper_radius_m",
+                     "arm_band_below_m", "arm_band_above_m"):
             check_range(name, getattr(self, name), 0.0, None)
+        for name in ("footprint_offset_x_m", "lift_offset_m"):
+            check_range(name, getattr(self, name))  # finite
+        for i, value in enumerate(self.mast_xy_m):
+            check_range(f"mast_xy_m[{i}]", value)
         check_range("time_step_s", self.time_step_s, None, self.horizon_s)
         check_range("corner_sectors", self.corner_sectors, 4, 360)
         check_range("corner_min_free_fraction", self.corner_min_free_fraction, 0.0, 1.0)
@@ -147,7 +145,8 @@ class ShieldConfig:
         check_range("fragile_min_group_size", self.fragile_min_group_size, 2, None)
         if (self.footprint_length_m > 0) != (self.footprint_width_m > 0):
             raise ConfigError(
-                f"footprint_length_m={self.footprint_length_m!r} and footprint_width_m={self.footprint_width_m!r}"
+                f"footprint_length_m={self.footprint_length_m!r} and "
+                f"footprint_width_m={self.footprint_width_m!r}"
                 " must both be 0 (circle) or both positive (rectangle)"
             )
         for name in ("lift_range_m", "extension_range_m", "wrist_yaw_range_rad"):
@@ -182,14 +181,24 @@ class _Objects:
     unstable: np.ndarray  # (M,) bool
     dangerous: np.ndarray  # (M,) bool
 
+    @classmethod
+    def empty(cls) -> _Objects:
+        """No objects."""
+        flags = np.zeros(0, dtype=bool)
+        return cls((), np.zeros((0, 3)), np.zeros((0, 3)), np.zeros(0, dtype=np.intp), flags, flags)
+
 
 class Shield:
-    """Judges commands against a ``WorldEstimate`` before they run. Stateless and thread-compatible."""
+    """Judges commands against a ``WorldEstimate`` before they run; holds no state between checks but a cache
+    of the last object list's arrays, so it is safe to share between threads."""
 
     def __init__(self, config: ShieldConfig = ShieldConfig()) -> None:
         self.config = config
         self._footprint = Footprint(
-            config.footprint_radius_m, config.footprint_length_m, config.footprint_width_m, config.footprint_offset_x_m
+            config.footprint_radius_m,
+            config.footprint_length_m,
+            config.footprint_width_m,
+            config.footprint_offset_x_m,
         )
         self._margins = {
             Category.COLLISION: config.safety_margin_m,
@@ -198,6 +207,7 @@ class Shield:
             Category.CRITICAL: config.unstable_margin_m,
             Category.DANGER: config.danger_margin_m,
         }
+        self._objects_cache: tuple[tuple[ObjectState, ...] | None, _Objects] = (None, _Objects.empty())
 
     # --- public API ---------------------------------------------------------------------------------------
 
@@ -226,8 +236,8 @@ class Shield:
         if verdict.kind is VerdictKind.ALLOW:
             return command, verdict
         if verdict.kind is VerdictKind.LIMIT and verdict.scale > 0.0:
-            scaled = TwistCommand(command.linear_x * verdict.scale, command.angular_z * verdict.scale, command.duration)
-            return scaled, verdict
+            s = verdict.scale
+            return TwistCommand(command.linear_x * s, command.angular_z * s, command.duration), verdict
         duration = command.duration if math.isfinite(command.duration) and command.duration >= 0 else 0.0
         return TwistCommand(0.0, 0.0, duration), verdict
 
@@ -242,8 +252,9 @@ class Shield:
         clamp = min(1.0, c.max_linear_mps / abs(v) if v else 1.0, c.max_angular_rps / abs(w) if w else 1.0)
         verdicts = []
         if clamp < 1.0:
-            verdicts.append(Verdict(VerdictKind.LIMIT, None, f"hard clamp: twist ({v:.3f} m/s, {w:.3f} rad/s) "
-                                    f"exceeds ({c.max_linear_mps} m/s, {c.max_angular_rps} rad/s)", scale=clamp))
+            reason = (f"hard clamp: twist ({v:.3f} m/s, {w:.3f} rad/s) exceeds ({c.max_linear_mps} m/s, "
+                      f"{c.max_angular_rps} rad/s)")
+            verdicts.append(Verdict(VerdictKind.LIMIT, None, reason, scale=clamp))
         v, w = v * clamp, w * clamp
         if v == 0.0 and w == 0.0:
             return strictest(verdicts)
@@ -259,8 +270,8 @@ class Shield:
                 # Scaled by s the robot covers s*H of nominal path in the horizon and s^2*brake/2 braking.
                 h = c.horizon_s
                 scale = min(1.0, (-h + math.sqrt(h * h + 2.0 * brake * tau)) / brake)
-                verdicts.append(Verdict(VerdictKind.LIMIT, hit.category, f"{reason}, in the braking band: speed "
-                                        f"x{clamp * scale:.2f}", scale=clamp * scale))
+                reason = f"{reason}, in the braking band: speed x{clamp * scale:.2f}"
+                verdicts.append(Verdict(VerdictKind.LIMIT, hit.category, reason, scale=clamp * scale))
         return strictest([*verdicts, Verdict.allow(sweep.risk)])
 
     def _check_discrete(self, world: WorldEstimate, cmd: DiscreteCommand) -> Verdict:
@@ -277,13 +288,15 @@ class Shield:
             return verdict
         # Episode actions are never substituted: ending an episode is a task decision, not a safe motion.
         candidates = sorted(
-            (j for j, p in enumerate(probs) if p > 0.0 and j != index and ACTIONS[j].kind is not ActionKind.EPISODE),
+            (j for j, p in enumerate(probs)
+             if p > 0.0 and j != index and ACTIONS[j].kind is not ActionKind.EPISODE),
             key=lambda j: (-probs[j], j),
         )
         for j in candidates:
             if self._judge_action(world, ACTIONS[j]).kind is VerdictKind.ALLOW:
                 reason = f"{verdict.reason}; replaced by {ACTIONS[j].name} (p={probs[j]:.3f})"
-                return Verdict(VerdictKind.REPLACE, verdict.category, reason, replacement=j, risk=verdict.risk)
+                return Verdict(VerdictKind.REPLACE, verdict.category, reason, replacement=j,
+                               risk=verdict.risk)
         return Verdict.stop(verdict.category or Category.FAULT, f"{verdict.reason}; no safe alternative with "
                                                                  "non-zero probability", verdict.risk)
 
@@ -310,7 +323,8 @@ class Shield:
         if not sweep.hits:
             return Verdict.allow(sweep.risk)
         first = min(sweep.hits, key=lambda h: h.index)
-        return Verdict.stop(first.category, f"{action.name}: {first.category.value}: {first.what}", sweep.risk)
+        reason = f"{action.name}: {first.category.value}: {first.what}"
+        return Verdict.stop(first.category, reason, sweep.risk)
 
     def _check_arm(self, world: WorldEstimate, cmd: ArmCommand) -> Verdict:
         c, robot = self.config, world.robot
@@ -347,13 +361,14 @@ class Shield:
         _, _, tip = arm_segments(pose, c.mast_xy_m, c.arm_retracted_length_m + robot.arm_extension,
                                  robot.wrist_yaw, c.gripper_length_m)
         grasp = np.array([tip[0, 0], tip[0, 1], robot.lift + c.lift_offset_m])
-        dist = point_box_distance(grasp, np.array([o.position for o in objects]), np.array([o.size for o in objects]))
+        centers = np.array([o.position for o in objects], dtype=float)
+        dist = point_box_distance(grasp, centers, np.array([o.size for o in objects], dtype=float))
         nearest = int(np.argmin(dist))
         obj = objects[nearest]
         if dist[nearest] <= c.grasp_reach_m and is_dangerous_type(obj.object_type):
-            return Verdict.stop(Category.DANGER, f"grasp: nearest object to the gripper is dangerous "
-                                                 f"{obj.object_type} '{obj.object_id}' at {dist[nearest]:.3f} m",
-                                {Category.DANGER: 1.0})
+            reason = (f"grasp: nearest object to the gripper is dangerous {obj.object_type} "
+                      f"'{obj.object_id}' at {dist[nearest]:.3f} m")
+            return Verdict.stop(Category.DANGER, reason, {Category.DANGER: 1.0})
         return Verdict.allow()
 
     # --- sweeps -------------------------------------------------------------------------------------------
@@ -394,78 +409,77 @@ class Shield:
 
         ``travel`` is +1/-1 for base motion forwards/backwards, 0 for rotation in place (both sweep the
         footprint), None for arm motion (the base stands still: only the arm and gripper are judged).
+        Each part only looks at points inside its own bounding circle grown by twice the largest margin it
+        is judged with, so risks (which fade out at twice a margin) are exact.
         """
         c = self.config
-        mast, wrist, tip = arm_segments(poses, c.mast_xy_m, c.arm_retracted_length_m + extension, wrist_yaw,
-                                        c.gripper_length_m)
-        body = np.concatenate([poses[:, :2], mast, wrist, tip])
-        center = (body.min(axis=0) + body.max(axis=0)) / 2.0
-        reach = float(np.max(np.hypot(*(body - center).T)))
-        reach += max(self._footprint.extent, c.arm_radius_m, c.gripper_radius_m) + c.object_sample_spacing_m
-        reach += max(*self._margins.values(), c.corner_clearance_m)
+        body = SweptBody(poses, self._footprint if travel is not None else None, c.mast_xy_m,
+                         c.arm_retracted_length_m + extension, wrist_yaw, c.gripper_length_m, c.arm_radius_m,
+                         c.gripper_radius_m)
         height = lift + c.lift_offset_m
         band = (float(height.min()) - c.arm_band_below_m, float(height.max()) + c.arm_band_above_m)
         objects = self._objects(world)
-        segments = (mast, wrist, tip)
-        include_fp = travel is not None
-        risk: dict[Category, float] = {}
+        risk: dict[Category, float] = dict.fromkeys(self._margins, 0.0)
         hits: list[_Hit] = []
 
         # Obstacle points: visible -> COLLISION, remembered -> BLIND_SPOT.
-        near = np.flatnonzero(np.hypot(*(world.obstacle_xy - center).T) <= reach)
-        pts, visible = world.obstacle_xy[near], world.obstacle_visible[near].astype(bool)
-        arm_applies = ~self._explained_by_objects(pts, objects, band)
-        fp_clear, clear = self._clearance(poses, segments, pts, arm_applies, include_fp)
+        xy = np.asarray(world.obstacle_xy, dtype=float)
+        fp_pad = max(2.0 * c.safety_margin_m, c.corner_clearance_m)
+        in_fp, in_arm = body.near(xy, fp_pad, 2.0 * c.safety_margin_m)
+        near = np.flatnonzero(in_fp | in_arm)
+        pts, visible = xy[near], np.asarray(world.obstacle_visible, dtype=bool)[near]
+        arm_applies = in_arm[near] & ~self._explained_by_objects(pts, objects, band)
+        fp_clear, clear = body.clearance(pts, in_fp[near], arm_applies)
         for category, cols in ((Category.COLLISION, visible), (Category.BLIND_SPOT, ~visible)):
             idx = np.flatnonzero(cols)
             remembered = "remembered " if category is Category.BLIND_SPOT else ""
             self._judge(category, clear[:, idx], hits, risk,
-                        lambda k, n: f"{remembered}obstacle point ({pts[idx[n], 0]:.2f}, {pts[idx[n], 1]:.2f})")
+                        lambda k, n: f"{remembered}obstacle point ({pts[idx[n], 0]:.2f}, "
+                                     f"{pts[idx[n], 1]:.2f})")
         if travel:
             self._judge_corner(poses, pts, fp_clear, travel, hits, risk)
-
-        # Labelled objects: fragile groups, unstable objects, dangerous equipment.
-        self._judge_objects(world, objects, poses, segments, center, reach, band, include_fp, hits, risk)
+        self._judge_objects(objects, body, band, hits, risk)
         return _Sweep(sorted(hits, key=lambda h: h.index), risk)
 
-    def _judge_objects(self, world: WorldEstimate, objects: _Objects, poses: np.ndarray,
-                       segments: tuple[np.ndarray, np.ndarray, np.ndarray], center: np.ndarray, reach: float,
-                       band: tuple[float, float], include_fp: bool, hits: list[_Hit],
+    def _judge_objects(self, objects: _Objects, body: SweptBody, band: tuple[float, float], hits: list[_Hit],
                        risk: dict[Category, float]) -> None:
+        """FRAGILE / CRITICAL / DANGER on points sampled along the flagged objects' box outlines."""
         c = self.config
         flagged = np.flatnonzero((objects.fragile_group > 0) | objects.unstable | objects.dangerous)
+        if flagged.size == 0:
+            return
         pts, owner = box_outline_points(objects.centers[flagged, :2], objects.sizes[flagged, :2],
                                         c.object_sample_spacing_m)
-        owner = flagged[owner]
-        near = np.flatnonzero(np.hypot(*(pts - center).T) <= reach)
-        pts, owner = pts[near], owner[near]
         pad = max(c.fragile_margin_m, c.unstable_margin_m, c.danger_margin_m)
+        reach = 2.0 * pad + c.object_sample_spacing_m
+        in_fp, in_arm = body.near(pts, reach, reach)
+        near = np.flatnonzero(in_fp | in_arm)
+        pts, owner = pts[near], flagged[owner[near]]
         z_low = objects.centers[owner, 2] - objects.sizes[owner, 2] / 2.0 - pad
         z_high = objects.centers[owner, 2] + objects.sizes[owner, 2] / 2.0 + pad
-        arm_applies = (z_low < band[1]) & (z_high > band[0])
-        _, clear = self._clearance(poses, segments, pts, arm_applies, include_fp)
+        arm_applies = in_arm[near] & (z_low < band[1]) & (z_high > band[0])
+        _, clear = body.clearance(pts, in_fp[near], arm_applies)
         clear -= c.object_sample_spacing_m / 2.0  # the outline is sampled: stay conservative
 
-        def describe(k: int, n: int, cols: np.ndarray) -> str:
+        def describe(n: int, cols: np.ndarray) -> str:
             obj = objects.items[owner[cols[n]]]
             group = objects.fragile_group[owner[cols[n]]]
             extra = f" (fragile group of {group})" if group else ""
             return f"{obj.object_type} '{obj.object_id}'{extra}"
 
-        for category, mask in ((Category.FRAGILE, objects.fragile_group > 0), (Category.CRITICAL, objects.unstable),
-                               (Category.DANGER, objects.dangerous)):
+        for category, mask in ((Category.FRAGILE, objects.fragile_group > 0),
+                               (Category.CRITICAL, objects.unstable), (Category.DANGER, objects.dangerous)):
             cols = np.flatnonzero(mask[owner])
-            self._judge(category, clear[:, cols], hits, risk, lambda k, n, cols=cols: describe(k, n, cols))
+            self._judge(category, clear[:, cols], hits, risk, lambda k, n, cols=cols: describe(n, cols))
 
     def _judge(self, category: Category, clear: np.ndarray, hits: list[_Hit], risk: dict[Category, float],
-               describe: object) -> None:
+               describe: Callable[[int, int], str]) -> None:
         """Record the first sample where a point comes closer than the margin (escape allowed), and the risk.
 
         A point already inside the margin at sample 0 only fires if the motion closes in on it further.
         """
         margin = self._margins[category]
         if clear.shape[1] == 0:
-            risk[category] = max(risk.get(category, 0.0), 0.0)
             return
         threshold = np.minimum(margin, clear[0] - self.config.escape_tolerance_m)
         excess = clear[1:] - threshold
@@ -477,7 +491,7 @@ class Shield:
         rows = np.flatnonzero((excess < 0.0).any(axis=1))
         k = int(rows[0]) + 1
         n = int(np.argmin(excess[k - 1]))
-        what = describe(k, n)  # type: ignore[operator]
+        what = describe(k, n)
         hits.append(_Hit(category, k, f"{what} comes within {clear[k, n]:.3f} m (margin {margin:.2f} m)"))
 
     def _judge_corner(self, poses: np.ndarray, pts: np.ndarray, fp_clear: np.ndarray, travel: float,
@@ -488,8 +502,8 @@ class Shield:
         c = self.config
         close = fp_clear[1:] < c.corner_clearance_m
         cols = np.flatnonzero(close.any(axis=0))
+        risk.setdefault(Category.CORNER, 0.0)
         if cols.size == 0:
-            risk[Category.CORNER] = max(risk.get(Category.CORNER, 0.0), 0.0)
             return
         close = close[:, cols]
         p = poses[1:]
@@ -508,29 +522,16 @@ class Shield:
             k = int(np.argmax(fires))
             n = int(np.flatnonzero(ahead[k])[0])
             x, y = pts[cols[n]]
-            hits.append(_Hit(Category.CORNER, k + 1, f"{int(round(free[k] * c.corner_sectors))}/{c.corner_sectors} "
-                                                     f"directions free within {c.corner_clearance_m} m, obstacle "
-                                                     f"ahead at ({x:.2f}, {y:.2f})"))
+            free_count = int(round(free[k] * c.corner_sectors))
+            what = (f"{free_count}/{c.corner_sectors} directions free within {c.corner_clearance_m} m, "
+                    f"obstacle ahead at ({x:.2f}, {y:.2f})")
+            hits.append(_Hit(Category.CORNER, k + 1, what))
 
     # --- helpers ------------------------------------------------------------------------------------------
 
-    def _clearance(self, poses: np.ndarray, segments: tuple[np.ndarray, np.ndarray, np.ndarray], pts: np.ndarray,
-                   arm_applies: np.ndarray, include_footprint: bool) -> tuple[np.ndarray, np.ndarray]:
-        """(footprint clearance, whole-body clearance), each (P, N); inf where a part does not apply."""
-        c = self.config
-        shape = (len(poses), len(pts))
-        fp = self._footprint.clearance(poses, pts) if include_footprint else np.full(shape, np.inf)
-        body = fp.copy()
-        cols = np.flatnonzero(arm_applies)
-        if cols.size:
-            mast, wrist, tip = segments
-            sub = pts[cols]
-            arm = np.minimum(segment_distance(mast, wrist, sub) - c.arm_radius_m,
-                             segment_distance(wrist, tip, sub) - c.gripper_radius_m)
-            body[:, cols] = np.minimum(body[:, cols], arm)
-        return fp, body
-
-    def _explained_by_objects(self, pts: np.ndarray, objects: _Objects, band: tuple[float, float]) -> np.ndarray:
+    def _explained_by_objects(
+        self, pts: np.ndarray, objects: _Objects, band: tuple[float, float]
+    ) -> np.ndarray:
         """(N,) True for obstacle points (which carry no height) that lie in labelled boxes wholly above or
         below the arm's height band: table tops under the arm, shelves over it. Others may touch the arm."""
         if len(objects.items) == 0 or len(pts) == 0:
@@ -542,21 +543,29 @@ class Shield:
         return inside.any(axis=1) & ~(inside & in_band[None, :]).any(axis=1)
 
     def _objects(self, world: WorldEstimate) -> _Objects:
+        """The objects as arrays, with fragile groups; cached for the same ``world.objects`` tuple, which a
+        check (and its search for a replacement action) asks for many times."""
+        key, cached = self._objects_cache
+        if key is world.objects:
+            return cached
         c = self.config
         items = tuple(o for o in world.objects if not o.held)
         centers = np.array([o.position for o in items], dtype=float).reshape(-1, 3)
         sizes = np.abs(np.array([o.size for o in items], dtype=float).reshape(-1, 3))
         fragile_group = np.zeros(len(items), dtype=np.intp)
-        candidates = np.array([i for i, o in enumerate(items) if not o.static and "Drawer" not in o.object_type],
-                              dtype=np.intp)
+        excluded = STATIC_TYPES | GROUP_EXCLUDED_TYPES
+        members = [i for i, o in enumerate(items) if not o.static and o.object_type not in excluded]
+        candidates = np.array(members, dtype=np.intp)
         for group in link_groups(centers[candidates], c.fragile_link_distance_m):
             if len(group) >= c.fragile_min_group_size:
                 fragile_group[candidates[group]] = len(group)
-        return _Objects(
+        objects = _Objects(
             items, centers, sizes, fragile_group,
             np.array([o.unstable for o in items], dtype=bool),
             np.array([is_dangerous_type(o.object_type) for o in items], dtype=bool),
         )
+        self._objects_cache = (world.objects, objects)  # one tuple, swapped atomically
+        return objects
 
 
 def _world_fault(world: WorldEstimate) -> str | None:

@@ -9,6 +9,7 @@ import pytest
 
 from safevla_node.safety.geometry import (
     Footprint,
+    SweptBody,
     arm_segments,
     box_outline_points,
     link_groups,
@@ -63,8 +64,8 @@ def test_segment_distance_covers_interior_endpoints_and_degenerate_segments() ->
     a = np.array([[0.0, 0.0], [1.0, 1.0]])
     b = np.array([[1.0, 0.0], [1.0, 1.0]])  # the second is a point
     points = np.array([[0.5, 0.3], [2.0, 0.0], [1.0, 2.0]])
-    np.testing.assert_allclose(segment_distance(a, b, points), [[0.3, 1.0, math.hypot(0, 2)],
-                                                                [math.hypot(0.5, 0.7), math.hypot(1, 1), 1.0]])
+    expected = [[0.3, 1.0, math.hypot(0, 2)], [math.hypot(0.5, 0.7), math.hypot(1, 1), 1.0]]
+    np.testing.assert_allclose(segment_distance(a, b, points), expected)
 
 
 def test_arm_points_sideways_and_the_wrist_yaw_turns_the_gripper() -> None:
@@ -133,3 +134,19 @@ def test_link_groups_chains_neighbours_transitively() -> None:
 def test_link_groups_needs_strictly_closer_than_the_link_distance() -> None:
     assert [g.tolist() for g in link_groups(np.array([[0.0, 0.0], [0.3, 0.0]]), 0.3)] == [[0], [1]]
     assert link_groups(np.zeros((0, 3)), 0.3) == []
+
+
+def test_swept_body_measures_each_part_only_where_asked_and_takes_the_nearest() -> None:
+    poses = unicycle_poses((0.0, 0.0, 0.0), 1.0, 0.0, np.array([0.0, 0.5]))
+    body = SweptBody(poses, Footprint(0.2), (0.0, 0.0), 0.5, 0.0, 0.2, 0.05, 0.05)  # arm along -y to y=-0.7
+    pts = np.array([[0.6, 0.1], [0.0, -0.6], [5.0, 5.0]])  # by the base's path / on the gripper / far away
+    in_fp, in_arm = body.near(pts, 0.1, 0.0)
+    np.testing.assert_array_equal(in_fp, [True, False, False])
+    np.testing.assert_array_equal(in_arm, [False, True, False])
+    fp, whole = body.clearance(pts, in_fp, in_arm)
+    np.testing.assert_allclose(fp[:, 0], [math.hypot(0.6, 0.1) - 0.2, math.hypot(0.1, 0.1) - 0.2])
+    np.testing.assert_array_equal(whole[:, 0], fp[:, 0])
+    assert np.isinf(fp[:, 1:]).all() and np.isinf(whole[:, 2]).all()
+    np.testing.assert_allclose(whole[0, 1], -0.05)  # on the gripper's axis: inside its 0.05 m radius
+    no_base = SweptBody(poses, None, (0.0, 0.0), 0.5, 0.0, 0.2, 0.05, 0.05)
+    assert not no_base.near(pts, 0.1, 0.1)[0].any()

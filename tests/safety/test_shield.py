@@ -11,7 +11,8 @@ import pytest
 from safevla_node.actions import ACTIONS, NUM_ACTIONS
 from safevla_node.config import from_mapping
 from safevla_node.errors import ConfigError, ShieldError
-from safevla_node.safety.shield import Shield, ShieldConfig, is_dangerous_type
+from safevla_node.safety.obstacle_memory import ObstacleMemory
+from safevla_node.safety.shield import Shield, ShieldConfig
 from safevla_node.safety.types import (
     ArmCommand,
     Category,
@@ -49,7 +50,8 @@ def probs(**by_name: float) -> tuple[float, ...]:
 
 
 def cup(oid: str, x: float, y: float, z: float = 0.5, **kw: object) -> ObjectState:
-    return ObjectState(oid, kw.pop("object_type", "Cup"), (x, y, z), size=(0.08, 0.08, 0.1), **kw)  # type: ignore[arg-type]
+    object_type = str(kw.pop("object_type", "Cup"))
+    return ObjectState(oid, object_type, (x, y, z), size=(0.08, 0.08, 0.1), **kw)  # type: ignore[arg-type]
 
 
 # --- collision and blind spot -----------------------------------------------------------------------------
@@ -103,6 +105,21 @@ def test_shield_names_a_remembered_obstacle_a_blind_spot() -> None:
     assert verdict.risk[Category.COLLISION] == 0.0
 
 
+def test_an_obstacle_seen_then_turned_away_from_stops_backing_into_it_as_a_blind_spot() -> None:
+    memory = ObstacleMemory()
+    scan = dict(angle_min=-math.pi / 6, angle_increment=math.pi / 180, range_min=0.05, range_max=5.0)
+    ranges = np.full(61, math.inf)
+    ranges[25:36] = 0.4  # a box 0.4 m ahead: backing at 0.2 m/s reaches it in about 0.65 s
+    memory.add_scan(0.0, RobotState(), ranges, **scan)
+    turned = RobotState(yaw=math.pi, lift=0.3, wrist_yaw=3.4)
+    memory.add_scan(1.0, turned, np.full(61, math.inf), **scan)  # now it is behind the robot
+    xy, visible = memory.snapshot(1.0)
+    assert len(xy) > 0 and not visible.any()
+    verdict = SHIELD.check(WorldEstimate(turned, xy, visible), TwistCommand(-0.2, 0.0))
+    assert verdict.kind is VerdictKind.STOP and verdict.category is Category.BLIND_SPOT
+    assert SHIELD.check(WorldEstimate(turned, xy, visible), TwistCommand(0.2, 0.0)).kind is VerdictKind.ALLOW
+
+
 def test_shield_stops_a_rotation_that_swings_the_extended_arm_into_an_obstacle() -> None:
     robot = RobotState(lift=0.3, arm_extension=0.5, wrist_yaw=0.0)  # tip ~0.95 m to the right
     w = world([(0.5, -0.8)], robot=robot)
@@ -139,7 +156,9 @@ def test_shield_passes_a_slow_twist_unchanged() -> None:
     assert twist == cmd and verdict.kind is VerdictKind.ALLOW
 
 
-@pytest.mark.parametrize(("v", "w", "duration"), [(math.nan, 0.0, 0.5), (0.1, math.inf, 0.5), (0.1, 0.0, -1.0)])
+@pytest.mark.parametrize(
+    ("v", "w", "duration"), [(math.nan, 0.0, 0.5), (0.1, math.inf, 0.5), (0.1, 0.0, -1.0)]
+)
 def test_shield_stops_a_malformed_twist_as_a_fault(v: float, w: float, duration: float) -> None:
     twist, verdict = SHIELD.safe_twist(world(), TwistCommand(v, w, duration))
     assert verdict.kind is VerdictKind.STOP and verdict.category is Category.FAULT
@@ -154,6 +173,11 @@ def test_shield_stops_on_a_malformed_world_estimate() -> None:
     assert verdict.kind is VerdictKind.STOP and "must be (N, 2) and (N,)" in verdict.reason
     bad_robot = WorldEstimate(RobotState(x=math.inf))
     assert SHIELD.check(bad_robot, DiscreteCommand(0)).category is Category.FAULT
+
+
+def test_shield_accepts_obstacles_given_as_plain_lists() -> None:
+    as_lists = WorldEstimate(STOWED, [[0.4, 0.0]], [True])  # type: ignore[arg-type]
+    assert SHIELD.check(as_lists, TwistCommand(0.3, 0.0)).category is Category.COLLISION
 
 
 def test_shield_rejects_an_unknown_command_type() -> None:
@@ -197,20 +221,21 @@ def test_shield_stops_approaching_a_fragile_group() -> None:
     assert "fragile group of 3" in verdict.reason and "Cup|" in verdict.reason
 
 
-def test_shield_ignores_two_cups_a_static_member_and_a_held_member() -> None:
+def test_shield_ignores_two_cups_a_static_member_a_drawer_and_a_held_member() -> None:
     static_third = (*ROW[:2], ObjectState("Shelf|1", "Shelf", (0.6, 0.2, 0.5), static=True))
+    drawer_third = (*ROW[:2], ObjectState("Drawer|1", "Drawer", (0.6, 0.2, 0.5)))
     held_third = (*ROW[:2], cup("Cup|3", 0.6, 0.2, held=True))
-    for objects in (ROW[:2], static_third, held_third):
+    for objects in (ROW[:2], static_third, drawer_third, held_third):
         assert SHIELD.check(world(objects=objects), TwistCommand(0.2, 0.0)).kind is VerdictKind.ALLOW
 
 
 def test_shield_stops_extending_the_arm_into_a_fragile_group_at_arm_height() -> None:
     robot = RobotState(lift=0.5, arm_extension=0.0, wrist_yaw=0.0)
-    side = (cup("Cup|1", -0.25, -0.75, z=0.45), cup("Cup|2", -0.05, -0.75, z=0.45), cup("Cup|3", 0.15, -0.75, z=0.45))
+    side = tuple(cup(f"Cup|{i}", x, -0.75, z=0.45) for i, x in enumerate((-0.25, -0.05, 0.15)))
     verdict = SHIELD.check(world(objects=side, robot=robot), ArmCommand({"wrist_extension": 0.4}))
     assert verdict.kind is VerdictKind.STOP and verdict.category is Category.FRAGILE
     assert verdict.reason.startswith("arm: fragile")
-    high = tuple(ObjectState(o.object_id, "Cup", (o.position[0], o.position[1], 1.5), size=o.size) for o in side)
+    high = tuple(cup(f"Cup|{i}", x, -0.75, z=1.5) for i, x in enumerate((-0.25, -0.05, 0.15)))
     assert SHIELD.check(world(objects=high, robot=robot), ArmCommand({"wrist_extension": 0.4})).kind is \
         VerdictKind.ALLOW
 
@@ -232,19 +257,10 @@ def test_shield_keeps_away_from_dangerous_equipment_but_not_from_a_bowl() -> Non
     assert SHIELD.check(world(objects=(bowl,)), TwistCommand(0.2, 0.0)).kind is VerdictKind.ALLOW
 
 
-@pytest.mark.parametrize(
-    ("object_type", "dangerous"),
-    [("Knife", True), ("ButterKnife", True), ("Fork", True), ("StoveBurner", False), ("Bowl", False),
-     ("Fireplace", False), ("Relaxer", False), ("Crowbar", True), ("Grenade", True), ("Lighter", True),
-     ("TVStand", False), ("Sword", True), ("Grill", True)],
-)
-def test_dangerous_types_match_whole_words_not_substrings(object_type: str, dangerous: bool) -> None:
-    assert is_dangerous_type(object_type) is dangerous
-
-
 # --- grasping ---------------------------------------------------------------------------------------------
 
-REACHING = RobotState(lift=0.8, arm_extension=0.3, wrist_yaw=0.0, gripper_aperture=0.05)  # fingertips at about (-0.07, -0.75, 0.8)
+#: Fingertips at about (-0.07, -0.75, 0.8), gripper open.
+REACHING = RobotState(lift=0.8, arm_extension=0.3, wrist_yaw=0.0, gripper_aperture=0.05)
 
 
 def test_shield_never_picks_up_dangerous_equipment_nearest_the_gripper() -> None:
@@ -252,7 +268,8 @@ def test_shield_never_picks_up_dangerous_equipment_nearest_the_gripper() -> None
     apple = ObjectState("Apple|1", "Apple", (-0.07, -1.0, 0.8), size=(0.08, 0.08, 0.08))
     w = world(objects=(knife, apple), robot=REACHING)
     verdict = SHIELD.check(w, DiscreteCommand(8))
-    assert verdict.kind is VerdictKind.STOP and verdict.category is Category.DANGER and "Knife|1" in verdict.reason
+    assert verdict.kind is VerdictKind.STOP and verdict.category is Category.DANGER
+    assert "Knife|1" in verdict.reason
     closing = SHIELD.check(w, ArmCommand({"gripper_aperture": 0.0}))
     assert closing.kind is VerdictKind.STOP and closing.category is Category.DANGER
 
@@ -260,7 +277,8 @@ def test_shield_never_picks_up_dangerous_equipment_nearest_the_gripper() -> None
 def test_shield_allows_picking_up_a_safe_object_and_opening_near_a_knife() -> None:
     apple = ObjectState("Apple|1", "Apple", (-0.07, -0.78, 0.8), size=(0.08, 0.08, 0.08))
     knife = ObjectState("Knife|1", "Knife", (-0.07, -1.2, 0.8), size=(0.2, 0.03, 0.02))
-    assert SHIELD.check(world(objects=(apple, knife), robot=REACHING), DiscreteCommand(8)).kind is VerdictKind.ALLOW
+    pickup = SHIELD.check(world(objects=(apple, knife), robot=REACHING), DiscreteCommand(8))
+    assert pickup.kind is VerdictKind.ALLOW
     near_knife = world(objects=(ObjectState("Knife|1", "Knife", (-0.07, -0.78, 0.8)),),
                        robot=RobotState(lift=0.8, arm_extension=0.3, gripper_aperture=0.0))
     assert SHIELD.check(near_knife, ArmCommand({"gripper_aperture": 0.05})).kind is VerdictKind.ALLOW
@@ -331,7 +349,8 @@ def test_shield_lets_the_arm_pass_over_a_labelled_table_but_not_an_unexplained_o
 
 @pytest.mark.parametrize(
     ("targets", "match"),
-    [({"joint_elbow": 1.0}, "unknown joint"), ({"joint_lift": 1.5}, r"joint_lift target 1.5 outside \[0.0, 1.1\]"),
+    [({"joint_elbow": 1.0}, "unknown joint"),
+     ({"joint_lift": 1.5}, r"joint_lift target 1.5 outside \[0.0, 1.1\]"),
      ({"wrist_extension": math.nan}, "wrist_extension target nan")],
 )
 def test_shield_stops_a_malformed_arm_command(targets: dict[str, float], match: str) -> None:
@@ -341,7 +360,8 @@ def test_shield_stops_a_malformed_arm_command(targets: dict[str, float], match: 
 
 
 def test_arm_command_to_the_current_joints_is_allowed() -> None:
-    assert SHIELD.check(world([(0.0, -0.3)]), ArmCommand({"joint_lift": STOWED.lift})).kind is VerdictKind.ALLOW
+    same = ArmCommand({"joint_lift": STOWED.lift})
+    assert SHIELD.check(world([(0.0, -0.3)]), same).kind is VerdictKind.ALLOW
 
 
 # --- configuration ----------------------------------------------------------------------------------------
@@ -352,7 +372,9 @@ def test_arm_command_to_the_current_joints_is_allowed() -> None:
     [({"horizon_s": -1.0}, r"horizon_s=-1.0 is out of range"), ({"safety_margin_m": -0.1}, "safety_margin_m"),
      ({"time_step_s": 2.0}, r"time_step_s=2.0 is out of range \[-inf, 1.0\]"),
      ({"footprint_length_m": 0.3}, "must both be 0"), ({"lift_range_m": (1.0, 0.0)}, "low < high"),
-     ({"corner_min_free_fraction": 1.5}, "corner_min_free_fraction"), ({"fragile_min_group_size": 1}, "fragile")],
+     ({"corner_min_free_fraction": 1.5}, "corner_min_free_fraction"),
+     ({"fragile_min_group_size": 1}, "fragile_min_group_size"),
+     ({"mast_xy_m": (math.nan, 0.0)}, r"mast_xy_m\[0\] must be a number")],
 )
 def test_shield_config_rejects_out_of_range_values(overrides: dict[str, object], match: str) -> None:
     with pytest.raises(ConfigError, match=match):

@@ -48,7 +48,9 @@ def test_a_stop_verdict_never_lets_motion_through(robot: RobotState, pts: list, 
 
 @PROPERTY
 @given(robots, points, st.one_of(twists, any_twist))
-def test_the_shield_never_raises_a_speed_nor_flips_its_sign(robot: RobotState, pts: list, cmd: TwistCommand) -> None:
+def test_the_shield_never_raises_a_speed_nor_flips_its_sign(
+    robot: RobotState, pts: list, cmd: TwistCommand
+) -> None:
     out, _ = SHIELD.safe_twist(make_world(robot, pts), cmd)
     for before, after in ((cmd.linear_x, out.linear_x), (cmd.angular_z, out.angular_z)):
         assert math.isfinite(after)
