@@ -39,9 +39,22 @@ from visualization_msgs.msg import Marker, MarkerArray
 
 from safevla_node.actions import NUM_ACTIONS
 from safevla_node.errors import MessageError
-from safevla_node.safety.monitor import DepthFrame, MonitorReport, OdometryData, PrimitiveStatus, TickStats
+from safevla_node.safety.monitor_types import (
+    DepthFrame,
+    MonitorReport,
+    OdometryData,
+    PrimitiveStatus,
+    TickStats,
+)
 from safevla_node.safety.primitives import ArmTrajectory, PrimitivePhase, TrajectoryPoint
-from safevla_node.safety.types import Category, DiscreteCommand, ObjectState, TwistCommand, Verdict, VerdictKind
+from safevla_node.safety.types import (
+    Category,
+    DiscreteCommand,
+    ObjectState,
+    TwistCommand,
+    Verdict,
+    VerdictKind,
+)
 from sim_bridge.interface import LaserScanData
 
 __all__ = [
@@ -90,8 +103,8 @@ def _finite(where: str, *values: float) -> None:
 
 def _frame(where: str, actual: str, expected: str) -> None:
     if actual != expected:
-        raise MessageError(f"{where} is {actual!r}, expected {expected!r} (no tf2 here: publish in that frame "
-                           "or set the frames.* parameter)")
+        raise MessageError(f"{where} is {actual!r}, expected {expected!r} (no tf2 here: publish in that "
+                           "frame or set the frames.* parameter)")
 
 
 # --- time ----------------------------------------------------------------------------------------------
@@ -193,7 +206,8 @@ def decode_action_proposal(msg: Float32MultiArray) -> DiscreteCommand:
     """
     label = msg.layout.dim[0].label if msg.layout.dim else None
     if label != ACTION_PROPOSAL_LABEL:
-        raise MessageError(f"action proposal layout.dim[0].label is {label!r}, expected {ACTION_PROPOSAL_LABEL!r}")
+        raise MessageError(f"action proposal layout.dim[0].label is {label!r}, "
+                           f"expected {ACTION_PROPOSAL_LABEL!r}")
     data = np.asarray(msg.data, dtype=np.float64)
     if data.shape != (ACTION_PROPOSAL_SIZE,):
         raise MessageError(f"action proposal has {data.size} values, expected {ACTION_PROPOSAL_SIZE}")
@@ -221,12 +235,14 @@ def trajectory_from_msg(msg: JointTrajectory) -> ArmTrajectory:
     if not names or len(set(names)) != len(names):
         raise MessageError(f"trajectory joint_names must be non-empty and unique, got {list(names)}")
     if not msg.points:
-        raise MessageError("trajectory has no points (an empty trajectory is not forwarded; use ~/estop to stop)")
+        raise MessageError("trajectory has no points (an empty trajectory is not forwarded; "
+                           "use ~/estop to stop)")
     points = []
     previous = 0.0
     for i, point in enumerate(msg.points):
         if len(point.positions) != len(names):
-            raise MessageError(f"trajectory point {i} has {len(point.positions)} positions for {len(names)} joints")
+            raise MessageError(f"trajectory point {i} has {len(point.positions)} positions "
+                               f"for {len(names)} joints")
         _finite(f"trajectory point {i} positions", *point.positions)
         t = duration_to_seconds(point.time_from_start)
         if t < previous:
@@ -299,7 +315,9 @@ def odom_from_msg(msg: Odometry, odom_frame: str, base_frame: str) -> OdometryDa
     return OdometryData(p.x, p.y, yaw, v.linear.x, v.angular.z)
 
 
-def odom_to_msg(odom: OdometryData, stamp: Time, odom_frame: str = "odom", base_frame: str = "base_link") -> Odometry:
+def odom_to_msg(
+    odom: OdometryData, stamp: Time, odom_frame: str = "odom", base_frame: str = "base_link"
+) -> Odometry:
     """The Odometry of a planar pose and velocity."""
     msg = Odometry()
     msg.header.stamp, msg.header.frame_id, msg.child_frame_id = stamp, odom_frame, base_frame
@@ -517,16 +535,18 @@ def verdict_from_status(status: DiagnosticStatus) -> tuple[Verdict, bool]:
     values = {kv.key: kv.value for kv in status.values}
     try:
         risk = {c: float(values[f"risk.{c.value}"]) for c in Category}
-        verdict = Verdict(VerdictKind[values["verdict"].upper()],
-                          Category(values["category"]) if values["category"] else None, values["reason"],
-                          float(values["scale"]), int(values["replacement"]) if values["replacement"] else None,
-                          {c: r for c, r in risk.items() if r > 0.0})
+        category = Category(values["category"]) if values["category"] else None
+        replacement = int(values["replacement"]) if values["replacement"] else None
+        verdict = Verdict(VerdictKind[values["verdict"].upper()], category, values["reason"],
+                          float(values["scale"]), replacement, {c: r for c, r in risk.items() if r > 0.0})
         return verdict, values["estop"] == "true"
     except (KeyError, ValueError) as exc:
         raise MessageError(f"safety state status is malformed: {values} ({exc})") from None
 
 
-def diagnostics_to_msg(report: MonitorReport, stats: TickStats, stamp: Time, node_name: str) -> DiagnosticArray:
+def diagnostics_to_msg(
+    report: MonitorReport, stats: TickStats, stamp: Time, node_name: str
+) -> DiagnosticArray:
     """/diagnostics: one status for the monitor (verdict, e-stop, tick timing) and one per input source."""
     verdict = report.verdict
     main_values = {
@@ -556,9 +576,11 @@ def diagnostics_to_msg(report: MonitorReport, stats: TickStats, stamp: Time, nod
             level, message = DiagnosticStatus.WARN, f"{src.dropped} malformed message(s) dropped"
         else:
             level, message = DiagnosticStatus.OK, "ok"
-        values = {"age_s": "never" if src.age is None else f"{src.age:.3f}", "required": str(src.required).lower(),
-                  "timeout_s": "" if src.timeout is None else f"{src.timeout:g}", "received": str(src.received),
-                  "dropped": str(src.dropped), "last_drop_reason": src.last_drop_reason}
+        values = {"age_s": "never" if src.age is None else f"{src.age:.3f}",
+                  "required": str(src.required).lower(),
+                  "timeout_s": "" if src.timeout is None else f"{src.timeout:g}",
+                  "received": str(src.received), "dropped": str(src.dropped),
+                  "last_drop_reason": src.last_drop_reason}
         statuses.append(DiagnosticStatus(level=level, name=f"{node_name}: source {src.source.value}",
                                          hardware_id=node_name, message=message,
                                          values=[KeyValue(key=k, value=v) for k, v in values.items()]))

@@ -36,7 +36,8 @@ def flatten_fields(cls: type, prefix: str = "") -> Iterator[tuple[str, Any, str]
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         name = f"{prefix}{f.name}"
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        has_default = f.default is not dataclasses.MISSING
+        default = f.default if has_default else f.default_factory()  # type: ignore[misc]
         if dataclasses.is_dataclass(hints[f.name]):
             yield from flatten_fields(hints[f.name], f"{name}.")
         else:

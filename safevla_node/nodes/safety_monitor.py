@@ -35,6 +35,7 @@ Services
 
 from __future__ import annotations
 
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -45,7 +46,7 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from geometry_msgs.msg import Twist
 from nav_msgs.msg import Odometry
 from rclpy.duration import Duration
-from rclpy.executors import ExternalShutdownException
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.logging import get_logger
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
@@ -59,7 +60,8 @@ from visualization_msgs.msg import MarkerArray
 from safevla_node.errors import ConfigError, MessageError
 from safevla_node.nodes import conversions as conv
 from safevla_node.nodes.params import declare_config, read_config, watch_config
-from safevla_node.safety.monitor import DepthFrame, MonitorConfig, SafetyMonitor, Source, TickStats
+from safevla_node.safety.monitor import FrameConfig, MonitorConfig, SafetyMonitor
+from safevla_node.safety.monitor_types import DepthFrame, Source, TickStats
 from safevla_node.safety.types import TwistCommand
 
 __all__ = ["SafetyMonitorNode", "main"]
@@ -90,26 +92,27 @@ class SafetyMonitorNode(Node):
         self._camera_info: CameraInfo | None = None
 
         self._cmd_pub = self.create_publisher(Twist, "cmd_vel", _COMMAND_QOS)
-        self._arm_pub = self.create_publisher(JointTrajectory, "arm_controller/joint_trajectory", _COMMAND_QOS)
+        self._arm_pub = self.create_publisher(JointTrajectory, "arm_controller/joint_trajectory",
+                                              _COMMAND_QOS)
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", _COMMAND_QOS)
         self._state_pub = self.create_publisher(DiagnosticStatus, "safevla/safety_state", _COMMAND_QOS)
         self._status_pub = self.create_publisher(String, "safevla/primitive_status", _COMMAND_QOS)
 
-        frames = lambda: self._core.config.frames  # noqa: E731 (frames may change at runtime)
         self._subscribe(Twist, "cmd_vel_in", Source.CMD_VEL, conv.twist_from_msg,
                         lambda now, twist: self._publish_twist(self._core.on_twist(now, twist)), _COMMAND_QOS)
         self._subscribe(Float32MultiArray, "safevla/action_proposal", Source.ACTION_PROPOSAL,
                         conv.decode_action_proposal, self._core.on_action_proposal, _COMMAND_QOS)
         self._subscribe(JointTrajectory, "arm_trajectory_in", Source.ARM_TRAJECTORY, conv.trajectory_from_msg,
                         self._core.on_arm_trajectory, _COMMAND_QOS)
-        self._subscribe(LaserScan, "scan", Source.SCAN, lambda m: conv.scan_from_msg(m, frames().scan),
+        self._subscribe(LaserScan, "scan", Source.SCAN, lambda m: conv.scan_from_msg(m, self._frames().scan),
                         self._core.on_scan)
         self._subscribe(Odometry, "odom", Source.ODOM,
-                        lambda m: conv.odom_from_msg(m, frames().odom, frames().base), self._core.on_odom)
+                        lambda m: conv.odom_from_msg(m, self._frames().odom, self._frames().base),
+                        self._core.on_odom)
         self._subscribe(JointState, "joint_states", Source.JOINT_STATES, conv.joint_state_from_msg,
                         self._core.on_joint_states)
         self._subscribe(MarkerArray, "safevla/objects", Source.OBJECTS,
-                        lambda m: conv.objects_from_msg(m, frames().odom), self._core.on_objects)
+                        lambda m: conv.objects_from_msg(m, self._frames().odom), self._core.on_objects)
         self._subscribe(CameraInfo, "camera/aligned_depth_to_color/camera_info", Source.CAMERA_INFO,
                         self._keep_camera_info, lambda now, _: self._core.on_camera_info(now))
         self._subscribe(Image, "camera/aligned_depth_to_color/image_raw", Source.DEPTH, self._depth_from_msg,
@@ -118,9 +121,13 @@ class SafetyMonitorNode(Node):
         self.create_service(Trigger, "~/estop", self._on_estop)
         self.create_service(Trigger, "~/reset_estop", self._on_reset_estop)
         watch_config(self, MonitorConfig, self._core.reconfigure)
-        self._timer = self.create_timer(config.period, self._on_tick)
+        self.create_timer(config.period, self._on_tick)
         self.get_logger().info(f"safety monitor running at {config.control_rate_hz:g} Hz, required sources "
                                f"{list(config.required_sources)}")
+
+    def _frames(self) -> FrameConfig:
+        """Expected frame ids, read per message because they may be changed at runtime."""
+        return self._core.config.frames
 
     def _now(self) -> float:
         """Node-clock time in seconds (sim time under use_sim_time)."""
@@ -152,7 +159,7 @@ class SafetyMonitorNode(Node):
         if self._camera_info is None:
             self.get_logger().info("depth image ignored until camera_info arrives", throttle_duration_sec=5.0)
             return None
-        return conv.depth_from_msg(msg, self._camera_info, self._core.config.frames.depth)
+        return conv.depth_from_msg(msg, self._camera_info, self._frames().depth)
 
     def _publish_twist(self, twist: TwistCommand) -> None:
         self._cmd_pub.publish(conv.twist_to_msg(twist))
@@ -195,15 +202,28 @@ class SafetyMonitorNode(Node):
         self._cmd_pub.wait_for_all_acked(Duration(seconds=0.5))
 
 
+#: Longest wait for work before the executor returns to Python, so Ctrl-C is handled even when nothing
+#: wakes it (under use_sim_time without /clock the control timer never fires).
+_SIGNAL_POLL_S = 0.1
+
+
+def _interrupt(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main(args: list[str] | None = None) -> int:
-    """Run the node until Ctrl-C; exit status 1 on an invalid parameter."""
-    # Without rclpy's SIGINT handler, Ctrl-C raises KeyboardInterrupt while the context is still valid,
-    # so the final zero twist can still be published.
+    """Run the node until Ctrl-C or SIGTERM; exit status 1 on an invalid parameter."""
+    # Without rclpy's signal handlers, Ctrl-C raises KeyboardInterrupt while the context is still valid,
+    # so the final zero twist can still be published; SIGTERM (launchers) is handled the same way.
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    signal.signal(signal.SIGTERM, _interrupt)
     node: SafetyMonitorNode | None = None
     try:
         node = SafetyMonitorNode()
-        rclpy.spin(node)
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+        while rclpy.ok():
+            executor.spin_once(timeout_sec=_SIGNAL_POLL_S)
     except ConfigError as exc:
         get_logger(NODE_NAME).fatal(f"invalid parameter: {exc}")
         return 1

@@ -27,15 +27,28 @@ import logging
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from enum import Enum
-
-import numpy as np
 
 from safevla_node.actions import ACTIONS, ActionKind
 from safevla_node.config import check_range, field
 from safevla_node.errors import ConfigError
 from safevla_node.safety.obstacle_memory import ObstacleMemory, ObstacleMemoryConfig
-from safevla_node.safety.primitives import ArmTrajectory, MotionPrimitive, PrimitiveConfig, PrimitivePhase, TrajectoryPoint
+from safevla_node.safety.primitives import (
+    ArmTrajectory,
+    MotionPrimitive,
+    PrimitiveConfig,
+    PrimitivePhase,
+    TrajectoryPoint,
+)
+from safevla_node.safety.monitor_types import (
+    SENSOR_SOURCES,
+    DepthFrame,
+    MonitorReport,
+    OdometryData,
+    PrimitiveStatus,
+    Source,
+    SourceReport,
+    TickOutput,
+)
 from safevla_node.safety.shield import Shield, ShieldConfig
 from safevla_node.safety.types import (
     ArmCommand,
@@ -51,40 +64,9 @@ from safevla_node.safety.types import (
 )
 from sim_bridge.interface import LaserScanData
 
-__all__ = [
-    "SENSOR_SOURCES",
-    "DepthFrame",
-    "FrameConfig",
-    "MonitorConfig",
-    "MonitorReport",
-    "OdometryData",
-    "PrimitiveStatus",
-    "SafetyMonitor",
-    "Source",
-    "SourceReport",
-    "SourceTimeouts",
-    "TickOutput",
-    "TickStats",
-]
+__all__ = ["FrameConfig", "MonitorConfig", "SafetyMonitor", "SourceTimeouts"]
 
 _log = logging.getLogger(__name__)
-
-
-class Source(str, Enum):
-    """Every input the monitor counts; the first five are sensors with a freshness timeout."""
-
-    SCAN = "scan"
-    DEPTH = "depth"
-    ODOM = "odom"
-    JOINT_STATES = "joint_states"
-    OBJECTS = "objects"
-    CAMERA_INFO = "camera_info"
-    CMD_VEL = "cmd_vel_in"
-    ACTION_PROPOSAL = "action_proposal"
-    ARM_TRAJECTORY = "arm_trajectory_in"
-
-
-SENSOR_SOURCES: tuple[Source, ...] = (Source.SCAN, Source.DEPTH, Source.ODOM, Source.JOINT_STATES, Source.OBJECTS)
 
 
 @dataclass(frozen=True)
@@ -121,8 +103,8 @@ class FrameConfig:
 class MonitorConfig:
     """Everything the monitor node is configured with (ROS parameters; nested fields are dotted names)."""
 
-    control_rate_hz: float = field(20.0, "control timer rate (Hz): the worst-case time to a stopped output is "
-                                   "one period")
+    control_rate_hz: float = field(
+        20.0, "control timer rate (Hz): the worst-case time to a stopped output is one period")
     deadman_timeout_s: float = field(0.5, "a twist older than this is replaced by explicit zeros (s)")
     fault_hold_s: float = field(1.0, "how long STOP is held after a malformed input (s)")
     required_sources: tuple[str, ...] = field(
@@ -133,7 +115,8 @@ class MonitorConfig:
     scan_pose_in_base: tuple[float, float, float] = field((0.0, 0.0, 0.0),
                                                           "laser (x m, y m, yaw rad) in base_link")
     depth_camera_pose_in_base: tuple[float, float, float, float, float, float] = field(
-        (0.0, 0.0, 1.3, 0.0, 0.0, 0.0), "depth camera (x, y, z m, roll, pitch, yaw rad) in base_link, REP-103 "
+        (0.0, 0.0, 1.3, 0.0, 0.0, 0.0),
+        "depth camera (x, y, z m, roll, pitch, yaw rad) in base_link, REP-103 "
         "body axes (optical axis along +x)")
     source_timeout_s: SourceTimeouts = field(SourceTimeouts(), "per-sensor freshness timeouts")
     frames: FrameConfig = field(FrameConfig(), "expected frame ids")
@@ -165,126 +148,6 @@ class MonitorConfig:
         return source.value in self.required_sources
 
 
-# --- Inputs the node converts messages into ------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class OdometryData:
-    """Base pose in odom (m, m, rad) and body velocity (m/s, rad/s)."""
-
-    x: float
-    y: float
-    yaw: float
-    linear_x: float = 0.0
-    angular_z: float = 0.0
-
-
-@dataclass(frozen=True)
-class DepthFrame:
-    """A depth image in metres (H, W) float32 (0 or NaN: no return) with pinhole intrinsics (pixels)."""
-
-    depth_m: np.ndarray
-    fx: float
-    fy: float
-    cx: float
-    cy: float
-
-
-# --- Outputs -------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class PrimitiveStatus:
-    """Progress of the discrete action with sequence number ``proposal_id`` (step-synchronous policies wait
-    for DONE or ABORTED of their proposal).
-
-    Attributes:
-        phase: running / done / aborted (idle before the first proposal).
-        proposal_id: counts proposals since start-up (1 for the first).
-        action: the proposed action index (-1 when idle).
-        executed: the index actually executed (differs from ``action`` when the shield replaced it).
-        reason: why it finished, or the shield's reason for a replacement.
-    """
-
-    phase: PrimitivePhase
-    proposal_id: int = 0
-    action: int = -1
-    executed: int = -1
-    reason: str = ""
-
-
-@dataclass(frozen=True)
-class TickOutput:
-    """What the node publishes after one control tick.
-
-    Attributes:
-        twist: the base command (zero when stopped; always published).
-        verdict: the strictest verdict of this tick.
-        arm: a joint trajectory to publish now, or None.
-        statuses: primitive status changes since the last tick, oldest first.
-        publish_state: the verdict changed or the 1 Hz state period elapsed.
-        publish_diagnostics: the diagnostics period elapsed.
-    """
-
-    twist: TwistCommand
-    verdict: Verdict
-    arm: ArmTrajectory | None
-    statuses: tuple[PrimitiveStatus, ...]
-    publish_state: bool
-    publish_diagnostics: bool
-
-
-@dataclass(frozen=True)
-class SourceReport:
-    """Health of one input for /diagnostics (age None: never received)."""
-
-    source: Source
-    required: bool
-    age: float | None
-    timeout: float | None
-    received: int
-    dropped: int
-    last_drop_reason: str
-
-    @property
-    def stale(self) -> bool:
-        """Never received, or older than its timeout (command sources never go stale)."""
-        return self.timeout is not None and (self.age is None or self.age > self.timeout)
-
-
-@dataclass
-class TickStats:
-    """Control-loop timing measured by the node (period between ticks, time spent in one tick)."""
-
-    ticks: int = 0
-    last_period: float = 0.0
-    max_period: float = 0.0
-    last_duration: float = 0.0
-    max_duration: float = 0.0
-    late_ticks: int = 0
-
-    def record(self, period: float | None, duration: float, nominal_period: float) -> None:
-        """Add one tick; a period over 1.5x nominal counts as late."""
-        self.ticks += 1
-        self.last_duration = duration
-        self.max_duration = max(self.max_duration, duration)
-        if period is not None:
-            self.last_period = period
-            self.max_period = max(self.max_period, period)
-            self.late_ticks += period > 1.5 * nominal_period
-
-
-@dataclass(frozen=True)
-class MonitorReport:
-    """Everything /diagnostics shows."""
-
-    verdict: Verdict
-    estop: bool
-    estop_reason: str
-    sources: tuple[SourceReport, ...]
-    primitive: PrimitiveStatus
-
-
 class SafetyMonitor:
     """The monitor's state machine; see the module docstring for the rules."""
 
@@ -309,6 +172,7 @@ class SafetyMonitor:
         self._statuses: list[PrimitiveStatus] = []
         self._proposals = 0
         self._pending_arm: ArmTrajectory | None = None
+        self._proposal_verdict: Verdict | None = None  # the shield's word on the last proposal, one tick
         self._arm_joints: tuple[str, ...] = ()
         self._arm_busy_until = -math.inf
         self._verdict = Verdict.allow()
@@ -393,14 +257,15 @@ class SafetyMonitor:
             self._finish_primitive(PrimitivePhase.ABORTED, f"refused: {gate.reason}")
             return
         verdict = self._shield.check(self._world(now), command)
+        self._proposal_verdict = verdict
         if verdict.kind is VerdictKind.STOP:
             self._finish_primitive(PrimitivePhase.ABORTED, f"refused by the shield: {verdict.reason}")
             return
         executed = verdict.replacement if verdict.kind is VerdictKind.REPLACE else command.action_index
         assert executed is not None  # a REPLACE verdict always names its replacement
         try:
-            primitive = MotionPrimitive(ACTIONS[executed], self._robot(), self._joints, self.config.primitive, now,
-                                        self.config.deadman_timeout_s, self._joint_limits())
+            primitive = MotionPrimitive(ACTIONS[executed], self._robot(), self._joints, self.config.primitive,
+                                        now, self.config.deadman_timeout_s, self._joint_limits())
         except ValueError as exc:
             self._finish_primitive(PrimitivePhase.ABORTED, f"cannot start: {exc}")
             return
@@ -541,7 +406,9 @@ class SafetyMonitor:
             return self._zero(), None
         return self._shield.safe_twist(self._world(now), self._twist)
 
-    def _arm_output(self, now: float, stopping: bool, arm_moving: bool) -> tuple[ArmTrajectory | None, Verdict | None]:
+    def _arm_output(
+        self, now: float, stopping: bool, arm_moving: bool
+    ) -> tuple[ArmTrajectory | None, Verdict | None]:
         """The trajectory to publish this tick: a pending one if allowed, or a hold when stopping a motion."""
         pending, self._pending_arm = self._pending_arm, None
         if stopping:
@@ -570,9 +437,11 @@ class SafetyMonitor:
             self._forget(f"clock jumped back from {self._last_tick:.3f} to {now:.3f} s")
         self._last_tick = now
         gate = self._gate(now)
-        arm_moving = (self._primitive is not None and bool(self._primitive.targets)) or now < self._arm_busy_until
+        arm_primitive = self._primitive is not None and bool(self._primitive.targets)
+        arm_moving = arm_primitive or now < self._arm_busy_until
         twist, command_verdict = self._command(now, gate)
-        verdicts = [v for v in (gate, command_verdict) if v is not None]
+        verdicts = [v for v in (gate, command_verdict, self._proposal_verdict) if v is not None]
+        self._proposal_verdict = None
         stopping = any(v.kind is VerdictKind.STOP for v in verdicts)
         arm, arm_verdict = self._arm_output(now, stopping, arm_moving)
         if arm_verdict is not None:

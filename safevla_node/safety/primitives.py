@@ -82,8 +82,9 @@ class PrimitiveConfig:
     timeout: float = field(10.0, "a primitive that has not finished after this long is aborted (s)")
 
     def __post_init__(self) -> None:
-        for name in ("linear_gain", "angular_gain", "max_linear_speed", "max_angular_speed", "position_tolerance",
-                     "yaw_tolerance", "joint_tolerance", "arm_move_duration", "timeout"):
+        positive = ("linear_gain", "angular_gain", "max_linear_speed", "max_angular_speed",
+                    "position_tolerance", "yaw_tolerance", "joint_tolerance", "arm_move_duration", "timeout")
+        for name in positive:
             check_range(name, getattr(self, name), 1e-6)
         check_range("min_linear_speed", self.min_linear_speed, 0.0, self.max_linear_speed)
         check_range("min_angular_speed", self.min_angular_speed, 0.0, self.max_angular_speed)
@@ -161,8 +162,8 @@ class MotionPrimitive:
             if delta == 0.0:
                 continue
             if joint not in joints:
-                raise ValueError(f"action {action.name!r} moves {joint!r}, which joint_states does not report "
-                                 f"(reported: {sorted(joints)})")
+                raise ValueError(f"action {action.name!r} moves {joint!r}, which joint_states does not "
+                                 f"report (reported: {sorted(joints)})")
             low, high = limits.get(joint, (-math.inf, math.inf))
             targets[joint] = min(high, max(low, joints[joint] + delta))
         return targets

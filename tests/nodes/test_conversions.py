@@ -17,9 +17,16 @@ from visualization_msgs.msg import Marker
 from safevla_node.actions import NUM_ACTIONS
 from safevla_node.errors import MessageError
 from safevla_node.nodes import conversions as conv
-from safevla_node.safety.monitor import OdometryData, PrimitiveStatus
+from safevla_node.safety.monitor_types import OdometryData, PrimitiveStatus
 from safevla_node.safety.primitives import ArmTrajectory, PrimitivePhase, TrajectoryPoint, wrap_angle
-from safevla_node.safety.types import Category, DiscreteCommand, ObjectState, TwistCommand, Verdict, VerdictKind
+from safevla_node.safety.types import (
+    Category,
+    DiscreteCommand,
+    ObjectState,
+    TwistCommand,
+    Verdict,
+    VerdictKind,
+)
 from sim_bridge.interface import LaserScanData
 
 settings.register_profile("conversions", max_examples=60, deadline=None)
@@ -185,8 +192,8 @@ def test_objects_round_trip(items):
     back = conv.objects_from_msg(conv.objects_to_msg(items, STAMP), "odom")
     assert len(back) == len(items)
     for got, want in zip(back, items):
-        assert (got.object_id, got.object_type, got.name, got.visible, got.held, got.unstable, got.static) == (
-            want.object_id, want.object_type, want.name, want.visible, want.held, want.unstable, want.static)
+        for name in ("object_id", "object_type", "name", "visible", "held", "unstable", "static"):
+            assert getattr(got, name) == getattr(want, name)
         assert got.position == want.position and got.size == want.size
         assert got.rotation_deg == pytest.approx(want.rotation_deg, abs=1e-6)
 

@@ -8,6 +8,7 @@ having been received, the last one shuts the shared node down.
 from __future__ import annotations
 
 import math
+import signal
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -26,7 +27,7 @@ from std_srvs.srv import Trigger
 
 from safevla_node.dds import DomainLease
 from safevla_node.nodes import conversions as conv
-from safevla_node.safety.monitor import OdometryData
+from safevla_node.safety.monitor_types import OdometryData
 from safevla_node.safety.primitives import PrimitivePhase
 from safevla_node.safety.types import DiscreteCommand, VerdictKind
 from sim_bridge.interface import LaserScanData
@@ -67,8 +68,10 @@ class Rig:
         self.odom_pub = node.create_publisher(Odometry, "odom", 10)
         self.joints_pub = node.create_publisher(JointState, "joint_states", 10)
         node.create_subscription(Twist, "cmd_vel", self._on_cmd, 50)
-        node.create_subscription(DiagnosticArray, "/diagnostics", lambda m: setattr(self, "diagnostics", m), 10)
-        node.create_subscription(DiagnosticStatus, "safevla/safety_state", lambda m: setattr(self, "state", m), 10)
+        node.create_subscription(DiagnosticArray, "/diagnostics",
+                                 lambda m: setattr(self, "diagnostics", m), 10)
+        node.create_subscription(DiagnosticStatus, "safevla/safety_state",
+                                 lambda m: setattr(self, "state", m), 10)
         node.create_subscription(String, "safevla/primitive_status", self.statuses.append, 10)
         self.estop = node.create_client(Trigger, "/safety_monitor/estop")
         self.reset = node.create_client(Trigger, "/safety_monitor/reset_estop")
@@ -83,7 +86,8 @@ class Rig:
         """20 Hz: integrate the last command into odometry (a unicycle), publish sensors and the upstream."""
         v, w = self.commanded
         o = self.odom
-        self.odom = OdometryData(o.x + v * math.cos(o.yaw) * SENSOR_PERIOD, o.y + v * math.sin(o.yaw) * SENSOR_PERIOD,
+        self.odom = OdometryData(o.x + v * math.cos(o.yaw) * SENSOR_PERIOD,
+                                 o.y + v * math.sin(o.yaw) * SENSOR_PERIOD,
                                  o.yaw + w * SENSOR_PERIOD, v, w)
         stamp = self.client.node.get_clock().now().to_msg()
         self.odom_pub.publish(conv.odom_to_msg(self.odom, stamp))
@@ -170,7 +174,9 @@ def test_missing_scan_stops(rig):
 
 def test_clear_path_passes_the_twist(rig):
     rig.passes(0.1)
-    assert rig.verdict().kind is VerdictKind.ALLOW
+    rig.client.spin_until(lambda: rig.verdict().kind is VerdictKind.ALLOW, 1.0, "an ALLOW safety state")
+    rig.client.spin_for(0.3)
+    assert rig.last() == pytest.approx((0.1, 0.0))
 
 
 def test_stale_scan_stops_within_one_control_period(rig):
@@ -178,7 +184,8 @@ def test_stale_scan_stops_within_one_control_period(rig):
     rig.client.spin_for(0.2)
     rig.publish_scan = False
     stale_at = rig.last_scan_sent + SCAN_TIMEOUT
-    rig.client.spin_until(lambda: rig.received[-1][0] > stale_at and rig.last()[0] == 0.0, 3.0, "a zero twist")
+    rig.client.spin_until(lambda: rig.received[-1][0] > stale_at and rig.last()[0] == 0.0, 3.0,
+                          "a zero twist")
     first_zero = next(t for t, v, _ in rig.received if v == 0.0 and t > rig.last_scan_sent)
     delay = first_zero - stale_at
     print(f"\nstale scan -> first zero twist: {delay * 1000:.1f} ms after the timeout "
@@ -232,13 +239,27 @@ def test_estop_latches_until_reset(rig):
     rig.passes(0.1)
 
 
+def test_obstacle_in_the_scan_ahead_stops_and_clearing_it_resumes(rig):
+    rig.passes(0.1)
+    rig.obstacle_ahead_m = 0.3
+    rig.client.spin_until(lambda: rig.last() == (0.0, 0.0), 2.0, "a zero twist")
+    rig.client.spin_until(lambda: rig.verdict().kind is VerdictKind.STOP, 1.0, "a STOP safety state")
+    verdict = rig.verdict()
+    assert verdict.category.value == "collision", verdict
+    rig.client.spin_for(0.3)
+    assert rig.last() == (0.0, 0.0)
+    rig.obstacle_ahead_m = None  # scan rays through the obstacle's cells clear them from the memory
+    rig.passes(0.1)
+
+
 def test_action_proposal_runs_a_closed_loop_primitive(rig):
     rig.stream_twist = None
     rig.client.spin_for(0.6)  # deadman: the base is at rest
     start = rig.odom
     rig.proposal.publish(conv.encode_action_proposal(DiscreteCommand(0)))
     rig.client.spin_until(
-        lambda: rig.statuses and conv.primitive_status_from_msg(rig.statuses[-1]).phase is not PrimitivePhase.RUNNING,
+        lambda: bool(rig.statuses)
+        and conv.primitive_status_from_msg(rig.statuses[-1]).phase is not PrimitivePhase.RUNNING,
         10.0, "the primitive to finish")
     status = conv.primitive_status_from_msg(rig.statuses[-1])
     assert status.phase is PrimitivePhase.DONE, status
@@ -264,24 +285,11 @@ def test_invalid_runtime_parameter_is_rejected_with_the_reason(rig):
 def test_shutdown_publishes_a_final_zero_twist(rig, monitor_process):
     _, proc = monitor_process
     rig.passes(0.1)
-    proc.proc.send_signal(2)
+    proc.proc.send_signal(signal.SIGINT)
     rig.client.spin_until(lambda: not proc.alive(), 5.0, "the node to exit")
     rig.client.spin_for(0.2)
-    assert rig.last() == (0.0, 0.0)
+    assert rig.last() == (0.0, 0.0), f"last twist {rig.last()}; node output:\n{proc.output()}"
     assert proc.proc.returncode == 0, proc.output()
-
-
-def test_obstacle_in_the_scan_ahead_stops(ros_domain):
-    with running_node(MODULE, ros_domain, params=PARAMS), ros_client(ros_domain) as client:
-        rig = Rig(client)
-        client.spin_until(lambda: len(rig.received) > 2, 20.0, "the monitor publishing cmd_vel")
-        rig.passes(0.1)
-        rig.obstacle_ahead_m = 0.3
-        client.spin_until(lambda: rig.last() == (0.0, 0.0), 2.0, "a zero twist")
-        client.spin_for(0.3)
-        assert rig.last() == (0.0, 0.0)
-        verdict = rig.verdict()
-        assert verdict.kind is VerdictKind.STOP and verdict.category.value != "fault", verdict
 
 
 def test_invalid_parameter_at_start_up_exits_non_zero_naming_it(ros_domain):
@@ -291,3 +299,34 @@ def test_invalid_parameter_at_start_up_exits_non_zero_naming_it(ros_domain):
         assert "control_rate_hz=0.0 is out of range" in proc.output()
     finally:
         proc.stop()
+
+
+def test_timeouts_count_sim_time_under_use_sim_time(ros_domain):
+    """Sensors keep arriving at 20 Hz of wall time; once sim time runs 12x faster they are 0.6 s of sim
+    time apart, beyond the 0.5 s timeout, so the monitor must stop: its clock is /clock, not the wall."""
+    from rosgraph_msgs.msg import Clock
+
+    params = dict(PARAMS, use_sim_time=True)
+    with running_node(MODULE, ros_domain, params=params), ros_client(ros_domain, "sim_client") as client:
+        clock_pub = client.node.create_publisher(Clock, "/clock", 10)
+        sim = {"base_sim": 1000.0, "base_wall": time.monotonic(), "rate": 1.0}
+
+        def set_rate(rate: float) -> None:
+            now = time.monotonic()
+            sim["base_sim"] += (now - sim["base_wall"]) * sim["rate"]
+            sim["base_wall"], sim["rate"] = now, rate
+
+        def tick_clock() -> None:
+            t = sim["base_sim"] + (time.monotonic() - sim["base_wall"]) * sim["rate"]
+            clock_pub.publish(Clock(clock=conv.seconds_to_time(t)))
+
+        client.node.create_timer(0.005, tick_clock)
+        rig = Rig(client)
+        client.spin_until(lambda: len(rig.received) > 2, 20.0, "the monitor publishing cmd_vel")
+        rig.passes(0.1)
+        set_rate(12.0)
+        client.spin_until(lambda: rig.verdict().reason.endswith("stale (> 0.5 s)"), 5.0,
+                          "a stale source in sim time")
+        assert rig.last() == (0.0, 0.0)
+        set_rate(1.0)
+        rig.passes(0.1)

@@ -14,7 +14,8 @@ import pytest
 
 from safevla_node.config import from_mapping
 from safevla_node.errors import ConfigError
-from safevla_node.safety.monitor import MonitorConfig, OdometryData, SafetyMonitor, Source
+from safevla_node.safety.monitor import MonitorConfig, SafetyMonitor
+from safevla_node.safety.monitor_types import OdometryData, Source
 from safevla_node.safety.primitives import ArmTrajectory, PrimitivePhase, TrajectoryPoint, wrap_angle
 from safevla_node.safety.types import Category, DiscreteCommand, TwistCommand, VerdictKind
 from sim_bridge.interface import LaserScanData
@@ -178,7 +179,8 @@ def run_proposal(monitor: SafetyMonitor, command: DiscreteCommand, max_time: flo
             break
         t += PERIOD
         v, w = out.twist.linear_x, out.twist.angular_z
-        odom = OdometryData(odom.x + v * math.cos(odom.yaw) * PERIOD, odom.y + v * math.sin(odom.yaw) * PERIOD,
+        odom = OdometryData(odom.x + v * math.cos(odom.yaw) * PERIOD,
+                            odom.y + v * math.sin(odom.yaw) * PERIOD,
                             wrap_angle(odom.yaw + w * PERIOD), v, w)
         feed(monitor, t, odom, obstacle_ahead_m=obstacle_at if t > 0.3 else None)
     return statuses, odom
@@ -186,7 +188,8 @@ def run_proposal(monitor: SafetyMonitor, command: DiscreteCommand, max_time: flo
 
 def test_move_ahead_proposal_runs_its_primitive_to_done():
     statuses, odom = run_proposal(make(), DiscreteCommand(0))
-    assert [s.phase for s in statuses] == [PrimitivePhase.RUNNING, PrimitivePhase.RUNNING, PrimitivePhase.DONE]
+    running, done = PrimitivePhase.RUNNING, PrimitivePhase.DONE
+    assert [s.phase for s in statuses] == [running, running, done]
     assert statuses[-1].proposal_id == 1 and statuses[-1].executed == 0
     assert odom.x == pytest.approx(0.2, abs=0.011)
 
@@ -217,10 +220,25 @@ def test_proposal_into_an_obstacle_is_refused_or_replaced_before_it_starts():
     monitor = make()
     feed(monitor, 0.0, obstacle_ahead_m=0.3)
     monitor.on_action_proposal(0.0, DiscreteCommand(0))
-    status = monitor.tick(0.0).statuses[-1]
+    out = monitor.tick(0.0)
+    status = out.statuses[-1]
     refused = status.phase is PrimitivePhase.ABORTED and "refused by the shield" in status.reason
     replaced = status.executed != 0
     assert refused or replaced, status
+    assert out.verdict.kind in (VerdictKind.STOP, VerdictKind.REPLACE)  # the safety state shows why
+    assert out.verdict.category is Category.COLLISION
+
+
+def test_proposal_with_a_distribution_is_replaced_by_the_most_probable_safe_action():
+    monitor = make()
+    feed(monitor, 0.0, obstacle_ahead_m=0.3)
+    probabilities = [0.0] * 20
+    probabilities[0], probabilities[2] = 0.7, 0.3  # move ahead (blocked), else rotate left
+    monitor.on_action_proposal(0.0, DiscreteCommand(0, tuple(probabilities)))
+    out = monitor.tick(0.0)
+    assert out.verdict.kind is VerdictKind.REPLACE and out.verdict.replacement == 2
+    assert (out.statuses[-1].phase, out.statuses[-1].action, out.statuses[-1].executed) == (
+        PrimitivePhase.RUNNING, 0, 2)
 
 
 def test_twist_preempts_a_running_primitive():

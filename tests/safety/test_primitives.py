@@ -96,7 +96,8 @@ def test_gripper_actions_target_closed_or_open_aperture(code, target):
 def test_gripper_blocked_by_a_grasped_object_finishes_after_settling():
     primitive = MotionPrimitive(action_by_code("p"), RobotState(), JOINTS, CONFIG, 0.0, 0.5)
     blocked = dict(JOINTS, gripper_aperture=0.03)  # fingers stopped on the object
-    assert primitive.step(CONFIG.gripper_settle_time - 0.1, RobotState(), blocked).phase is PrimitivePhase.RUNNING
+    early = primitive.step(CONFIG.gripper_settle_time - 0.1, RobotState(), blocked)
+    assert early.phase is PrimitivePhase.RUNNING
     step = primitive.step(CONFIG.gripper_settle_time, RobotState(), blocked)
     assert step.phase is PrimitivePhase.DONE and "settled" in step.reason
 
@@ -126,7 +127,8 @@ def test_arm_action_without_its_joint_state_cannot_start():
 def test_every_action_has_a_primitive():
     for action in ACTIONS:
         primitive = MotionPrimitive(action, RobotState(), JOINTS, CONFIG, 0.0, 0.5)
-        assert primitive.step(0.0, RobotState(), JOINTS).phase in (PrimitivePhase.RUNNING, PrimitivePhase.DONE)
+        phase = primitive.step(0.0, RobotState(), JOINTS).phase
+        assert phase in (PrimitivePhase.RUNNING, PrimitivePhase.DONE)
 
 
 @pytest.mark.parametrize(("kwargs", "match"), [
