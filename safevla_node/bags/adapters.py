@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from safevla_node.errors import MessageError
-from safevla_node.safety.monitor import OdometryData
+from safevla_node.safety.monitor_types import OdometryData
 from safevla_node.safety.types import TwistCommand
 from sim_bridge.interface import LaserScanData
 

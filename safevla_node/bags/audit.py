@@ -43,7 +43,8 @@ from safevla_node.bags.audit_report import AuditReport, Interval, SourceHealth
 from safevla_node.bags.reader import BagMessage, BagReader, open_bag
 from safevla_node.config import check_range, field, from_mapping, load_yaml
 from safevla_node.errors import BagError, MessageError
-from safevla_node.safety.monitor import MonitorConfig, SafetyMonitor, Source
+from safevla_node.safety.monitor import MonitorConfig, SafetyMonitor
+from safevla_node.safety.monitor_types import Source
 from safevla_node.safety.types import Category, DiscreteCommand, VerdictKind
 
 __all__ = ["AuditConfig", "AuditPolicy", "load_monitor_config", "run_audit"]

@@ -54,6 +54,8 @@ def _configure_replay(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--start-offset", type=float, default=0.0, help="skip this much of the bag (s)")
     parser.add_argument("-d", "--delay", type=float, default=0.0,
                         help="wait this long after creating publishers, before the first message (s)")
+    parser.add_argument("-w", "--wait-for-subscribers", type=float, default=0.0, metavar="S",
+                        help="first wait up to S seconds until every played topic has a subscriber")
 
 
 def _replay(args: argparse.Namespace) -> int:
@@ -61,7 +63,7 @@ def _replay(args: argparse.Namespace) -> int:
 
     config = ReplayConfig(rate=args.rate, loop=args.loop, clock_hz=args.clock, topics=tuple(args.topics),
                           remap=tuple(args.remap), start_offset_s=args.start_offset)
-    return run(args.bag, config, delay_s=args.delay, args=[])
+    return run(args.bag, config, delay_s=args.delay, wait_for_subscribers_s=args.wait_for_subscribers, args=[])
 
 
 add_subcommand("record", "record the stack's topics to a rosbag2 (MCAP or sqlite3)", _configure_record, _record)

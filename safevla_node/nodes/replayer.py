@@ -44,6 +44,16 @@ class ReplayerNode(Node):
             self.publishers_by_topic[topic] = self.create_publisher(
                 msg_class, topic, publisher_qos(plan.qos.get(topic, ())))
 
+    def wait_for_subscribers(self, timeout_s: float) -> list[str]:
+        """Block until every publisher has a matched subscription, at most ``timeout_s``; returns the topics
+        still without one (messages published before a subscriber matches are lost to it)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            missing = [t for t, p in self.publishers_by_topic.items() if p.get_subscription_count() == 0]
+            if not missing or time.monotonic() >= deadline or not self.context.ok():
+                return missing
+            time.sleep(0.02)
+
     def play(self, pacer: Pacer) -> int:
         """Publish every event at its deadline; returns the number published (stops on shutdown)."""
         published = 0
@@ -61,11 +71,13 @@ class ReplayerNode(Node):
         return published
 
 
-def run(bag_path: str, config: ReplayConfig, delay_s: float = 0.0, args: list[str] | None = None) -> int:
+def run(bag_path: str, config: ReplayConfig, delay_s: float = 0.0, wait_for_subscribers_s: float = 0.0,
+        args: list[str] | None = None) -> int:
     """Replay ``bag_path`` until its end (or forever under ``loop``, until SIGINT/SIGTERM); exit code 0.
 
-    ``delay_s`` waits after the publishers are created, so subscribers can be discovered before the first
-    message (``ros2 bag play --delay``).
+    Before the first message, wait up to ``wait_for_subscribers_s`` for every played topic to have a
+    subscriber, then ``delay_s`` more (``ros2 bag play --delay``), so nothing is published into an
+    undiscovered graph.
 
     Raises:
         BagError: the bag cannot be read or a requested topic is not in it.
@@ -76,6 +88,9 @@ def run(bag_path: str, config: ReplayConfig, delay_s: float = 0.0, args: list[st
         try:
             node = ReplayerNode(plan)
             try:
+                missing = node.wait_for_subscribers(wait_for_subscribers_s) if wait_for_subscribers_s > 0 else []
+                if missing:
+                    node.get_logger().warning(f"no subscriber after {wait_for_subscribers_s:g} s on {missing}")
                 time.sleep(delay_s)
                 count = node.play(Pacer())
                 late_ms = sorted(node.lateness_s)[int(0.99 * (count - 1))] * 1e3 if count else 0.0

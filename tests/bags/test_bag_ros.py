@@ -103,7 +103,7 @@ def test_replay_honours_rate_topics_and_remap_and_keeps_order(ros_domain: Domain
         client.node.create_subscription(Twist, "/cmd_vel", unexpected.append, DEPTH)
         client.node.create_subscription(LaserScan, "/scan", unexpected.append, DEPTH)
         proc = _replay(ros_domain, str(MINI), "--rate", "2", "--topics", "scan", "--remap", "scan:=/replayed/scan",
-                       "--start-offset", "27", "--delay", "1.5")
+                       "--start-offset", "27", "--wait-for-subscribers", "20", "--delay", "0.3")
         client.spin_until(lambda: len(received) >= len(expected) or proc.poll() is not None, 30.0, "replay ends")
         client.spin_for(0.3)
         output, _ = proc.communicate(timeout=10)

@@ -127,7 +127,8 @@ def test_recorded_graph_replayed_into_a_fresh_monitor_gets_the_verdicts_of_its_a
             env["PYTHONPATH"] = f"{REPO_ROOT}:{env.get('PYTHONPATH', '')}".rstrip(":")
             replay = subprocess.Popen(
                 [sys.executable, "-m", "safevla_node.cli", "replay", str(bag), "--topics", "/scan", "/cmd_vel_in",
-                 "--delay", "2.0"], env=env, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                 "--wait-for-subscribers", "20", "--delay", "0.5"],
+                env=env, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
             client.spin_until(lambda: replay.poll() is not None, 30.0, "replay ends")
             client.spin_for(0.5)
             output, _ = replay.communicate(timeout=10)
