@@ -134,7 +134,10 @@ class BagReader:
         Raises:
             BagError: the metadata or a storage file is corrupt, truncated or missing.
         """
-        reader = AnyReader([self.path], default_typestore=make_typestore())
+        metadata = self._metadata()
+        types = [t["topic_metadata"]["type"] for t in metadata.get("topics_with_message_count", [])
+                 if isinstance(t, dict) and isinstance(t.get("topic_metadata"), dict)]
+        reader = AnyReader([self.path], default_typestore=make_typestore(types))
         try:
             reader.open()
         except FileNotFoundError as exc:
@@ -146,8 +149,7 @@ class BagReader:
                            "file is corrupt or truncated: copy the bag again, or recover a cut-short MCAP with "
                            "`mcap recover FILE` and rebuild metadata.yaml with `ros2 bag reindex`") from None
         self._reader = reader
-        self._storage_id = str(yaml.safe_load((self.path / "metadata.yaml").read_text())
-                               ["rosbag2_bagfile_information"]["storage_identifier"])
+        self._storage_id = str(metadata["storage_identifier"])
         for conn in reader.connections:
             self._by_topic.setdefault(normalize_topic(conn.topic), []).append(conn)
         self._topics = self._collect_topics(reader)
@@ -158,6 +160,16 @@ class BagReader:
             if not info.decodable and info.count:
                 self.warnings.append(f"{info.name}: type {info.msgtype} is unknown to the typestore and the bag "
                                      "carries no definition for it; its messages are skipped")
+
+    def _metadata(self) -> dict[str, Any]:
+        """metadata.yaml's bagfile information ({} when unreadable: rosbags then raises the precise error)."""
+        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+        try:
+            text = (self.path / "metadata.yaml").read_text()
+            info = yaml.load(text, Loader=loader)["rosbag2_bagfile_information"]  # noqa: S506 (a safe loader)
+        except (OSError, yaml.YAMLError, TypeError, KeyError):
+            return {}
+        return info if isinstance(info, dict) else {}
 
     def close(self) -> None:
         """Release the files (idempotent)."""

@@ -12,8 +12,11 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from functools import cache
 from pathlib import Path
+from types import MappingProxyType
+from typing import Any
 
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 from rosbags.typesys.base import Nodetype, TypesysError
@@ -43,12 +46,32 @@ EXTRA_MSG_DEFINITIONS: dict[str, str] = {
 }
 
 
-def make_typestore() -> Typestore:
-    """A fresh Kilted typestore with ``EXTRA_MSG_DEFINITIONS`` registered (each call: a new store, so
-    definitions a bag registers never leak into another bag's decoding)."""
+@cache
+def _known_fielddefs() -> Mapping[str, Any]:
+    """Field definitions of every type we know (Kilted plus the extras), built once per process."""
     store = get_typestore(Stores.ROS2_KILTED)
     for name, text in EXTRA_MSG_DEFINITIONS.items():
         store.register(get_types_from_msg(text, name))
+    return MappingProxyType(dict(store.fielddefs))
+
+
+def make_typestore(msgtypes: Iterable[str] | None = None) -> Typestore:
+    """A fresh typestore (so definitions a bag registers never leak into another bag's decoding) with every
+    known type, or only ``msgtypes`` and the types they reference: a bag reader generates a class per
+    registered type, so a bag's own types open it much faster than the whole store."""
+    known = _known_fielddefs()
+    if msgtypes is None:
+        selected = dict(known)
+    else:
+        selected = {}
+        pending = [t for t in msgtypes if t in known]
+        while pending:
+            name = pending.pop()
+            if name not in selected:
+                selected[name] = known[name]
+                pending.extend(t for t in _referenced_types(known[name][1]) if t in known)
+    store = get_typestore(Stores.EMPTY)
+    store.register(selected)
     return store
 
 
