@@ -10,6 +10,11 @@ PACKAGE_NAME = "safevla_node"
 NODES = {
     "safety_monitor": "safevla_node.nodes.safety_monitor:main",
     "sim_bridge": "safevla_node.nodes.sim_bridge:main",
+    "recorder": "safevla_node.nodes.recorder:main",
+}
+# Command-line tools (not nodes): `safevla record|replay|audit`.
+TOOLS = {
+    "safevla": "safevla_node.cli:main",
 }
 
 setup(
@@ -34,6 +39,6 @@ setup(
     description="Safety-aligned VLA deployment stack for Stretch-class robots on ROS 2",
     license="Apache-2.0",
     entry_points={
-        "console_scripts": [f"{name} = {target}" for name, target in NODES.items()],
+        "console_scripts": [f"{name} = {target}" for name, target in {**NODES, **TOOLS}.items()],
     },
 )

@@ -27,3 +27,7 @@ class SimError(SafeVLAError, RuntimeError):
 
 class TrainingError(SafeVLAError):
     """Training cannot go on: a checkpoint that does not fit the run, ranks out of sync, a worker that died."""
+
+
+class BagError(SafeVLAError):
+    """A rosbag2 recording is missing, truncated, corrupt or lacks what was asked of it (file and fix named)."""
