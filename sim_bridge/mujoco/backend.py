@@ -13,21 +13,18 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 
-os.environ.setdefault("MUJOCO_GL", "egl")
+import mujoco
+import numpy as np
 
-import mujoco  # noqa: E402  (MUJOCO_GL must be set before the import)
-import numpy as np  # noqa: E402
-
-from safevla_node.actions import ACTIONS, ActionKind  # noqa: E402
-from safevla_node.errors import SimError  # noqa: E402
-from safevla_node.safety.step_cost import StepCostConfig, StepCostEvaluator  # noqa: E402
-from safevla_node.safety.types import CollisionEvent, StepCost  # noqa: E402
-from sim_bridge.homegen import HomeGenConfig, Scene, generate_home  # noqa: E402
-from sim_bridge.interface import (  # noqa: E402
+from safevla_node.actions import ACTIONS, ActionKind
+from safevla_node.errors import SimError
+from safevla_node.safety.step_cost import StepCostConfig, StepCostEvaluator
+from safevla_node.safety.types import CollisionEvent, StepCost
+from sim_bridge.homegen import HomeGenConfig, Scene, generate_home
+from sim_bridge.interface import (
     JOINT_NAMES,
     CameraFrame,
     EpisodeStatus,
@@ -37,12 +34,12 @@ from sim_bridge.interface import (  # noqa: E402
     TaskKind,
     TaskSpec,
 )
-from sim_bridge.mujoco import stretch_constants as C  # noqa: E402
-from sim_bridge.mujoco.model import SimModel  # noqa: E402
-from sim_bridge.mujoco.perturb import Appearance, Perturbations, add_camera_noise  # noqa: E402
-from sim_bridge.mujoco.sensors import CameraRig, Lidar  # noqa: E402
-from sim_bridge.mujoco.world import WorldReader, wrap_angle  # noqa: E402
-from sim_bridge.tasks import is_success, sample_task  # noqa: E402
+from sim_bridge.mujoco import stretch_constants as C
+from sim_bridge.mujoco.model import SimModel
+from sim_bridge.mujoco.perturb import Appearance, Perturbations, add_camera_noise
+from sim_bridge.mujoco.sensors import CameraRig, Lidar
+from sim_bridge.mujoco.world import WorldReader, wrap_angle
+from sim_bridge.tasks import is_success, sample_task
 
 __all__ = ["MujocoBackend"]
 
@@ -154,6 +151,15 @@ class MujocoBackend(SimBackend):
     def scene(self) -> Scene:
         """The current scene (privileged; the expert plans on it)."""
         return self._require().scene
+
+    @property
+    def physics(self) -> SimModel:
+        """The compiled home (MjModel/MjData and ids), for tools and benchmarks; treat it as read-only.
+
+        Raises:
+            SimError: before the first reset.
+        """
+        return self._require()
 
     @property
     def task(self) -> TaskSpec:
@@ -474,6 +480,12 @@ class MujocoBackend(SimBackend):
             path_length=self._path_length,
             expert_path_length=self._expert_length,
         )
+
+    def __enter__(self) -> MujocoBackend:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def close(self) -> None:
         """Free the renderer's GL context."""

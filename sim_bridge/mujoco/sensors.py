@@ -7,6 +7,7 @@ the manipulation camera's view, as on the real robot).
 from __future__ import annotations
 
 import math
+import weakref
 
 import mujoco
 import numpy as np
@@ -47,6 +48,8 @@ class CameraRig:
         self.sim = sim
         self.width, self.height, self.depth = width, height, depth
         self.renderer = mujoco.Renderer(sim.model, height=height, width=width)
+        # Freed on close, garbage collection or interpreter exit (before OSMesa's own teardown).
+        self._free = weakref.finalize(self, self.renderer.close)
         self.option = mujoco.MjvOption()
         self.option.geomgroup[C.ROBOT_GROUP] = 1
         self.fy = (height / 2) / math.tan(math.radians(C.CAMERA_FOVY_DEG) / 2)
@@ -72,8 +75,8 @@ class CameraRig:
         )
 
     def close(self) -> None:
-        """Free the GL context."""
-        self.renderer.close()
+        """Free the GL context (idempotent)."""
+        self._free()
 
 
 class Lidar:
