@@ -81,6 +81,8 @@ class MujocoBackend(SimBackend):
     ) -> None:
         if camera_size[0] < 16 or camera_size[1] < 16 or camera_size[0] > 800 or camera_size[1] > 600:
             raise ValueError(f"camera_size={camera_size!r} must lie within (16, 16)..(800, 600)")
+        if lidar_beams < 1:
+            raise ValueError(f"lidar_beams={lidar_beams!r} must be at least 1")
         self._home_config = home_config or HomeGenConfig()
         self._scene_source = scene_source or (lambda seed: generate_home(seed, self._home_config))
         self._camera_size = camera_size
@@ -113,6 +115,7 @@ class MujocoBackend(SimBackend):
         self._lidar = Lidar(sim, self._lidar_beams)
         self._noise_rng = np.random.default_rng([seed, 4])
         self._task = task
+        _log.debug("episode in scene %d (seed %d): %s", scene.seed, seed, task.instruction)
         m, d = sim.model, sim.data
         self._robot_geom_mask = np.zeros(m.ngeom, dtype=bool)
         self._robot_geom_mask[sim.robot.robot_geoms] = True
