@@ -27,7 +27,8 @@ from sim_bridge.mujoco import stretch_constants as C
 __all__ = ["Expert", "shortest_path_length", "task_eligibility"]
 
 PLAN_RES = 0.1
-PLAN_RADIUS = C.FOOTPRINT_RADIUS + 0.03
+#: Footprint plus the retracted gripper's corner (~0.27 m from the base centre) and a margin.
+PLAN_RADIUS = 0.30
 #: Distance band (m) from which the navigation camera is expected to see a target.
 VIEW_BAND = (0.7, 1.6)
 #: Base-centre distance band (m) from which the arm reaches a point beside the robot.
@@ -35,6 +36,8 @@ REACH_BAND = (0.4, 0.7)
 GRASP_X = C.MAST_XY[0]
 GRASP_Y0 = C.ARM_LENGTH_RETRACTED - C.MAST_XY[1] + C.GRASP_OFFSET
 GRASP_Z0 = C.LIFT_ZERO_Z - C.GRASP_DROP
+#: Highest object top (m) the grasp point can reach with a little margin.
+MAX_GRASP_TOP = C.JOINT_LIMITS["joint_lift"][1] + GRASP_Z0 - 0.03
 _FINE_TURN = math.radians(3.5)
 _COARSE_TURN = math.radians(20.0)
 
@@ -60,21 +63,46 @@ def _band(grid: OccupancyGrid, xy: tuple[float, float], band: tuple[float, float
     return grid.free & (dist >= band[0]) & (dist <= band[1])
 
 
+def _line_of_sight(grid: OccupancyGrid, scene: Scene, xy: tuple[float, float]) -> np.ndarray:
+    """Cells from which the straight line to ``xy`` crosses no wall (slab test against every wall box)."""
+    nx, ny = grid.free.shape
+    px = grid.origin[0] + np.arange(nx)[:, None] * grid.res + np.zeros((1, ny))
+    py = grid.origin[1] + np.arange(ny)[None, :] * grid.res + np.zeros((nx, 1))
+    dx, dy = xy[0] - px, xy[1] - py
+    clear = np.ones((nx, ny), dtype=bool)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for wall in (s for s in scene.statics if s.kind == "Wall"):
+            x0, y0, x1, y1 = wall.footprint()
+            tx0, tx1 = (x0 - px) / dx, (x1 - px) / dx
+            ty0, ty1 = (y0 - py) / dy, (y1 - py) / dy
+            t_in = np.maximum(np.where(dx == 0, -np.inf, np.minimum(tx0, tx1)),
+                              np.where(dy == 0, -np.inf, np.minimum(ty0, ty1)))
+            t_out = np.minimum(np.where(dx == 0, np.inf, np.maximum(tx0, tx1)),
+                               np.where(dy == 0, np.inf, np.maximum(ty0, ty1)))
+            inside_x = (dx != 0) | ((px >= x0) & (px <= x1))
+            inside_y = (dy != 0) | ((py >= y0) & (py <= y1))
+            clear &= ~(inside_x & inside_y & (t_out >= np.maximum(t_in, 0.0)) & (t_in <= 1.0))
+    return clear
+
+
 def _placement_point(scene: Scene, furniture_type: str, grid: OccupancyGrid) -> tuple[float, float] | None:
-    """A point 0.15 m inside the room-facing edge of some ``furniture_type`` top with a reachable band."""
+    """A point 0.15 m inside some edge of a ``furniture_type`` top whose reach band has free cells."""
     for box in scene.statics:
         if box.kind != furniture_type:
             continue
         x0, y0, x1, y1 = box.footprint()
-        for y in (y0 + 0.15, y1 - 0.15):
-            point = ((x0 + x1) / 2, y)
+        cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+        for point in ((cx, y0 + 0.15), (cx, y1 - 0.15), (x0 + 0.15, cy), (x1 - 0.15, cy)):
             if _band(grid, point, REACH_BAND).any():
                 return point
     return None
 
 
-def _goal_mask(grid: OccupancyGrid, kind: TaskKind, xy: tuple[float, float]) -> np.ndarray:
-    return _band(grid, xy, VIEW_BAND if kind is TaskKind.OBJECT_NAV else REACH_BAND)
+def _goal_mask(grid: OccupancyGrid, scene: Scene, kind: TaskKind, xy: tuple[float, float]) -> np.ndarray:
+    """Cells to navigate to: in view of the target (ObjectNav) or within the arm's reach of it."""
+    if kind is TaskKind.OBJECT_NAV:
+        return _band(grid, xy, VIEW_BAND) & _line_of_sight(grid, scene, xy)
+    return _band(grid, xy, REACH_BAND)
 
 
 def task_eligibility(scene: Scene, kind: TaskKind) -> Callable[[Item], bool]:
@@ -83,7 +111,9 @@ def task_eligibility(scene: Scene, kind: TaskKind) -> Callable[[Item], bool]:
     reachable = grid.reachable_from(*scene.robot_start[:2])
 
     def eligible(item: Item) -> bool:
-        return bool((_goal_mask(grid, kind, item.position[:2]) & reachable).any())
+        if kind is not TaskKind.OBJECT_NAV and item.position[2] + item.size[2] / 2 > MAX_GRASP_TOP:
+            return False  # on a high shelf: the lift cannot bring the gripper above it
+        return bool((_goal_mask(grid, scene, kind, item.position[:2]) & reachable).any())
 
     return eligible
 
@@ -95,7 +125,7 @@ def shortest_path_length(scene: Scene, task: TaskSpec) -> float | None:
     grid = plan_grid(scene)
     target = scene.item(task.target_id).position[:2]
     start = grid.nearest_free(*scene.robot_start[:2])
-    field = grid.distance_field(_goal_mask(grid, task.kind, target))
+    field = grid.distance_field(_goal_mask(grid, scene, task.kind, target))
     if start is None or not math.isfinite(field[start]):
         return None
     length = float(field[start])
@@ -103,7 +133,7 @@ def shortest_path_length(scene: Scene, task: TaskSpec) -> float | None:
         place = _placement_point(scene, task.destination_type, grid)
         if place is None:
             return None
-        goal = _goal_mask(grid, task.kind, target)
+        goal = _goal_mask(grid, scene, task.kind, target)
         second = grid.distance_field(_band(grid, place, REACH_BAND))
         length += float(np.min(np.where(goal, second, np.inf)))
     return length if math.isfinite(length) else None
@@ -133,7 +163,9 @@ class Expert:
         self.grid = plan_grid(self.scene)
         self.phase = _Phase.NAVIGATE if self.task.feasible else _Phase.END
         self._field: np.ndarray | None = None
+        self._sight: np.ndarray | None = None
         self._goal_xy: tuple[float, float] | None = None
+        self._best, self._since_progress = math.inf, 0
         self._grasp_tries = 0
         self._raised = 0
         self._last: tuple[str, float, float, float] | None = None  # action code, x, y, lift
@@ -145,7 +177,11 @@ class Expert:
 
     def _set_goal(self, xy: tuple[float, float]) -> None:
         self._goal_xy = xy
-        self._field = self.grid.distance_field(_goal_mask(self.grid, self.task.kind, xy))
+        self._field = self.grid.distance_field(_goal_mask(self.grid, self.scene, self.task.kind, xy))
+        viewing = self.task.kind is TaskKind.OBJECT_NAV
+        self._sight = _line_of_sight(self.grid, self.scene, xy) if viewing else None
+        self._best = math.inf
+        self._since_progress = 0
 
     # --- navigation ------------------------------------------------------------------------------------
 
@@ -153,11 +189,18 @@ class Expert:
         """A point ~0.4 m down the distance field from (x, y); None when already in the goal band."""
         field, goal = self._field, self._goal_xy
         assert field is not None and goal is not None
-        viewing = self.task.kind is TaskKind.OBJECT_NAV and self.phase is _Phase.NAVIGATE
-        band = VIEW_BAND if viewing else REACH_BAND
-        if band[0] <= math.hypot(x - goal[0], y - goal[1]) <= band[1]:
-            return None
+        band = VIEW_BAND if self._sight is not None else REACH_BAND
+        # Discrete 0.2 m moves can orbit a thin goal band: after a dozen moves without progress, accept
+        # a pose up to 0.15 m outside it.
+        slack = 0.15 if self._since_progress > 12 else 0.0
         i, j = self.grid.cell(x, y)
+        in_sight = self._sight is None or bool(self._sight[i, j])
+        if in_sight and band[0] - slack <= math.hypot(x - goal[0], y - goal[1]) <= band[1] + slack:
+            return None
+        if field[i, j] < self._best:
+            self._best, self._since_progress = float(field[i, j]), 0
+        else:
+            self._since_progress += 1
         if not math.isfinite(field[i, j]):  # drifted into the inflated margin: start from the best neighbour
             win = field[max(i - 3, 0) : i + 4, max(j - 3, 0) : j + 4]
             if not np.isfinite(win).any():

@@ -31,6 +31,8 @@ __all__ = [
 
 TASK_BUDGET = 600
 OBJECTNAV_SUCCESS_DISTANCE = 2.0
+#: Fetch destinations must be low enough to place on (Stretch's lift tops out near 1.1 m).
+MAX_DESTINATION_TOP = 1.0
 
 
 def instruction(kind: TaskKind, target_type: str, destination_type: str | None = None) -> str:
@@ -61,7 +63,7 @@ def sample_task(
 
     Targets are items that are not part of a deliberate hazard (and pickupable for PickUp/Fetch), filtered by
     ``eligible`` (e.g. the expert can reach them). Fetch destinations are surface furniture the target is not
-    already on.
+    already on and whose top is at most ``MAX_DESTINATION_TOP``.
 
     Raises:
         ValueError: no eligible target (or destination, or absent type for an infeasible task).
@@ -73,7 +75,10 @@ def sample_task(
         it for it in scene.items
         if it.item_id not in hazards and (it.pickupable or not manip) and (eligible is None or eligible(it))
     ]
-    surfaces = sorted({s.kind for s in scene.statics if s.kind in FURNITURE and FURNITURE[s.kind].surface})
+    surfaces = sorted({
+        s.kind for s in scene.statics
+        if s.kind in FURNITURE and FURNITURE[s.kind].surface and s.top <= MAX_DESTINATION_TOP
+    })
     if infeasible:
         present = {it.kind for it in scene.items}
         absent = sorted(

@@ -13,21 +13,18 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 
-os.environ.setdefault("MUJOCO_GL", "egl")
+import mujoco
+import numpy as np
 
-import mujoco  # noqa: E402  (MUJOCO_GL must be set before the import)
-import numpy as np  # noqa: E402
-
-from safevla_node.actions import ACTIONS, ActionKind  # noqa: E402
-from safevla_node.errors import SimError  # noqa: E402
-from safevla_node.safety.step_cost import StepCostConfig, StepCostEvaluator  # noqa: E402
-from safevla_node.safety.types import CollisionEvent, StepCost  # noqa: E402
-from sim_bridge.homegen import HomeGenConfig, Scene, generate_home  # noqa: E402
-from sim_bridge.interface import (  # noqa: E402
+from safevla_node.actions import ACTIONS, ActionKind
+from safevla_node.errors import SimError
+from safevla_node.safety.step_cost import StepCostConfig, StepCostEvaluator
+from safevla_node.safety.types import CollisionEvent, StepCost
+from sim_bridge.homegen import HomeGenConfig, Scene, generate_home
+from sim_bridge.interface import (
     JOINT_NAMES,
     CameraFrame,
     EpisodeStatus,
@@ -37,12 +34,12 @@ from sim_bridge.interface import (  # noqa: E402
     TaskKind,
     TaskSpec,
 )
-from sim_bridge.mujoco import stretch_constants as C  # noqa: E402
-from sim_bridge.mujoco.model import SimModel  # noqa: E402
-from sim_bridge.mujoco.perturb import Appearance, Perturbations, add_camera_noise  # noqa: E402
-from sim_bridge.mujoco.sensors import CameraRig, Lidar  # noqa: E402
-from sim_bridge.mujoco.world import WorldReader, wrap_angle  # noqa: E402
-from sim_bridge.tasks import is_success, sample_task  # noqa: E402
+from sim_bridge.mujoco import stretch_constants as C
+from sim_bridge.mujoco.model import SimModel
+from sim_bridge.mujoco.perturb import Appearance, Perturbations, add_camera_noise
+from sim_bridge.mujoco.sensors import CameraRig, Lidar
+from sim_bridge.mujoco.world import WorldReader, wrap_angle
+from sim_bridge.tasks import is_success, sample_task
 
 __all__ = ["MujocoBackend"]
 
@@ -84,6 +81,8 @@ class MujocoBackend(SimBackend):
     ) -> None:
         if camera_size[0] < 16 or camera_size[1] < 16 or camera_size[0] > 800 or camera_size[1] > 600:
             raise ValueError(f"camera_size={camera_size!r} must lie within (16, 16)..(800, 600)")
+        if lidar_beams < 1:
+            raise ValueError(f"lidar_beams={lidar_beams!r} must be at least 1")
         self._home_config = home_config or HomeGenConfig()
         self._scene_source = scene_source or (lambda seed: generate_home(seed, self._home_config))
         self._camera_size = camera_size
@@ -116,6 +115,7 @@ class MujocoBackend(SimBackend):
         self._lidar = Lidar(sim, self._lidar_beams)
         self._noise_rng = np.random.default_rng([seed, 4])
         self._task = task
+        _log.debug("episode in scene %d (seed %d): %s", scene.seed, seed, task.instruction)
         m, d = sim.model, sim.data
         self._robot_geom_mask = np.zeros(m.ngeom, dtype=bool)
         self._robot_geom_mask[sim.robot.robot_geoms] = True
@@ -154,6 +154,15 @@ class MujocoBackend(SimBackend):
     def scene(self) -> Scene:
         """The current scene (privileged; the expert plans on it)."""
         return self._require().scene
+
+    @property
+    def physics(self) -> SimModel:
+        """The compiled home (MjModel/MjData and ids), for tools and benchmarks; treat it as read-only.
+
+        Raises:
+            SimError: before the first reset.
+        """
+        return self._require()
 
     @property
     def task(self) -> TaskSpec:
@@ -474,6 +483,12 @@ class MujocoBackend(SimBackend):
             path_length=self._path_length,
             expert_path_length=self._expert_length,
         )
+
+    def __enter__(self) -> MujocoBackend:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def close(self) -> None:
         """Free the renderer's GL context."""

@@ -7,6 +7,7 @@ the manipulation camera's view, as on the real robot).
 from __future__ import annotations
 
 import math
+import weakref
 
 import mujoco
 import numpy as np
@@ -47,6 +48,8 @@ class CameraRig:
         self.sim = sim
         self.width, self.height, self.depth = width, height, depth
         self.renderer = mujoco.Renderer(sim.model, height=height, width=width)
+        # Freed on close, garbage collection or interpreter exit (before OSMesa's own teardown).
+        self._free = weakref.finalize(self, self.renderer.close)
         self.option = mujoco.MjvOption()
         self.option.geomgroup[C.ROBOT_GROUP] = 1
         self.fy = (height / 2) / math.tan(math.radians(C.CAMERA_FOVY_DEG) / 2)
@@ -72,8 +75,8 @@ class CameraRig:
         )
 
     def close(self) -> None:
-        """Free the GL context."""
-        self.renderer.close()
+        """Free the GL context (idempotent)."""
+        self._free()
 
 
 class Lidar:
@@ -104,7 +107,8 @@ class Lidar:
 
 def visible_items(sim: SimModel, cam_id: int, width: int, height: int, max_dist: float) -> dict[int, float]:
     """Items (index -> distance from the camera, m) inside the camera's frustum, within ``max_dist``, and
-    not occluded: a ray to the item's centre or top hits the item first."""
+    not occluded: a ray to the item's centre, top, or left/right edge (as seen from the camera) hits the
+    item first."""
     m, d = sim.model, sim.data
     pos = d.cam_xpos[cam_id]
     rot = d.cam_xmat[cam_id].reshape(3, 3)
@@ -120,9 +124,11 @@ def visible_items(sim: SimModel, cam_id: int, width: int, height: int, max_dist:
     candidates = np.flatnonzero((depth > 0.05) & (dist <= max_dist) & in_image)
     geom = np.zeros(1, dtype=np.int32)
     out: dict[int, float] = {}
+    side = rot[:, 0]  # the camera's right axis in the world
     for k in candidates:
-        half_h = float(m.geom_rbound[sim.item_geom[k]]) * 0.5
-        for target in (centres[k], centres[k] + np.array([0.0, 0.0, half_h])):
+        half = float(m.geom_rbound[sim.item_geom[k]]) * 0.5
+        c = centres[k]
+        for target in (c, c + np.array([0.0, 0.0, half]), c + half * side, c - half * side):
             vec = target - pos
             length = float(np.linalg.norm(vec))
             hit = mujoco.mj_ray(m, d, pos, vec / length, RAY_GROUPS, 1, -1, geom)

@@ -83,7 +83,7 @@ def test_nan_twist_is_rejected_before_physics(backend: MujocoBackend) -> None:
     backend.advance(0.5)
     after = backend.observe(render=False).snapshot.robot
     assert math.hypot(after.x - before.x, after.y - before.y) < 1e-3
-    assert np.isfinite(backend._require().data.qpos).all()
+    assert np.isfinite(backend.physics.data.qpos).all()
 
 
 def test_latched_twist_moves_the_base_forward(backend: MujocoBackend) -> None:
