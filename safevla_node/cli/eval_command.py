@@ -1,8 +1,7 @@
 """``safevla eval``: run a benchmark suite (resumable) and write its report.
 
-Registration in the ``safevla`` command (``safevla_node.cli``):
-``add_subcommand("eval", HELP, configure, run)``; without that registry, ``add_parser(subparsers)`` adds it
-to any argparse subparsers, and ``python -m safevla_node.evaluation`` runs it on its own.
+Registered in the ``safevla`` command (``safevla_node.cli``); ``python -m safevla_node.evaluation`` runs it
+on its own.
 
 Exit status: 0 every episode finished, 1 some episodes crashed (recorded in the report), 2 a usage or
 configuration error, 130 interrupted (rerun the same command to resume).
@@ -15,9 +14,10 @@ import logging
 import sys
 from pathlib import Path
 
+from safevla_node.cli import add_subcommand
 from safevla_node.errors import SafeVLAError
 
-__all__ = ["HELP", "add_parser", "configure", "main", "run"]
+__all__ = ["HELP", "configure", "main", "run"]
 
 HELP = "run an evaluation suite (SR, CC, SEL, shield interventions) and write its report"
 
@@ -34,14 +34,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="run at most this many of the pending episodes, then report")
     parser.add_argument("--retry-errors", action="store_true", help="rerun episodes recorded as crashed")
     parser.add_argument("--report-only", action="store_true", help="only (re)write the report of --out")
-
-
-def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:  # type: ignore[type-arg]
-    """Add ``eval`` to an argparse subparsers object, handler in ``defaults['handler']``."""
-    parser = subparsers.add_parser("eval", help=HELP, description=HELP)
-    configure(parser)
-    parser.set_defaults(handler=run)
-    return parser
 
 
 def run(args: argparse.Namespace) -> int:
@@ -80,3 +72,6 @@ def main(argv: list[str] | None = None) -> int:
     except SafeVLAError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+
+
+add_subcommand("eval", HELP, configure, run)

@@ -6,7 +6,12 @@ import argparse
 import logging
 import sys
 
-__all__ = ["add_arguments", "add_parser", "run"]
+from safevla_node.cli import add_subcommand
+
+__all__ = ["HELP", "add_arguments", "run"]
+
+HELP = ("fine-tune a policy with Lagrangian PPO on the embedded simulator "
+        "(multi-GPU: torchrun --nproc_per_node=N -m policies.training with the same options)")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -19,17 +24,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     return parser
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Register ``train`` on the ``safevla`` command."""
-    parser = subparsers.add_parser(
-        "train", help="fine-tune a policy with Lagrangian PPO on the embedded simulator",
-        description="Constrained PPO (Lagrange or PID multipliers). Multi-GPU: "
-                    "torchrun --nproc_per_node=N -m policies.training with the same options.")
-    add_arguments(parser)
-    parser.set_defaults(func=run)
-    return parser
-
-
 def run(args: argparse.Namespace) -> int:
     """Run the training the parsed arguments describe; the exit code."""
     from policies.training.launch import run_from_args
@@ -38,3 +32,6 @@ def run(args: argparse.Namespace) -> int:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                             stream=sys.stdout)
     return run_from_args(args)
+
+
+add_subcommand("train", HELP, add_arguments, run)

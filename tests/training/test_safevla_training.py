@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from policies.training.config import load_train_config
 from policies.training.safevla_actor_critic import SafeVLAActorCritic
 from policies.training.sim_env import SimObservation
 from policies.training.trainer import Trainer
-from safevla_node.cli.train_command import add_parser
+from safevla_node.cli import build_parser
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -82,12 +81,10 @@ def test_smoke_training_on_mujoco_writes_a_policy_the_runtime_loads_and_training
     trained = trainer.policy.model.state_dict()
     assert all(torch.equal(v, trained[k]) for k, v in policy.model.state_dict().items())
 
-    parser = argparse.ArgumentParser(prog="safevla")
-    add_parser(parser.add_subparsers())
-    args = parser.parse_args(["train", "--config", str(REPO / "config" / "train_smoke.yaml"), "--init",
+    args = build_parser().parse_args(["train", "--config", str(REPO / "config" / "train_smoke.yaml"), "--init",
                               str(tmp_path / "scratch" / "policy"), "--out", str(tmp_path / "tuned"),
                               "--updates", "1"])
-    assert args.func(args) == 0
+    assert args.handler(args) == 0
     assert (tmp_path / "tuned" / "policy" / "model.safetensors").is_file()
     assert (tmp_path / "tuned" / "metrics.csv").read_text().count("\n") == 2
 
@@ -95,8 +92,6 @@ def test_smoke_training_on_mujoco_writes_a_policy_the_runtime_loads_and_training
 def test_train_command_reports_a_bad_config_and_returns_2(tmp_path, caplog):
     bad = tmp_path / "bad.yaml"
     bad.write_text("ppo: {clip: 3.0}\n")
-    parser = argparse.ArgumentParser(prog="safevla")
-    add_parser(parser.add_subparsers())
-    args = parser.parse_args(["train", "--config", str(bad), "--out", str(tmp_path / "o")])
-    assert args.func(args) == 2
+    args = build_parser().parse_args(["train", "--config", str(bad), "--out", str(tmp_path / "o")])
+    assert args.handler(args) == 2
     assert "clip=3.0 is out of range" in caplog.text
