@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 from diagnostic_msgs.msg import DiagnosticStatus
 from nav_msgs.msg import Odometry
-from rcl_interfaces.msg import Parameter as ParameterMsg
 from rcl_interfaces.srv import SetParameters
 from rclpy.context import Context
 from rclpy.executors import SingleThreadedExecutor
@@ -27,27 +25,14 @@ from std_srvs.srv import Trigger
 from visualization_msgs.msg import MarkerArray
 
 from safevla_node.errors import MessageError, SafeVLAError
+from safevla_node.evaluation.trace import EpisodeTrace
 from safevla_node.nodes import conversions as conv
 from safevla_node.safety.primitives import PrimitivePhase
-from safevla_node.safety.types import ObjectState, VerdictKind
+from safevla_node.safety.types import VerdictKind
 
-__all__ = ["EpisodeObserver", "EpisodeTrace"]
+__all__ = ["EpisodeObserver"]
 
 _RELIABLE = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
-
-
-@dataclass
-class EpisodeTrace:
-    """What happened in one episode, in sim time (s) and odom coordinates (m)."""
-
-    status: dict[str, Any] = field(default_factory=dict)
-    trajectory: list[tuple[float, float, float]] = field(default_factory=list)  # (t, x, y)
-    cost_events: list[tuple[float, float, float, dict[str, int]]] = field(default_factory=list)  # (t, x, y, cats)
-    verdicts: list[tuple[float, str, str]] = field(default_factory=list)  # (t, verdict kind, category)
-    objects: tuple[ObjectState, ...] = ()
-    replacements: int = 0
-    stops: int = 0
-    limits: int = 0
 
 
 class EpisodeObserver(Node):

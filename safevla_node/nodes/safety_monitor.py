@@ -18,6 +18,8 @@ Subscribed
     or 32FC1 m) with ``camera/aligned_depth_to_color/camera_info``, ``odom`` (nav_msgs/Odometry),
     ``joint_states`` (sensor_msgs/JointState), ``safevla/objects`` (visualization_msgs/MarkerArray):
     all with SensorDataQoS (best effort, so they match reliable publishers too).
+    ``safevla/episode_reset`` (std_msgs/Empty, reliable): a new episode; the obstacle memory, the objects
+    and a running primitive are dropped (the e-stop latch is kept).
 
 Published
     ``cmd_vel`` (geometry_msgs/Twist, reliable depth 10): every control period, and at once on a new twist.
@@ -52,7 +54,7 @@ from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import CameraInfo, Image, JointState, LaserScan
-from std_msgs.msg import Float32MultiArray, String
+from std_msgs.msg import Empty, Float32MultiArray, String
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 from visualization_msgs.msg import MarkerArray
@@ -118,6 +120,8 @@ class SafetyMonitorNode(Node):
         self._subscribe(Image, "camera/aligned_depth_to_color/image_raw", Source.DEPTH, self._depth_from_msg,
                         self._core.on_depth)
 
+        self.create_subscription(Empty, "safevla/episode_reset",
+                                 lambda _msg: self._core.on_episode_reset(self._now()), _COMMAND_QOS)
         self.create_service(Trigger, "~/estop", self._on_estop)
         self.create_service(Trigger, "~/reset_estop", self._on_reset_estop)
         watch_config(self, MonitorConfig, self._core.reconfigure)

@@ -305,6 +305,16 @@ class SafetyMonitor:
         self._estop_reason = ""
         return latched
 
+    def on_episode_reset(self, now: float) -> None:
+        """A new episode (the simulator reset the world): what was remembered of the old one no longer
+        exists, so the obstacle memory, the objects and any running primitive are dropped. Sensor
+        freshness and the e-stop latch are kept: a reset never releases a stop."""
+        _log.info("episode reset at %.3f s: obstacle memory and primitive cleared", now)
+        self._memory.clear()
+        self._objects = ()
+        self._twist = None
+        self._finish_primitive(PrimitivePhase.ABORTED, "episode reset")
+
     @property
     def estopped(self) -> bool:
         """True while the e-stop is latched."""

@@ -306,3 +306,45 @@ def test_a_clock_jumping_back_forgets_every_input():
 def test_monitor_config_rejects_bad_values(overrides, match):
     with pytest.raises(ConfigError, match=match):
         from_mapping(MonitorConfig, overrides)
+
+
+def _forward_scan(obstacle_m: float | None = None) -> LaserScanData:
+    """A 90-degree scan ahead only (a camera-like field of view): what is behind is never re-observed."""
+    ranges = np.full(90, 5.0, dtype=np.float32)
+    if obstacle_m is not None:
+        ranges[35:55] = obstacle_m
+    return LaserScanData(-math.pi / 4, math.pi / 2 / 90, 0.05, 10.0, ranges)
+
+
+@pytest.mark.parametrize("reset", [False, True])
+def test_episode_reset_forgets_obstacles_of_the_previous_episode(reset):
+    monitor = make()
+    monitor.on_odom(0.0, OdometryData(0.0, 0.0, 0.0))
+    monitor.on_joint_states(0.0, JOINTS)
+    monitor.on_scan(0.0, _forward_scan(obstacle_m=0.35))  # an obstacle 0.35 m ahead, in the old episode
+    if reset:
+        monitor.on_episode_reset(0.05)
+    # The new episode starts facing the other way: the old obstacle would be behind, never seen again.
+    monitor.on_odom(0.1, OdometryData(0.0, 0.0, math.pi))
+    monitor.on_joint_states(0.1, JOINTS)
+    monitor.on_scan(0.1, _forward_scan())
+    backing = monitor.on_twist(0.1, TwistCommand(-0.2, 0.0))
+    if reset:
+        assert backing.linear_x == pytest.approx(-0.2)
+    else:
+        assert backing.linear_x == 0.0
+        assert monitor.tick(0.11).verdict.category is Category.BLIND_SPOT
+
+
+def test_episode_reset_aborts_a_running_primitive_but_keeps_the_estop():
+    monitor = make()
+    feed(monitor, 0.0)
+    monitor.on_action_proposal(0.0, DiscreteCommand(0))
+    monitor.tick(0.05)
+    assert monitor.primitive_status.phase is PrimitivePhase.RUNNING
+    monitor.on_episode_reset(0.06)
+    assert monitor.primitive_status.phase is PrimitivePhase.ABORTED
+    assert monitor.primitive_status.reason == "episode reset"
+    monitor.estop(0.07, "test")
+    monitor.on_episode_reset(0.08)
+    assert monitor.estopped
