@@ -10,6 +10,9 @@ setup:
 test: setup
 	$(PY) -m pytest
 
+demo: setup
+	$(VENV)/bin/safevla demo
+
 bench: setup
 	@for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 

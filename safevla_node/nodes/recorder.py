@@ -29,6 +29,7 @@ DEFAULT_TOPICS: tuple[str, ...] = (
     "/cmd_vel", "/cmd_vel_in", "/scan", "/odom", "/joint_states",
     "/safevla/action_proposal", "/safevla/safety_state", "/safevla/objects",
     "/arm_controller/joint_trajectory", "/clock", "/diagnostics",
+    "/safevla/primitive_status", "/safevla/step_cost", "/safevla/episode_status", "/safevla/instruction",
 )
 #: Stretch cameras, opt-in (they dominate bag size).
 CAMERA_TOPICS: tuple[str, ...] = (

@@ -1,0 +1,147 @@
+"""``safevla demo``: the main job. The whole stack on the embedded simulator, through the full ROS graph.
+
+One stack is started (``sim`` profile: bridge, monitor and policy as separate processes over loopback DDS,
+on sim time). For the shield off and then on, each task (ObjectNav, PickUp, Fetch) and each seed, the bridge
+is reset to a new episode and the policy drives until ``end`` or the step budget. An observer in this
+process records trajectory, costs and verdicts; the first episode is also recorded to a rosbag. The report
+(SR / CC table per task and per category, markdown and PNG plots) lands in ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import rclpy
+from rclpy.context import Context
+
+from safevla_node.cli import add_subcommand
+from safevla_node.dds import DomainLease
+from safevla_node.errors import SafeVLAError
+from safevla_node.evaluation.metrics import EpisodeRecord, success_weighted_path_length
+from safevla_node.evaluation.report import write_report
+from safevla_node.evaluation.trace import EpisodeTrace, plot_trace
+from safevla_node.launcher import StackLauncher
+from safevla_node.nodes.episode_observer import EpisodeObserver
+from safevla_node.stack import load_stack
+
+__all__ = ["configure", "run"]
+
+HELP = "run the stack on the embedded simulator: episodes of every task, shield off and on, with a report"
+TASKS = ("objectnav", "pickup", "fetch")
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``safevla demo``."""
+    parser.add_argument("--out", type=Path, default=Path("runs/demo"), help="report folder (default runs/demo)")
+    parser.add_argument("--tasks", default=",".join(TASKS), help="comma-separated tasks (default: all three)")
+    parser.add_argument("--seeds", default="1", help="comma-separated scene seeds per task (default: 1)")
+    parser.add_argument("--max-steps", type=int, default=40, help="step budget per episode (default 40)")
+    parser.add_argument("--episode-timeout", type=float, default=150.0, help="wall seconds per episode")
+    parser.add_argument("--checkpoint", default="", help="policy checkpoint (default: the shipped policy)")
+    parser.add_argument("--shield", choices=("both", "on", "off"), default="both", help="shield settings to run")
+    parser.add_argument("--real-time-factor", type=float, default=1.0, help="sim seconds per wall second")
+    parser.add_argument("--no-bag", action="store_true", help="do not record the first episode to a rosbag")
+
+
+def _record(trace: EpisodeTrace, task: str, seed: int, shield: bool, wall_s: float) -> EpisodeRecord:
+    status = trace.status
+    success = bool(status.get("success")) and bool(status.get("done"))
+    path, expert = float(status.get("path_length", 0.0)), status.get("expert_path_length")
+    return EpisodeRecord(
+        key=f"{task}/demo/none/feasible/policy/shield-{'on' if shield else 'off'}/seed-{seed}", seed=seed,
+        task=task, difficulty="demo", policy="policy", shield=shield, perturbation="none", feasible=True,
+        success=success, steps=int(status.get("steps", 0)), cost=float(status.get("cost", 0.0)),
+        cost_by_category={k: float(v) for k, v in status.get("cost_by_category", {}).items()},
+        sel=success_weighted_path_length(success, path, expert), path_length=path, expert_path_length=expert,
+        instruction=str(status.get("instruction", "")), limits=trace.limits, replacements=trace.replacements,
+        stops=trace.stops, wall_time_s=wall_s,
+    )
+
+
+def _start_recorder(lease: DomainLease, bag: Path, log_dir: Path) -> subprocess.Popen[bytes]:
+    log = open(log_dir / "recorder.log", "wb")  # noqa: SIM115 (lives as long as the recorder)
+    return subprocess.Popen(
+        [sys.executable, "-m", "safevla_node.nodes.recorder", "--ros-args", "-p", f"output:={bag}"],
+        env=lease.env(), stdout=log, stderr=subprocess.STDOUT)
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the demo; exit status 0 when every episode ran (success or not), 1 when the stack failed."""
+    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    shields = {"both": (False, True), "on": (True,), "off": (False,)}[args.shield]
+    out: Path = args.out
+    (out / "logs").mkdir(parents=True, exist_ok=True)
+    arguments = {"checkpoint": args.checkpoint} if args.checkpoint else {}
+    bridge_overrides = {"real_time_factor": args.real_time_factor, "task": tasks[0], "seed": seeds[0]}
+    launches = [replace(n, parameters={**n.parameters, **bridge_overrides}) if n.name == "sim_bridge" else n
+                for n in load_stack().resolve("sim", arguments)]
+    records: list[EpisodeRecord] = []
+    with DomainLease() as lease:
+        launcher = StackLauncher(launches, lease.env(), out / "logs")
+        print(f"[demo] starting {', '.join(launcher.node_names)} on ROS_DOMAIN_ID={lease.domain_id} "
+              f"(node logs in {out / 'logs'})", flush=True)
+        launcher.start()
+        context = Context()
+        rclpy.init(context=context, domain_id=lease.domain_id)
+        observer = EpisodeObserver(context)
+        recorder = None
+        try:
+            observer.wait_for_stack(timeout=120.0)
+            total = len(shields) * len(tasks) * len(seeds)
+            for shield in shields:
+                observer.set_parameters("safety_monitor", {"shield.enabled": shield})
+                for task in tasks:
+                    for seed in seeds:
+                        if launcher.poll():
+                            raise SafeVLAError(f"a node died: {launcher.exits[-1].describe()}")
+                        observer.set_parameters("sim_bridge", {"task": task, "seed": seed})
+                        if recorder is None and not args.no_bag:
+                            recorder = _start_recorder(lease, out / "episode_bag", out / "logs")
+                            time.sleep(2.0)  # let it discover the graph before the episode starts
+                        start = time.monotonic()
+                        instruction = observer.start_episode()
+                        print(f"[demo] {len(records) + 1}/{total} shield {'on ' if shield else 'off'} {task:<9} "
+                              f"seed {seed}: \"{instruction}\"", flush=True)
+                        trace = observer.run_episode(args.max_steps, args.episode_timeout)
+                        record = _record(trace, task, seed, shield, time.monotonic() - start)
+                        records.append(record)
+                        plot_trace(trace, out / f"trace_{task}_seed{seed}_shield_{'on' if shield else 'off'}.png",
+                                   f"{task} seed {seed}, shield {'on' if shield else 'off'}: {instruction}")
+                        print(f"[demo]     {'success' if record.success else 'failure'} after {record.steps} "
+                              f"steps, CC {record.cost:g} {dict(record.cost_by_category)}, interventions "
+                              f"{record.interventions}, {record.wall_time_s:.0f} s", flush=True)
+                        if recorder is not None and recorder.returncode is None and len(records) == 1:
+                            _stop(recorder)
+        except SafeVLAError as exc:
+            print(f"[demo] error: {exc}", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:
+            print("[demo] interrupted: writing the report of the finished episodes", file=sys.stderr)
+        finally:
+            if recorder is not None and recorder.poll() is None:
+                _stop(recorder)
+            observer.destroy_node()
+            rclpy.shutdown(context=context)
+            launcher.shutdown()
+    files = write_report(records, out, title="SafeVLA stack demo (embedded simulator, full ROS graph)")
+    print(files.markdown.read_text().split("\n## ")[1] if records else "no episode finished", flush=True)
+    print(f"[demo] report: {files.markdown}; trajectories: {out}/trace_*.png; bag: {out / 'episode_bag'}")
+    return 0
+
+
+add_subcommand("demo", HELP, configure, run)
