@@ -15,3 +15,7 @@ class ShieldError(SafeVLAError):
 
 class MessageError(SafeVLAError, ValueError):
     """A ROS message is malformed (NaN, wrong sizes, unknown encoding) and must be dropped."""
+
+
+class PolicyLoadError(SafeVLAError):
+    """A policy checkpoint, config or tokenizer is missing, of the wrong format or does not fit the model."""

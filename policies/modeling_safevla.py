@@ -1,0 +1,200 @@
+"""The SafeVLA actor-critic network (``SafeDinoLLAMATxNavActorCriticSeparate`` of the original).
+
+Structure and ``state_dict()`` keys equal the released ``safe_*.pt`` files: a root branch (actions from
+``actor.linear``) plus two full copies, ``critic_tsfm`` (reward value from its ``critic.fc``) and
+``c_critic_tsfm`` (cost value from its ``critic.fc``). Each branch has its own T5, fusion encoder, decoder
+and KV cache, and all three advance once per step. One step of a branch:
+
+    obs  = fusion(pooled nav, pooled manip, adapted T5 tokens)        # fusion-token output
+    x    = obs + last_actions_embed[prev or start token 20] + object_in_hand_embed[flag] + sin/cos(time_step)
+    h    = decoder(x, kv_cache)                                        # LLaMA blocks, RMSNorm, output Linear
+    head = actor.linear(h) / critic.fc(h)
+
+The DINOv2 image encoder is not part of this module (it is not in the checkpoint); it lives in the runtime.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from policies.configuration_safevla import SafeVLAConfig
+from policies.decoder import KVCache, LlamaDecoder
+from policies.fusion import ObservationFusion
+
+__all__ = [
+    "BRANCH_ROLES",
+    "EpisodeState",
+    "PolicyBranch",
+    "SafeVLAModel",
+    "SinusoidalTimeEncoder",
+    "StepOutput",
+    "effective_prev_action",
+]
+
+#: Role of each branch prefix: root = actor, critic_tsfm = reward critic, c_critic_tsfm = cost critic.
+BRANCH_ROLES: dict[str, str] = {"": "actor", "critic_tsfm": "reward_critic", "c_critic_tsfm": "cost_critic"}
+
+
+def effective_prev_action(prev_actions: torch.Tensor, masks: torch.Tensor, num_actions: int) -> torch.Tensor:
+    """The original's rule: where the episode mask is 0 (first step) use the start token ``num_actions``."""
+    return torch.where(masks.view(prev_actions.shape) != 0, prev_actions, torch.full_like(prev_actions, num_actions))
+
+
+class SinusoidalTimeEncoder(nn.Module):
+    """Transformer sinusoid of the integer episode step; its only state is the ``div_term`` buffer."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.dim = dim
+        self.register_buffer("div_term", torch.exp(torch.arange(0, dim, 2) * (-math.log(10000.0) / dim)))
+
+    def forward(self, time_step: torch.Tensor) -> torch.Tensor:
+        """(...,) integer steps -> (..., dim) encoding (sin on even, cos on odd channels)."""
+        angles = time_step.unsqueeze(-1) * self.div_term
+        pe = torch.zeros(*time_step.shape, self.dim, device=time_step.device)
+        pe[..., 0::2] = torch.sin(angles)
+        pe[..., 1::2] = torch.cos(angles)
+        return pe
+
+
+class _LinearActorHead(nn.Module):
+    def __init__(self, dim: int, actions: int) -> None:
+        super().__init__()
+        self.linear = nn.Linear(dim, actions)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(x)
+
+
+class _LinearCriticHead(nn.Module):
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.fc = nn.Linear(dim, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x).squeeze(-1)
+
+
+@dataclass
+class _BranchEpisode:
+    text_tokens: torch.Tensor
+    cache: KVCache
+
+
+@dataclass
+class EpisodeState:
+    """Per-episode inference state: adapted text tokens and a KV cache per branch."""
+
+    branches: dict[str, _BranchEpisode] = field(default_factory=dict)
+    restarts: int = 0  # times the cache filled up (max_steps) and history was dropped, as in the original
+
+
+@dataclass(frozen=True)
+class StepOutput:
+    """One step's heads. Shapes: logits (B, actions); values (B,). cost_value is None for FLaRe models."""
+
+    logits: torch.Tensor
+    reward_value: torch.Tensor
+    cost_value: torch.Tensor | None
+
+
+class PolicyBranch(nn.Module):
+    """One full network copy (the original's ``DinoLLAMATxNavActorCritic``)."""
+
+    def __init__(self, cfg: SafeVLAConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        d = cfg.d_model
+        self.visual_encoder = ObservationFusion(cfg)
+        self.object_in_hand_embed = nn.Embedding(cfg.object_in_hand_rows, d)
+        self.last_actions_embed = nn.Embedding(cfg.num_actions + 2, d, padding_idx=cfg.num_actions + 1)
+        self.time_encoder = SinusoidalTimeEncoder(d)
+        self.decoder = LlamaDecoder(d, cfg.decoder_layers, cfg.decoder_heads, cfg.decoder_ffn_hidden,
+                                    cfg.decoder_norm_eps)
+        self.actor = _LinearActorHead(d, cfg.num_actions)
+        self.critic = _LinearCriticHead(d)
+
+    def step_embedding(self, obs_embed: torch.Tensor, prev_action: torch.Tensor, object_in_hand: torch.Tensor,
+                       time_step: torch.Tensor) -> torch.Tensor:
+        """Decoder input: observation + previous-action + object-in-hand embeddings + time encoding."""
+        joint = obs_embed + self.last_actions_embed(prev_action) + self.object_in_hand_embed(object_in_hand)
+        return self.time_encoder(time_step) + joint
+
+
+class SafeVLAModel(PolicyBranch):
+    """Root branch (actor) plus ``critic_tsfm`` and, for SafeVLA, ``c_critic_tsfm``."""
+
+    def __init__(self, cfg: SafeVLAConfig) -> None:
+        super().__init__(cfg)
+        self.critic_tsfm = PolicyBranch(cfg)
+        if cfg.cost_critic:
+            self.c_critic_tsfm = PolicyBranch(cfg)
+
+    def branch(self, prefix: str) -> PolicyBranch:
+        """The branch stored under ``prefix`` ('' is the root)."""
+        return self if prefix == "" else getattr(self, prefix)
+
+    def start_episode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> EpisodeState:
+        """Encode the instruction once per branch and allocate empty KV caches (batch = rows of input_ids)."""
+        state = EpisodeState()
+        device = input_ids.device
+        for prefix in self.cfg.branch_names:
+            branch = self.branch(prefix)
+            tokens = branch.visual_encoder.encode_text(input_ids, attention_mask)
+            cache = branch.decoder.new_cache(input_ids.shape[0], self.cfg.max_steps, device)
+            state.branches[prefix] = _BranchEpisode(tokens, cache)
+        return state
+
+    def step(self, state: EpisodeState, pooled: dict[str, torch.Tensor], prev_action: torch.Tensor,
+             object_in_hand: torch.Tensor, time_step: torch.Tensor,
+             trace: dict[str, torch.Tensor] | None = None) -> StepOutput:
+        """Advance every branch by one step (batch B): pooled grids (B,C,r,c), ints (B,) -> heads.
+
+        ``prev_action`` is already resolved (start token at an episode's first step, see
+        ``effective_prev_action``). When the caches are full (``max_steps``) they restart empty, as the
+        original's step counter does. ``trace``, when given, receives the intermediate tensors by
+        '<role>.<name>' (obs_embeds, decoder_in, decoder_out, actor_logits_raw, critic_fc_out).
+        """
+        outputs: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        for prefix in self.cfg.branch_names:
+            branch, episode = self.branch(prefix), state.branches[prefix]
+            if episode.cache.length >= episode.cache.capacity:
+                episode.cache.length = 0
+                state.restarts += prefix == ""
+            obs = branch.visual_encoder(pooled, episode.text_tokens)
+            x = branch.step_embedding(obs, prev_action, object_in_hand, time_step)
+            beliefs = branch.decoder(x.unsqueeze(1), episode.cache)[:, 0]
+            logits, value = branch.actor(beliefs), branch.critic(beliefs)
+            outputs[prefix] = (logits, value)
+            if trace is not None:
+                role = BRANCH_ROLES[prefix]
+                for name, tensor in (("obs_embeds", obs), ("decoder_in", x), ("decoder_out", beliefs),
+                                     ("actor_logits_raw", logits), ("critic_fc_out", value)):
+                    trace[f"{role}.{name}"] = tensor.detach()
+        cost = outputs["c_critic_tsfm"][1] if self.cfg.cost_critic else None
+        return StepOutput(outputs[""][0], outputs["critic_tsfm"][1], cost)
+
+    def forward_sequence(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                         pooled: dict[str, torch.Tensor], prev_action: torch.Tensor, object_in_hand: torch.Tensor,
+                         time_step: torch.Tensor) -> StepOutput:
+        """Whole episode at once without a cache (the training path): pooled (B,T,C,r,c), ints (B,T).
+
+        Returns logits (B,T,actions) and values (B,T); equal to T cached ``step`` calls up to float noise.
+        """
+        batch, steps = prev_action.shape
+        flat = {name: grid.flatten(0, 1) for name, grid in pooled.items()}
+        outputs: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        for prefix in self.cfg.branch_names:
+            branch = self.branch(prefix)
+            text = branch.visual_encoder.encode_text(input_ids, attention_mask)
+            text = text.repeat_interleave(steps, dim=0)
+            obs = branch.visual_encoder(flat, text).view(batch, steps, -1)
+            x = branch.step_embedding(obs, prev_action, object_in_hand, time_step)
+            beliefs = branch.decoder(x)
+            outputs[prefix] = (branch.actor(beliefs), branch.critic(beliefs))
+        cost = outputs["c_critic_tsfm"][1] if self.cfg.cost_critic else None
+        return StepOutput(outputs[""][0], outputs["critic_tsfm"][1], cost)
