@@ -9,6 +9,7 @@ PACKAGE_NAME = "safevla_node"
 # Console scripts double as `ros2 run safevla_node <name>` executables (setup.cfg puts them in lib/<pkg>).
 NODES = {
     "safety_monitor": "safevla_node.nodes.safety_monitor:main",
+    "policy_node": "safevla_node.nodes.policy_node:main",
 }
 
 setup(

@@ -393,7 +393,13 @@ def make_tiny_policy(seed: int = 0):
 
 @pytest.fixture(scope="module")
 def tiny_policy():
-    return make_tiny_policy()
+    """One intra-op thread: on a small, shared CPU more threads make each tiny step many times slower."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield make_tiny_policy()
+    torch.set_num_threads(threads)
 
 
 def request_for(rig: Rig, t: float, load=lambda: FRAME) -> InferenceRequest:
