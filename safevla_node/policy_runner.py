@@ -1,4 +1,6 @@
-"""When the policy node may act: the plain-Python core of ``safevla_node.nodes.policy_node`` (no rclpy, no torch).
+"""When the policy node may act: the plain-Python core of ``safevla_node.nodes.policy_node``.
+
+No rclpy and no torch here: the model is reached through ``StepPolicy``.
 
 A SafeVLA policy is step-synchronous: observe, choose one discrete action, let the safety monitor execute it
 as a motion primitive, observe again. ``PolicyRunner`` decides, at every ``poll``, whether an inference may
@@ -78,12 +80,16 @@ class PolicyNodeConfig:
     checkpoint: str = field(
         "", "policy to load: a directory written by SafeVLAPolicy.save_pretrained, an allenact .pt or a "
         "Lightning .ckpt; empty = the shipped policy policies/checkpoints/bc_tiny/")
-    dinov2_path: str = field("", "DINOv2 weights for checkpoints without an image encoder (empty: from the checkpoint)")
-    tokenizer_path: str = field("", "tokenizer.json or a local t5-small tokenizer directory (empty: from the checkpoint)")
-    device: Literal["auto", "cpu", "cuda"] = field("auto", "inference device: auto (CUDA when available), cpu, cuda")
+    dinov2_path: str = field(
+        "", "DINOv2 weights for checkpoints without an image encoder (empty: from the checkpoint)")
+    tokenizer_path: str = field(
+        "", "tokenizer.json or a local t5-small tokenizer directory (empty: from the checkpoint)")
+    device: Literal["auto", "cpu", "cuda"] = field(
+        "auto", "inference device: auto (CUDA when available), cpu, cuda")
     instruction: str = field("", "initial instruction (empty: wait for safevla/instruction)")
     compressed_images: bool = field(
-        False, "subscribe the cameras' /compressed (JPEG/PNG sensor_msgs/CompressedImage) topics instead of raw")
+        False, "subscribe the cameras' /compressed (JPEG/PNG sensor_msgs/CompressedImage) topics instead of "
+        "raw")
     max_rate_hz: float = field(5.0, "most inferences started per second (Hz)")
     max_image_age_s: float = field(1.0, "no action from a camera frame older than this (s)")
     max_instruction_age_s: float = field(
@@ -92,7 +98,8 @@ class PolicyNodeConfig:
     primitive_timeout_s: float = field(
         10.0, "propose again when the monitor has not reported DONE/ABORTED of a proposal within this (s)")
     inference_timeout_s: float = field(
-        5.0, "an inference running longer than this is a hang: its result is discarded and the node faults (s)")
+        5.0, "an inference running longer than this is a hang: its result is discarded and the node faults "
+        "(s)")
     deterministic: bool = field(True, "true: the most probable action; false: sample from the distribution")
     seed: int = field(0, "seed of the sampling generator (deterministic: false)")
     object_in_hand_joint: str = field(
@@ -332,8 +339,8 @@ class PolicyRunner:
         """The monitor's progress report; completes our step on DONE/ABORTED of our proposal."""
         self._status_time = now
         waiting = self._awaiting
-        if (waiting is not None and waiting.claimed_id is None and status.proposal_id != waiting.previous_status_id
-                and status.action == waiting.action):
+        if (waiting is not None and waiting.claimed_id is None and status.action == waiting.action
+                and status.proposal_id != waiting.previous_status_id):
             waiting.claimed_id = status.proposal_id
         self._last_status_id = status.proposal_id
         if (waiting is None or waiting.claimed_id != status.proposal_id
@@ -341,7 +348,8 @@ class PolicyRunner:
             return
         if status.phase is PrimitivePhase.ABORTED:
             self._n.primitives_aborted += 1
-            _log.warning("proposal %d (action %d) aborted: %s", status.proposal_id, status.action, status.reason)
+            _log.warning("proposal %d (action %d) aborted: %s", status.proposal_id, status.action,
+                         status.reason)
         if 0 <= status.executed < NUM_ACTIONS and status.executed != waiting.action:
             self._override = status.executed
         self._awaiting = None
@@ -369,12 +377,13 @@ class PolicyRunner:
         if fault is not None:
             return RunnerState.FAULT, fault
         if self._episode_ended:
-            return RunnerState.EPISODE_ENDED, "episode ended (action end): waiting for an episode reset or a " \
-                                              "new instruction"
+            return RunnerState.EPISODE_ENDED, ("episode ended (action end): waiting for an episode reset "
+                                               "or a new instruction")
         if self._instruction is None:
             return RunnerState.NO_INSTRUCTION, "no instruction: publish safevla/instruction"
         if c.max_instruction_age_s > 0 and now - self._instruction_time > c.max_instruction_age_s:
-            return RunnerState.STALE_INSTRUCTION, (f"instruction stale ({now - self._instruction_time:.2f} s > "
+            age = now - self._instruction_time
+            return RunnerState.STALE_INSTRUCTION, (f"instruction stale ({age:.2f} s > "
                                                    f"{c.max_instruction_age_s:g} s)")
         for camera, frame in self._frames.items():
             if frame is None:
@@ -403,7 +412,8 @@ class PolicyRunner:
             self._awaiting = None
             self._step_done = now
         flight = self._in_flight
-        if flight is not None and not flight.hung and wall - flight.started_wall > self.config.inference_timeout_s:
+        timeout = self.config.inference_timeout_s
+        if flight is not None and not flight.hung and wall - flight.started_wall > timeout:
             flight.hung = True
             self._n.faults += 1
             _log.error("inference %d hangs (> inference_timeout_s %g s): no action until it returns and the "
@@ -479,13 +489,15 @@ class PolicyRunner:
         blocker = self._blocker(now)
         state, reason = blocker if blocker is not None else (RunnerState.READY, "ready to act")
         recent = [t for t in self._n.proposal_times if now - t <= _RATE_WINDOW_S]
-        rate = (len(recent) - 1) / (recent[-1] - recent[0]) if len(recent) > 1 and recent[-1] > recent[0] else 0.0
+        span = recent[-1] - recent[0] if recent else 0.0
+        rate = (len(recent) - 1) / span if span > 0 else 0.0
         latencies = list(self._n.latencies)
 
         def age(t: float | None) -> float | None:
             return None if t is None else now - t
 
-        ages = {camera.value: age(None if frame is None else frame.arrival) for camera, frame in self._frames.items()}
+        ages = {camera.value: age(None if frame is None else frame.arrival)
+                for camera, frame in self._frames.items()}
         ages.update(instruction=age(self._instruction_time if self._instruction is not None else None),
                     joint_states=age(self._joints_time), primitive_status=age(self._status_time))
         n = self._n
@@ -512,7 +524,8 @@ class StepPolicy(Protocol):
 
     def override_last_action(self, action_index: int) -> None: ...
 
-    def select_action(self, observation: Any, action_mask: Any = None, deterministic: bool = True) -> _Output: ...
+    def select_action(self, observation: Any, action_mask: Any = None,
+                      deterministic: bool = True) -> _Output: ...
 
 
 class StepExecutor:
@@ -570,7 +583,8 @@ class InferenceWorker:
     A daemon, so a hung model cannot keep the process from exiting.
     """
 
-    def __init__(self, run: Callable[[InferenceRequest], StepOutcome], name: str = "policy-inference") -> None:
+    def __init__(self, run: Callable[[InferenceRequest], StepOutcome],
+                 name: str = "policy-inference") -> None:
         self._run = run
         self._requests: queue.Queue[InferenceRequest | None] = queue.Queue(maxsize=1)
         self._lock = threading.Lock()

@@ -27,7 +27,8 @@ from safevla_node.policy_runner import (
 from safevla_node.safety.monitor_types import PrimitiveStatus
 from safevla_node.safety.primitives import PrimitivePhase
 
-CONFIG = PolicyNodeConfig(max_rate_hz=2.0, max_image_age_s=1.0, primitive_timeout_s=3.0, inference_timeout_s=2.0)
+CONFIG = PolicyNodeConfig(max_rate_hz=2.0, max_image_age_s=1.0, primitive_timeout_s=3.0,
+                          inference_timeout_s=2.0)
 END = ACTION_BY_CODE["end"].index
 UNIFORM = tuple([1.0 / NUM_ACTIONS] * NUM_ACTIONS)
 FRAME = np.zeros((224, 384, 3), np.uint8)
@@ -350,7 +351,8 @@ def test_the_report_carries_latencies_and_input_ages():
         rig.runner.on_result(t, t + latency, request, result())
         rig.runner.on_primitive_status(t, status(PrimitivePhase.DONE, i + 1))
     report = rig.runner.report(2.5)
-    assert (report.latency_last_s, report.latency_p50_s, report.latency_max_s) == pytest.approx((0.2, 0.2, 0.3))
+    latencies = (report.latency_last_s, report.latency_p50_s, report.latency_max_s)
+    assert latencies == pytest.approx((0.2, 0.2, 0.3))
     assert report.ages == pytest.approx({"nav_camera": 0.5, "manip_camera": 0.5, "instruction": 2.5,
                                          "joint_states": 2.3, "primitive_status": 0.5})
     assert report.proposals == report.inferences == 3 and report.last_action == 0

@@ -654,7 +654,8 @@ def diagnostics_to_msg(
 
 
 _POLICY_LEVELS = {RunnerState.FAULT: DiagnosticStatus.ERROR, RunnerState.STALE_IMAGES: DiagnosticStatus.WARN,
-                  RunnerState.STALE_INSTRUCTION: DiagnosticStatus.WARN, RunnerState.NO_INSTRUCTION: DiagnosticStatus.WARN}
+                  RunnerState.STALE_INSTRUCTION: DiagnosticStatus.WARN,
+                  RunnerState.NO_INSTRUCTION: DiagnosticStatus.WARN}
 
 
 def _optional(value: float | None, digits: int) -> str:

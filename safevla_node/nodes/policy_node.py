@@ -1,9 +1,10 @@
 """ROS 2 node that runs the SafeVLA policy and proposes one discrete action per step to the safety monitor.
 
-The decisions (when to act, the watchdog, faults, episodes) live in ``safevla_node.policy_runner.PolicyRunner``;
-this node loads the model, declares the parameters, converts messages (``conversions``) and runs inference
-on one worker thread (``InferenceWorker``) fed with the latest frames only. A 50 Hz steady-clock timer
-collects finished inferences, publishes their proposals and starts the next one when the runner allows.
+The decisions (when to act, the watchdog, faults, episodes) live in
+``safevla_node.policy_runner.PolicyRunner``; this node loads the model, declares the parameters, converts
+messages (``conversions``) and runs inference on one worker thread (``InferenceWorker``) fed with the
+latest frames only. A 50 Hz steady-clock timer collects finished inferences, publishes their proposals and
+starts the next one when the runner allows.
 Publishing nothing is the fail-safe answer to every fault: the monitor's deadman then stops the robot.
 
 Topics (defaults, all remappable with ``-r old:=new``; see also ``config/policy_node.yaml``):
@@ -18,7 +19,8 @@ Subscribed
     ``safevla/instruction`` (std_msgs/String, reliable + transient local): the goal; a different text
     starts a new episode, an empty one withdraws it.
     ``safevla/episode_reset`` (std_msgs/Empty, reliable): end the episode; wait for the next instruction.
-    ``safevla/primitive_status`` (std_msgs/String JSON, reliable): the monitor's DONE/ABORTED that ends a step.
+    ``safevla/primitive_status`` (std_msgs/String JSON, reliable): the monitor's DONE/ABORTED that ends a
+    step.
 
 Published
     ``safevla/action_proposal`` (std_msgs/Float32MultiArray ``safevla_action_v1``, reliable): action and
@@ -48,7 +50,7 @@ from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_msgs.msg import Empty, Float32MultiArray, String
 
 import policies
-from policies.runtime import PolicyObservation, SafeVLAPolicy
+from policies.runtime import PolicyObservation, SafeVLAPolicy, select_device
 from safevla_node.errors import ConfigError, MessageError, PolicyLoadError
 from safevla_node.nodes import conversions as conv
 from safevla_node.nodes.params import declare_config, read_config, watch_config
@@ -57,7 +59,6 @@ from safevla_node.policy_runner import (
     InferenceWorker,
     PolicyNodeConfig,
     PolicyRunner,
-    RunnerState,
     StepExecutor,
 )
 
@@ -70,7 +71,8 @@ READ_ONLY_PARAMETERS = ("checkpoint", "dinov2_path", "tokenizer_path", "device",
 CAMERA_TOPICS = {Camera.NAV: "camera/color/image_raw", Camera.MANIP: "gripper_camera/color/image_raw"}
 _POLL_PERIOD_S = 0.02
 _RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-_LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+_LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                      durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 M = TypeVar("M")
 V = TypeVar("V")
@@ -85,28 +87,33 @@ def load_policy(config: PolicyNodeConfig) -> SafeVLAPolicy:
     """The policy named by ``checkpoint`` (or the shipped one), ready to run on camera frames and text.
 
     Raises:
-        PolicyLoadError: the checkpoint is missing or does not load, or it lacks an image encoder or a
-            tokenizer and no ``dinov2_path`` / ``tokenizer_path`` gives one (the message says which).
+        PolicyLoadError: the checkpoint is missing or does not load, CUDA is asked for but absent, or the
+            policy lacks an image encoder or a tokenizer and no ``dinov2_path`` / ``tokenizer_path``
+            gives one.
     """
     if config.checkpoint:
         path = Path(config.checkpoint).expanduser()
         if not path.exists():
             raise PolicyLoadError(
-                f"checkpoint {str(path)!r} does not exist: set the `checkpoint` parameter to a directory written "
-                "by SafeVLAPolicy.save_pretrained, an allenact .pt or a Lightning .ckpt (convert those with "
-                "`python -m policies.convert SRC DST`)")
+                f"checkpoint {str(path)!r} does not exist: set the `checkpoint` parameter to a directory "
+                "written by SafeVLAPolicy.save_pretrained, an allenact .pt or a Lightning .ckpt (convert "
+                "those with `python -m policies.convert SRC DST`)")
     else:
         path = shipped_checkpoint()
         if not path.exists():
             raise PolicyLoadError(
-                f"the shipped policy {path} does not exist yet: train the tiny behaviour-cloning policy into it "
-                "(SafeVLAPolicy(...).save_pretrained('policies/checkpoints/bc_tiny')), or set the `checkpoint` "
-                "parameter to a saved policy directory, an allenact .pt or a Lightning .ckpt")
+                f"the shipped policy {path} does not exist yet: train the tiny behaviour-cloning policy "
+                "into it (SafeVLAPolicy(...).save_pretrained('policies/checkpoints/bc_tiny')), or set the "
+                "`checkpoint` parameter to a saved policy directory, an allenact .pt or a Lightning .ckpt")
+    if config.device == "cuda" and select_device("auto").type != "cuda":
+        raise PolicyLoadError("device 'cuda' requested but torch sees no CUDA device: set `device` to auto "
+                              "or cpu")
     policy = SafeVLAPolicy.from_pretrained(path, device=config.device,
                                            dinov2_path=config.dinov2_path or None,
                                            tokenizer_path=config.tokenizer_path or None)
     if policy.image_encoder is None:
-        raise PolicyLoadError(f"{path} has no image encoder: set `dinov2_path` to the DINOv2 ViT-S/14 weights")
+        raise PolicyLoadError(f"{path} has no image encoder: set `dinov2_path` to the DINOv2 ViT-S/14 "
+                              "weights")
     if policy.tokenizer is None:
         raise PolicyLoadError(f"{path} has no tokenizer: set `tokenizer_path` to a tokenizer.json or a local "
                               "t5-small tokenizer directory")
@@ -156,15 +163,14 @@ class PolicyNode(Node):
 
     def _subscribe_camera(self, camera: Camera, topic: str, compressed: bool) -> None:
         """Keep each frame undecoded: only the one an inference uses is ever decoded (on the worker)."""
-        if compressed:
-            self.create_subscription(
-                CompressedImage, f"{topic}/compressed",
-                lambda msg: self._runner.on_frame(camera, self._now(), lambda: conv.compressed_rgb_from_msg(msg)),
-                qos_profile_sensor_data)
-        else:
-            self.create_subscription(
-                Image, topic, lambda msg: self._runner.on_frame(camera, self._now(), lambda: conv.rgb_from_msg(msg)),
-                qos_profile_sensor_data)
+        msg_type, decode = (CompressedImage, conv.compressed_rgb_from_msg) if compressed else \
+            (Image, conv.rgb_from_msg)
+
+        def callback(msg: Any) -> None:
+            self._runner.on_frame(camera, self._now(), lambda: decode(msg))
+
+        name = f"{topic}/compressed" if compressed else topic
+        self.create_subscription(msg_type, name, callback, qos_profile_sensor_data)
 
     def _subscribe(self, msg_type: type[M], topic: str, convert: Callable[[M], V],
                    accept: Callable[[float, V], object], qos: QoSProfile) -> None:

@@ -393,20 +393,26 @@ def test_policy_diagnostics_carry_every_report_field_with_the_state_s_level(repo
     msg = conv.policy_diagnostics_to_msg(report, STAMP, "policy_node")
     (status,) = msg.status
     values = {kv.key: kv.value for kv in status.values}
-    expected_level = {RunnerState.FAULT: DiagnosticStatus.ERROR, RunnerState.STALE_IMAGES: DiagnosticStatus.WARN,
-                      RunnerState.STALE_INSTRUCTION: DiagnosticStatus.WARN,
-                      RunnerState.NO_INSTRUCTION: DiagnosticStatus.WARN}.get(report.state, DiagnosticStatus.OK)
+    warn = (RunnerState.STALE_IMAGES, RunnerState.STALE_INSTRUCTION, RunnerState.NO_INSTRUCTION)
+    expected_level = DiagnosticStatus.ERROR if report.state is RunnerState.FAULT else \
+        DiagnosticStatus.WARN if report.state in warn else DiagnosticStatus.OK
     assert status.level == expected_level and status.message == report.reason
     assert status.name == "policy_node: policy" and msg.header.stamp == STAMP
     assert values["state"] == report.state.value and values["instruction"] == report.instruction
-    for key in ("episode", "proposals", "inferences", "frames_dropped", "frames_malformed", "messages_malformed",
-                "stale_results", "primitive_timeouts", "primitives_aborted", "faults"):
+    for key in ("episode", "proposals", "inferences", "frames_dropped", "frames_malformed",
+                "messages_malformed", "stale_results", "primitive_timeouts", "primitives_aborted", "faults"):
         assert int(values[key]) == getattr(report, key)
     assert float(values["achieved_rate_hz"]) == pytest.approx(report.achieved_rate_hz, abs=1e-3)
-    for key, field_name in (("inference_latency_p50_s", "latency_p50_s"), ("inference_latency_max_s", "latency_max_s")):
+    for key, field_name in (("inference_latency_p50_s", "latency_p50_s"),
+                            ("inference_latency_max_s", "latency_max_s")):
         value = getattr(report, field_name)
-        assert values[key] == "never" if value is None else float(values[key]) == pytest.approx(value, abs=1e-4)
+        if value is None:
+            assert values[key] == "never"
+        else:
+            assert float(values[key]) == pytest.approx(value, abs=1e-4)
     for name, age in report.ages.items():
-        assert values[f"age_s.{name}"] == "never" if age is None else \
-            float(values[f"age_s.{name}"]) == pytest.approx(age, abs=1e-3)
+        if age is None:
+            assert values[f"age_s.{name}"] == "never"
+        else:
+            assert float(values[f"age_s.{name}"]) == pytest.approx(age, abs=1e-3)
     assert values["last_action"] == ("" if report.last_action is None else str(report.last_action))

@@ -11,8 +11,10 @@ been sent yet).
 
 from __future__ import annotations
 
+import io
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,12 +42,13 @@ pytestmark = pytest.mark.ros
 
 MODULE = "safevla_node.nodes.policy_node"
 PARAMS_FILE = Path(__file__).resolve().parents[2] / "config" / "policy_node.yaml"
-RATE_HZ = 4.0
+RATE_HZ = 2.0  # below what the tiny model and the answering monitor allow, so the cap shows
 IMAGE_AGE_S = 0.5
 PRIMITIVE_TIMEOUT_S = 1.0
 CAMERA_PERIOD_S = 0.1
 SIM_START_S = 1000.0
-LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                     durability=DurabilityPolicy.TRANSIENT_LOCAL)
 END = ACTION_BY_CODE["end"].index
 
 
@@ -72,7 +75,8 @@ class Rig:
         self.reset_pub = node.create_publisher(Empty, "safevla/episode_reset", 10)
         self.status_pub = node.create_publisher(String, "safevla/primitive_status", 10)
         node.create_subscription(Float32MultiArray, "safevla/action_proposal", self._on_proposal, 10)
-        node.create_subscription(DiagnosticArray, "/diagnostics", lambda m: setattr(self, "diagnostics", m), 10)
+        node.create_subscription(DiagnosticArray, "/diagnostics",
+                                 lambda m: setattr(self, "diagnostics", m), 10)
         rng = np.random.default_rng(0)
         self.nav_rgb = rng.integers(0, 256, (224, 384, 3), dtype=np.uint8)
         self.manip_rgb = rng.integers(0, 256, (224, 384, 3), dtype=np.uint8)
@@ -92,7 +96,7 @@ class Rig:
         self.joints_pub.publish(conv.joint_state_to_msg({"gripper_aperture": 0.1, "joint_lift": 0.5}, stamp))
         if self.publish_images:
             self.nav_pub.publish(conv.rgb_to_msg(self.nav_rgb, stamp, "camera_color_optical_frame"))
-            self.manip_pub.publish(conv.rgb_to_msg(self.manip_rgb, stamp, "gripper_camera_color_optical_frame"))
+            self.manip_pub.publish(conv.rgb_to_msg(self.manip_rgb, stamp, "gripper_camera_optical_frame"))
             self.last_image_sent = time.monotonic()
 
     def _on_proposal(self, msg: Float32MultiArray) -> None:
@@ -101,9 +105,10 @@ class Rig:
         self._monitor_count += 1  # the monitor numbers every proposal it receives, answered or not
         if self.answer:
             action = conv.decode_action_proposal(msg).action_index
-            self._pending += [(now, PrimitiveStatus(PrimitivePhase.RUNNING, self._monitor_count, action, action)),
-                              (now + 0.05, PrimitiveStatus(PrimitivePhase.DONE, self._monitor_count, action, action,
-                                                           "reached"))]
+            n = self._monitor_count
+            running = PrimitiveStatus(PrimitivePhase.RUNNING, n, action, action)
+            done = PrimitiveStatus(PrimitivePhase.DONE, n, action, action, "reached")
+            self._pending += [(now, running), (now + 0.05, done)]
 
     def _monitor(self) -> None:
         now = time.monotonic()
@@ -124,7 +129,8 @@ class Rig:
         return None if self.diagnostics is None else self.diagnostics.status[0].level
 
     def wait_state(self, state: str, timeout: float = 5.0) -> None:
-        self.client.spin_until(lambda: self.status().get("state") == state, timeout, f"diagnostics state {state}")
+        self.client.spin_until(lambda: self.status().get("state") == state, timeout,
+                               f"diagnostics state {state}")
 
     def proposals_since(self, t: float) -> list[Float32MultiArray]:
         return [msg for when, msg in self.proposals if when >= t]
@@ -141,16 +147,23 @@ def checkpoint(tmp_path_factory) -> Path:
     return policy.save_pretrained(tmp_path_factory.mktemp("policy") / "tiny")
 
 
+@contextmanager
+def policy_node(lease: DomainLease, params: dict) -> Iterator[NodeProcess]:
+    """The node with one intra-op torch thread (the tiny model runs many times faster so on a small, shared
+    CPU)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("OMP_NUM_THREADS", "1")
+        with running_node(MODULE, lease, params=params) as proc:
+            yield proc
+
+
 @pytest.fixture(scope="module")
 def node_process(checkpoint) -> Iterator[tuple[DomainLease, NodeProcess]]:
     params = {"checkpoint": str(checkpoint), "device": "cpu", "max_rate_hz": RATE_HZ,
               "max_image_age_s": IMAGE_AGE_S, "primitive_timeout_s": PRIMITIVE_TIMEOUT_S,
               "inference_timeout_s": 10.0, "diagnostics_rate_hz": 10.0, "use_sim_time": True}
-    # One intra-op thread: the tiny model is many times faster so on a small shared CPU.
-    with pytest.MonkeyPatch.context() as patch, DomainLease() as lease:
-        patch.setenv("OMP_NUM_THREADS", "1")
-        with running_node(MODULE, lease, params=params) as proc:
-            yield lease, proc
+    with DomainLease() as lease, policy_node(lease, params) as proc:
+        yield lease, proc
 
 
 @pytest.fixture(scope="module")
@@ -158,7 +171,8 @@ def module_rig(node_process) -> Iterator[Rig]:
     lease, proc = node_process
     with ros_client(lease) as client:
         rig = Rig(client)
-        client.spin_until(lambda: rig.diagnostics is not None or not proc.alive(), 60.0, "the node's diagnostics")
+        client.spin_until(lambda: rig.diagnostics is not None or not proc.alive(), 60.0,
+                          "the node's diagnostics")
         assert proc.alive(), proc.output()
         yield rig
 
@@ -184,18 +198,19 @@ def test_fresh_images_and_an_instruction_give_valid_proposals_at_up_to_the_rate(
     rig.instruct("find the mug")
     rig.client.spin_until(lambda: len(rig.proposals) >= 1, 10.0, "a first proposal")
     start = time.monotonic()
-    rig.client.spin_for(2.0)
+    rig.client.spin_for(2.5)
     received = rig.proposals_since(start)
-    assert len(received) >= 3, f"{len(received)} proposals in 2 s; diagnostics {rig.status()}"
-    times = [when for when, _ in rig.proposals]
-    assert min(np.diff(times)) >= 1.0 / RATE_HZ - 0.05, np.diff(times)
+    assert len(received) >= 3, f"{len(received)} proposals in 2.5 s; diagnostics {rig.status()}"
+    # Counted, not timed one by one: the test process may take two proposals off the wire together.
+    assert len(received) <= 2.5 * RATE_HZ + 1, f"{len(received)} proposals in 2.5 s at max_rate_hz {RATE_HZ}"
     for msg in received:
         command = conv.decode_action_proposal(msg)  # raises on a malformed encoding
         assert sum(command.probabilities) == pytest.approx(1.0, abs=1e-3)
         assert command.action_index == int(np.argmax(command.probabilities))  # deterministic by default
     status = rig.status()
     assert int(status["proposals"]) >= len(received) and status["instruction"] == "find the mug"
-    assert float(status["inference_latency_max_s"]) > 0.0 and float(status["achieved_rate_hz"]) <= RATE_HZ + 0.1
+    assert float(status["inference_latency_max_s"]) > 0.0
+    assert float(status["achieved_rate_hz"]) <= RATE_HZ + 0.05
 
 
 def test_stale_images_give_no_proposals(rig):
@@ -223,7 +238,8 @@ def test_an_episode_reset_stops_proposals_until_a_new_instruction(rig):
     assert rig.proposals_since(quiet_from) == []
     rig.instruct("pick up the apple")
     resumed = time.monotonic()
-    rig.client.spin_until(lambda: len(rig.proposals_since(resumed)) >= 2, 10.0, "proposals in the new episode")
+    rig.client.spin_until(lambda: len(rig.proposals_since(resumed)) >= 2, 10.0,
+                          "proposals in the new episode")
     rig.client.spin_until(lambda: rig.status().get("instruction") == "pick up the apple", 2.0, "diagnostics")
     assert int(rig.status()["episode"]) == episode + 2  # the reset, then the new instruction
 
@@ -237,6 +253,35 @@ def test_without_the_monitor_s_answer_it_proposes_again_after_the_primitive_time
     assert len(times) >= 2, times
     assert np.diff(times) == pytest.approx([PRIMITIVE_TIMEOUT_S] * (len(times) - 1), abs=0.25)
     assert int(rig.status()["primitive_timeouts"]) >= 2
+
+
+def test_compressed_cameras_and_the_instruction_parameter_give_proposals(ros_domain, checkpoint):
+    """compressed_images: the /compressed topics (PNG here); the `instruction` parameter starts an episode."""
+    from PIL import Image as PILImage
+    from sensor_msgs.msg import CompressedImage
+
+    frame = io.BytesIO()
+    rgb = np.random.default_rng(1).integers(0, 256, (224, 384, 3), dtype=np.uint8)
+    PILImage.fromarray(rgb).save(frame, "PNG")
+    params = {"checkpoint": str(checkpoint), "device": "cpu", "compressed_images": True,
+              "instruction": "find the mug", "primitive_timeout_s": 0.5}
+    with policy_node(ros_domain, params) as proc, ros_client(ros_domain, "compressed_client") as client:
+        proposals: list[Float32MultiArray] = []
+        client.node.create_subscription(Float32MultiArray, "safevla/action_proposal", proposals.append, 10)
+        publishers = [client.node.create_publisher(CompressedImage, f"{topic}/compressed", 10)
+                      for topic in ("camera/color/image_raw", "gripper_camera/color/image_raw")]
+        raw = client.node.create_publisher(Image, "camera/color/image_raw", 10)
+
+        def cameras() -> None:
+            for pub in publishers:
+                pub.publish(CompressedImage(format="png", data=frame.getvalue()))
+            raw.publish(Image())  # a raw frame nobody subscribes to in this mode (it would be malformed)
+
+        client.node.create_timer(CAMERA_PERIOD_S, cameras)
+        client.spin_until(lambda: len(proposals) >= 2 or not proc.alive(), 60.0,
+                          "proposals from compressed frames")
+        assert proc.alive(), proc.output()
+        assert sum(conv.decode_action_proposal(proposals[-1]).probabilities) == pytest.approx(1.0, abs=1e-3)
 
 
 def test_a_missing_checkpoint_exits_non_zero_naming_the_path(ros_domain, tmp_path):
@@ -256,4 +301,5 @@ def test_the_parameter_file_lists_every_parameter_with_its_default_and_a_comment
     for i, line in enumerate(lines):
         stripped = line.strip()
         if stripped and not stripped.startswith("#") and not stripped.endswith(":") and i > 0:
-            assert lines[i - 1].strip().startswith("#"), f"{PARAMS_FILE.name}:{i + 1} has no comment: {line!r}"
+            where = f"{PARAMS_FILE.name}:{i + 1}"
+            assert lines[i - 1].strip().startswith("#"), f"{where} has no comment: {line!r}"
