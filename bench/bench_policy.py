@@ -14,7 +14,6 @@ Run: ``python bench/bench_policy.py [--quick]``.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -33,7 +32,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def timed(fn: Callable[[], object], reps: int, warmup: int = 2) -> float:
-    """Median wall time of ``fn`` in seconds."""
+    """Best wall time of ``fn`` in seconds (the minimum is the least disturbed by other load on the machine)."""
     for _ in range(warmup):
         fn()
     samples = []
@@ -41,7 +40,7 @@ def timed(fn: Callable[[], object], reps: int, warmup: int = 2) -> float:
         start = time.perf_counter()
         fn()
         samples.append(time.perf_counter() - start)
-    return statistics.median(samples)
+    return min(samples)
 
 
 def flops_of(fn: Callable[[], object]) -> int:
