@@ -11,8 +11,9 @@ NODES = {
     "safety_monitor": "safevla_node.nodes.safety_monitor:main",
     "sim_bridge": "safevla_node.nodes.sim_bridge:main",
     "recorder": "safevla_node.nodes.recorder:main",
+    "policy_node": "safevla_node.nodes.policy_node:main",
 }
-# Command-line tools (not nodes): `safevla record|replay|audit`.
+# Command-line tools (not nodes): `safevla demo|up|record|replay|audit|eval|train`.
 TOOLS = {
     "safevla": "safevla_node.cli:main",
 }

@@ -16,6 +16,8 @@ Encodings defined by this project (standard message types, no custom interfaces 
   ``{"id", "name", "visible", "held", "unstable", "static"}``; a DELETEALL marker (RViz's "clear") is skipped.
 * ``safevla/primitive_status`` (std_msgs/String): JSON ``{"state": "idle|running|done|aborted",
   "proposal_id", "action", "executed", "reason"}``.
+* ``safevla/instruction`` (std_msgs/String): the goal text; surrounding whitespace is ignored and an empty
+  text withdraws the goal.
 * ``safevla/safety_state`` (diagnostic_msgs/DiagnosticStatus): level OK/WARN/ERROR for allow/limit-or-replace/
   stop, ``message`` = reason, key/values ``verdict``, ``category``, ``reason``, ``scale``, ``replacement``,
   ``estop`` and ``risk.<category>`` for every category.
@@ -40,6 +42,7 @@ from visualization_msgs.msg import Marker, MarkerArray
 
 from safevla_node.actions import NUM_ACTIONS
 from safevla_node.errors import MessageError
+from safevla_node.policy_runner import PolicyReport, RunnerState
 from safevla_node.safety.monitor_types import (
     DepthFrame,
     MonitorReport,
@@ -71,12 +74,14 @@ __all__ = [
     "diagnostics_to_msg",
     "duration_to_seconds",
     "encode_action_proposal",
+    "instruction_from_msg",
     "joint_state_from_msg",
     "joint_state_to_msg",
     "objects_from_msg",
     "objects_to_msg",
     "odom_from_msg",
     "odom_to_msg",
+    "policy_diagnostics_to_msg",
     "primitive_status_from_msg",
     "primitive_status_to_msg",
     "quaternion_to_rpy",
@@ -266,6 +271,19 @@ def trajectory_to_msg(trajectory: ArmTrajectory, stamp: Time | None = None) -> J
                                        time_from_start=seconds_to_duration(p.time_from_start))
                   for p in trajectory.points]
     return msg
+
+
+def instruction_from_msg(msg: String) -> str:
+    """The goal text of ``safevla/instruction``, without surrounding whitespace ("" withdraws the goal).
+
+    Raises:
+        MessageError: control characters other than whitespace (a binary payload sent by mistake).
+    """
+    text = msg.data.strip()
+    bad = sorted({c for c in text if not c.isprintable() and not c.isspace()})
+    if bad:
+        raise MessageError(f"instruction contains control characters {bad!r}: {text[:80]!r}")
+    return text
 
 
 # --- sensors -------------------------------------------------------------------------------------------
@@ -633,3 +651,43 @@ def diagnostics_to_msg(
                                          hardware_id=node_name, message=message,
                                          values=[KeyValue(key=k, value=v) for k, v in values.items()]))
     return DiagnosticArray(header=Header(stamp=stamp), status=statuses)
+
+
+_POLICY_LEVELS = {RunnerState.FAULT: DiagnosticStatus.ERROR, RunnerState.STALE_IMAGES: DiagnosticStatus.WARN,
+                  RunnerState.STALE_INSTRUCTION: DiagnosticStatus.WARN,
+                  RunnerState.NO_INSTRUCTION: DiagnosticStatus.WARN}
+
+
+def _optional(value: float | None, digits: int) -> str:
+    return "never" if value is None else f"{value:.{digits}f}"
+
+
+def policy_diagnostics_to_msg(report: PolicyReport, stamp: Time, node_name: str) -> DiagnosticArray:
+    """/diagnostics of the policy node: one status, ERROR on a fault, WARN while the watchdog or a missing
+    instruction keeps it from acting, OK otherwise; latencies in s, ages in s ("never" when not received)."""
+    values = {
+        "state": report.state.value,
+        "reason": report.reason,
+        "episode": str(report.episode),
+        "instruction": report.instruction,
+        "proposals": str(report.proposals),
+        "inferences": str(report.inferences),
+        "achieved_rate_hz": f"{report.achieved_rate_hz:.3f}",
+        "inference_latency_last_s": _optional(report.latency_last_s, 4),
+        "inference_latency_p50_s": _optional(report.latency_p50_s, 4),
+        "inference_latency_max_s": _optional(report.latency_max_s, 4),
+        "frames_dropped": str(report.frames_dropped),
+        "frames_malformed": str(report.frames_malformed),
+        "messages_malformed": str(report.messages_malformed),
+        "stale_results": str(report.stale_results),
+        "primitive_timeouts": str(report.primitive_timeouts),
+        "primitives_aborted": str(report.primitives_aborted),
+        "faults": str(report.faults),
+        "object_in_hand": str(report.object_in_hand).lower(),
+        "last_action": "" if report.last_action is None else str(report.last_action),
+        **{f"age_s.{name}": _optional(age, 3) for name, age in report.ages.items()},
+    }
+    status = DiagnosticStatus(level=_POLICY_LEVELS.get(report.state, DiagnosticStatus.OK),
+                              name=f"{node_name}: policy", hardware_id=node_name, message=report.reason,
+                              values=[KeyValue(key=k, value=v) for k, v in values.items()])
+    return DiagnosticArray(header=Header(stamp=stamp), status=[status])

@@ -8,6 +8,7 @@ import math
 
 import numpy as np
 import pytest
+from diagnostic_msgs.msg import DiagnosticStatus
 from geometry_msgs.msg import Twist
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -18,6 +19,7 @@ from visualization_msgs.msg import Marker
 from safevla_node.actions import NUM_ACTIONS
 from safevla_node.errors import MessageError
 from safevla_node.nodes import conversions as conv
+from safevla_node.policy_runner import PolicyReport, RunnerState
 from safevla_node.safety.monitor_types import OdometryData, PrimitiveStatus
 from safevla_node.safety.primitives import ArmTrajectory, PrimitivePhase, TrajectoryPoint, wrap_angle
 from safevla_node.safety.types import (
@@ -360,3 +362,57 @@ def test_png_compressed_image_decodes_exactly_and_garbage_is_rejected():
     np.testing.assert_array_equal(conv.compressed_rgb_from_msg(CompressedImage(format="png", data=buffer.getvalue())), rgb)
     with pytest.raises(MessageError, match="cannot be decoded"):
         conv.compressed_rgb_from_msg(CompressedImage(format="jpeg", data=b"not an image"))
+
+
+@given(st.text(alphabet=st.characters(categories=("L", "N", "P", "Zs")), max_size=40),
+       st.sampled_from(["", " ", "\n", "\t "]))
+def test_instruction_is_read_without_surrounding_whitespace(text, padding):
+    assert conv.instruction_from_msg(String(data=padding + text + padding)) == text.strip()
+
+
+def test_instruction_with_control_characters_is_rejected():
+    with pytest.raises(MessageError, match=r"instruction contains control characters \['\\x00'\]"):
+        conv.instruction_from_msg(String(data="find\x00 the mug"))
+
+
+_ages = st.one_of(st.none(), st.floats(0.0, 1e4))
+_counts = st.integers(0, 10**6)
+policy_reports = st.builds(
+    PolicyReport, state=st.sampled_from(list(RunnerState)), reason=st.text(max_size=30), episode=_counts,
+    instruction=st.text(max_size=30), proposals=_counts, inferences=_counts,
+    achieved_rate_hz=st.floats(0.0, 100.0), latency_last_s=_ages, latency_p50_s=_ages, latency_max_s=_ages,
+    frames_dropped=_counts, frames_malformed=_counts, messages_malformed=_counts, stale_results=_counts,
+    primitive_timeouts=_counts, primitives_aborted=_counts, faults=_counts, object_in_hand=st.booleans(),
+    last_action=st.one_of(st.none(), st.integers(0, NUM_ACTIONS - 1)),
+    ages=st.fixed_dictionaries({name: _ages for name in ("nav_camera", "manip_camera", "instruction",
+                                                         "joint_states", "primitive_status")}))
+
+
+@given(policy_reports)
+def test_policy_diagnostics_carry_every_report_field_with_the_state_s_level(report):
+    msg = conv.policy_diagnostics_to_msg(report, STAMP, "policy_node")
+    (status,) = msg.status
+    values = {kv.key: kv.value for kv in status.values}
+    warn = (RunnerState.STALE_IMAGES, RunnerState.STALE_INSTRUCTION, RunnerState.NO_INSTRUCTION)
+    expected_level = DiagnosticStatus.ERROR if report.state is RunnerState.FAULT else \
+        DiagnosticStatus.WARN if report.state in warn else DiagnosticStatus.OK
+    assert status.level == expected_level and status.message == report.reason
+    assert status.name == "policy_node: policy" and msg.header.stamp == STAMP
+    assert values["state"] == report.state.value and values["instruction"] == report.instruction
+    for key in ("episode", "proposals", "inferences", "frames_dropped", "frames_malformed",
+                "messages_malformed", "stale_results", "primitive_timeouts", "primitives_aborted", "faults"):
+        assert int(values[key]) == getattr(report, key)
+    assert float(values["achieved_rate_hz"]) == pytest.approx(report.achieved_rate_hz, abs=1e-3)
+    for key, field_name in (("inference_latency_p50_s", "latency_p50_s"),
+                            ("inference_latency_max_s", "latency_max_s")):
+        value = getattr(report, field_name)
+        if value is None:
+            assert values[key] == "never"
+        else:
+            assert float(values[key]) == pytest.approx(value, abs=1e-4)
+    for name, age in report.ages.items():
+        if age is None:
+            assert values[f"age_s.{name}"] == "never"
+        else:
+            assert float(values[f"age_s.{name}"]) == pytest.approx(age, abs=1e-3)
+    assert values["last_action"] == ("" if report.last_action is None else str(report.last_action))

@@ -1,0 +1,547 @@
+"""The policy node's core: when it acts (rate, one in flight, step-synchronous with the monitor, watchdog,
+episodes) with injected clocks, and how a real SafeVLA policy is run on the worker thread, crash and hang
+included."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from safevla_node.actions import ACTION_BY_CODE, NUM_ACTIONS
+from safevla_node.errors import ConfigError, MessageError
+from safevla_node.policy_runner import (
+    Camera,
+    InferenceRequest,
+    InferenceWorker,
+    MalformedFrame,
+    PolicyNodeConfig,
+    PolicyRunner,
+    RunnerState,
+    StepExecutor,
+    StepResult,
+)
+from safevla_node.safety.monitor_types import PrimitiveStatus
+from safevla_node.safety.primitives import PrimitivePhase
+
+CONFIG = PolicyNodeConfig(max_rate_hz=2.0, max_image_age_s=1.0, primitive_timeout_s=3.0,
+                          inference_timeout_s=2.0)
+END = ACTION_BY_CODE["end"].index
+UNIFORM = tuple([1.0 / NUM_ACTIONS] * NUM_ACTIONS)
+FRAME = np.zeros((224, 384, 3), np.uint8)
+
+
+def result(action: int = 0) -> StepResult:
+    return StepResult(action, UNIFORM)
+
+
+def status(phase: PrimitivePhase, proposal_id: int, action: int = 0, executed: int | None = None,
+           reason: str = "") -> PrimitiveStatus:
+    return PrimitiveStatus(phase, proposal_id, action, action if executed is None else executed, reason)
+
+
+class Rig:
+    """A runner with both cameras fed at the given time (node clock == wall clock unless told)."""
+
+    def __init__(self, config: PolicyNodeConfig = CONFIG, instruction: str | None = "find the mug") -> None:
+        self.runner = PolicyRunner(config, 0.0)
+        if instruction is not None:
+            self.runner.on_instruction(0.0, instruction)
+
+    def frames(self, t: float, load=lambda: FRAME) -> None:
+        for camera in Camera:
+            self.runner.on_frame(camera, t, load)
+
+    def poll(self, t: float, wall: float | None = None) -> InferenceRequest | None:
+        return self.runner.poll(t, t if wall is None else wall)
+
+    def step(self, t: float, action: int = 0):
+        """Fresh frames at t, an inference started and finished at t; returns the proposal."""
+        self.frames(t)
+        request = self.poll(t)
+        assert request is not None, self.runner.report(t)
+        return request, self.runner.on_result(t, t, request, result(action))
+
+    def state(self, t: float) -> RunnerState:
+        return self.runner.report(t).state
+
+
+def test_fresh_frames_and_an_instruction_start_one_inference():
+    rig = Rig()
+    rig.frames(0.1)
+    request = rig.poll(0.1)
+    assert request is not None and request.instruction == "find the mug" and request.reset
+    assert request.executed_override is None and request.frame_times == (0.1, 0.1)
+    command = rig.runner.on_result(0.2, 0.2, request, result(2))
+    assert command.action_index == 2 and command.probabilities == UNIFORM
+    assert rig.state(0.2) is RunnerState.EXECUTING
+
+
+def test_no_instruction_starts_nothing():
+    rig = Rig(instruction=None)
+    rig.frames(0.1)
+    assert rig.poll(0.1) is None
+    report = rig.runner.report(0.1)
+    assert report.state is RunnerState.NO_INSTRUCTION and report.ages["instruction"] is None
+
+
+def test_an_empty_instruction_withdraws_the_goal():
+    rig = Rig()
+    rig.runner.on_instruction(0.05, "   ")
+    rig.frames(0.1)
+    assert rig.poll(0.1) is None and rig.state(0.1) is RunnerState.NO_INSTRUCTION
+
+
+@pytest.mark.parametrize("camera", list(Camera))
+def test_a_stale_camera_starts_nothing_and_is_named(camera):
+    rig = Rig()
+    rig.frames(0.0)
+    rig.runner.on_frame(Camera.NAV if camera is Camera.MANIP else Camera.MANIP, 1.5, lambda: FRAME)
+    assert rig.poll(1.5) is None
+    report = rig.runner.report(1.5)
+    assert report.state is RunnerState.STALE_IMAGES
+    assert report.reason == f"{camera.value} stale (1.50 s > 1 s)"
+
+
+def test_a_camera_never_received_starts_nothing():
+    rig = Rig()
+    rig.runner.on_frame(Camera.NAV, 0.1, lambda: FRAME)
+    assert rig.poll(0.1) is None
+    assert rig.runner.report(0.1).reason == "manip_camera never received"
+
+
+def test_the_instruction_is_latched_by_default_and_expires_when_an_age_is_set():
+    latched = Rig()
+    assert latched.step(100.0)[1] is not None
+    expiring = Rig(replace(CONFIG, max_instruction_age_s=5.0))
+    expiring.frames(6.0)
+    assert expiring.poll(6.0) is None and expiring.state(6.0) is RunnerState.STALE_INSTRUCTION
+    expiring.runner.on_instruction(6.1, "find the mug")  # the same goal re-published: refreshed, same episode
+    assert expiring.runner.report(6.1).episode == 1
+    assert expiring.poll(6.1) is not None
+
+
+def test_at_most_one_inference_is_in_flight():
+    rig = Rig()
+    rig.frames(0.1)
+    assert rig.poll(0.1) is not None
+    for t in (0.7, 1.3, 1.9):  # the rate would allow more, fresh frames keep arriving
+        rig.frames(t)
+        assert rig.poll(t) is None
+        assert rig.state(t) is RunnerState.INFERRING
+
+
+def test_only_the_latest_frame_is_used_and_replaced_ones_count_as_dropped():
+    rig = Rig()
+    used = []
+    for i in range(5):
+        rig.runner.on_frame(Camera.NAV, 0.1 * i, lambda i=i: used.append(i) or FRAME)
+        rig.runner.on_frame(Camera.MANIP, 0.1 * i, lambda: FRAME)
+    request = rig.poll(0.45)
+    request.nav()
+    assert used == [4]
+    assert rig.runner.report(0.45).frames_dropped == 8
+
+
+def test_inference_starts_are_spaced_by_the_maximum_rate():
+    rig = Rig()
+    starts = []
+    proposal_id = 0
+    for i in range(60):  # 3 s at 20 Hz with the monitor answering at once
+        t = 0.05 * i
+        rig.frames(t)
+        request = rig.poll(t)
+        if request is not None:
+            starts.append(t)
+            command = rig.runner.on_result(t, t, request, result())
+            proposal_id += 1
+            rig.runner.on_primitive_status(t, status(PrimitivePhase.DONE, proposal_id, command.action_index))
+    assert np.diff(starts) == pytest.approx([0.5] * (len(starts) - 1))
+    assert len(starts) == 6
+    assert rig.runner.report(2.95).achieved_rate_hz == pytest.approx(2.0)
+
+
+def test_the_step_ends_only_with_done_or_aborted_of_its_own_proposal():
+    rig = Rig()
+    rig.runner.on_primitive_status(0.0, status(PrimitivePhase.DONE, 7, 3))  # the monitor has counted 7 before
+    _, command = rig.step(0.1, action=1)
+    runner = rig.runner
+    runner.on_primitive_status(0.2, status(PrimitivePhase.DONE, 7, 3))  # an old status again
+    runner.on_primitive_status(0.3, status(PrimitivePhase.RUNNING, 8, 2))  # another proposer's action
+    runner.on_primitive_status(0.4, status(PrimitivePhase.DONE, 8, 2))
+    rig.frames(1.0)
+    assert rig.poll(1.0) is None and rig.state(1.0) is RunnerState.EXECUTING
+    runner.on_primitive_status(1.1, status(PrimitivePhase.RUNNING, 9, command.action_index))
+    runner.on_primitive_status(1.2, status(PrimitivePhase.DONE, 9, command.action_index))
+    rig.frames(1.25)
+    assert rig.poll(1.25) is not None
+
+
+def test_an_aborted_primitive_also_ends_the_step_and_is_counted():
+    rig = Rig()
+    _, command = rig.step(0.1)
+    rig.runner.on_primitive_status(0.2, status(PrimitivePhase.ABORTED, 1, command.action_index,
+                                               reason="refused by the shield"))
+    rig.frames(0.6)
+    assert rig.poll(0.6) is not None
+    assert rig.runner.report(0.6).primitives_aborted == 1
+
+
+def test_without_an_answer_from_the_monitor_it_proposes_again_after_the_primitive_timeout():
+    rig = Rig()
+    rig.step(0.1)
+    rig.frames(3.0)
+    assert rig.poll(3.0) is None
+    rig.frames(3.15)
+    assert rig.poll(3.2) is None  # 3.1 s after the proposal: timed out now, frames must be newer than that
+    rig.frames(3.25)
+    assert rig.poll(3.25) is not None
+    assert rig.runner.report(3.25).primitive_timeouts == 1
+
+
+def test_an_observation_must_be_newer_than_the_end_of_the_step():
+    rig = Rig()
+    _, command = rig.step(0.1)
+    rig.frames(1.0)
+    rig.runner.on_primitive_status(1.05, status(PrimitivePhase.DONE, 1, command.action_index))
+    assert rig.poll(1.1) is None and rig.state(1.1) is RunnerState.WAITING_FRAME
+    rig.frames(1.12)
+    assert rig.poll(1.12) is not None
+
+
+def test_an_action_replaced_by_the_shield_is_fed_back_once():
+    rig = Rig()
+    rig.step(0.1, action=0)
+    rig.runner.on_primitive_status(0.5, status(PrimitivePhase.DONE, 1, 0, executed=3))
+    request, command = rig.step(0.6)
+    assert request.executed_override == 3 and not request.reset
+    rig.runner.on_primitive_status(0.7, status(PrimitivePhase.DONE, 2, command.action_index))
+    request, _ = rig.step(1.2)
+    assert request.executed_override is None
+
+
+def test_end_stops_proposing_until_a_reset_or_a_different_instruction():
+    rig = Rig()
+    _, command = rig.step(0.1, action=END)
+    assert command.action_index == END
+    rig.runner.on_primitive_status(0.2, status(PrimitivePhase.DONE, 1, END))
+    rig.frames(1.0)
+    assert rig.poll(1.0) is None and rig.state(1.0) is RunnerState.EPISODE_ENDED
+    rig.runner.on_instruction(1.1, "find the mug")  # the same goal again does not restart a finished task
+    rig.frames(1.2)
+    assert rig.poll(1.2) is None
+    rig.runner.on_instruction(1.3, "pick up the apple")
+    request, _ = rig.step(1.4)
+    assert request.reset and request.instruction == "pick up the apple" and request.episode == 2
+
+
+def test_an_episode_reset_waits_for_an_instruction_and_resets_the_policy():
+    rig = Rig()
+    rig.step(0.1)
+    rig.runner.on_episode_reset(0.2)
+    rig.frames(1.0)
+    assert rig.poll(1.0) is None and rig.state(1.0) is RunnerState.NO_INSTRUCTION
+    rig.runner.on_instruction(1.1, "find the mug")
+    request, _ = rig.step(1.2)
+    assert request.reset and request.episode == 3
+
+
+def test_a_policy_exception_gives_no_action_and_faults_until_the_next_episode():
+    rig = Rig()
+    rig.frames(0.1)
+    request = rig.poll(0.1)
+    assert rig.runner.on_result(0.2, 0.2, request, RuntimeError("CUDA error: device-side assert")) is None
+    rig.frames(1.0)
+    assert rig.poll(1.0) is None
+    report = rig.runner.report(1.0)
+    assert report.state is RunnerState.FAULT and report.faults == 1
+    assert report.reason == "policy raised RuntimeError: CUDA error: device-side assert"
+    rig.runner.on_episode_reset(1.1)
+    rig.runner.on_instruction(1.2, "find the mug")
+    request, command = rig.step(1.3)
+    assert request.reset and command is not None
+
+
+def test_a_hung_inference_faults_blocks_every_other_and_its_late_result_is_discarded():
+    rig = Rig()
+    rig.frames(0.1)
+    hung = rig.poll(0.1, wall=10.0)
+    rig.frames(0.5)
+    assert rig.poll(0.5, wall=12.5) is None  # 2.5 s of wall time > inference_timeout_s
+    assert rig.runner.fault() == "inference 1 hangs (> inference_timeout_s 2 s)"
+    rig.runner.on_episode_reset(0.6)  # a new episode cannot start while the model is still busy
+    rig.runner.on_instruction(0.7, "find the mug")
+    rig.frames(0.8)
+    assert rig.poll(0.8, wall=13.0) is None and rig.state(0.8) is RunnerState.FAULT
+    assert rig.runner.on_result(0.9, 14.0, hung, result()) is None
+    rig.frames(1.0)
+    request = rig.poll(1.0, wall=14.1)
+    assert request is not None and request.reset
+    assert rig.runner.report(1.0).latency_max_s == pytest.approx(4.0)
+
+
+def test_a_hang_within_the_episode_stays_a_fault_after_the_late_result():
+    rig = Rig()
+    rig.frames(0.1)
+    hung = rig.poll(0.1, wall=0.0)
+    rig.poll(0.2, wall=3.0)
+    rig.runner.on_result(0.3, 3.5, hung, result())
+    rig.frames(1.0)
+    assert rig.poll(1.0, wall=4.0) is None
+    assert rig.runner.report(1.0).reason == "inference 1 hung (> inference_timeout_s 2 s); reset the episode"
+
+
+def test_a_result_whose_frames_went_stale_is_dropped():
+    rig = Rig()
+    rig.frames(0.1)
+    request = rig.poll(0.1)
+    assert rig.runner.on_result(1.2, 1.2, request, result()) is None
+    report = rig.runner.report(1.2)
+    assert report.stale_results == 1 and report.proposals == 0 and report.inferences == 1
+
+
+def test_a_reset_during_inference_discards_its_result_and_resets_the_policy_next():
+    rig = Rig()
+    rig.frames(0.1)
+    request = rig.poll(0.1)
+    rig.runner.on_instruction(0.2, "pick up the apple")
+    assert rig.runner.on_result(0.3, 0.3, request, result()) is None
+    request, command = rig.step(0.6)  # max_rate_hz still counts from the discarded start
+    assert request.reset and request.instruction == "pick up the apple" and command is not None
+
+
+def test_a_malformed_frame_is_counted_and_the_pending_reset_is_kept():
+    rig = Rig()
+    rig.frames(0.1)
+    request = rig.poll(0.1)
+    assert rig.runner.on_result(0.1, 0.1, request, MalformedFrame("image data has 3 bytes")) is None
+    request, command = rig.step(0.7)
+    assert request.reset and command is not None
+    assert rig.runner.report(0.7).frames_malformed == 1
+
+
+def test_a_result_for_a_request_not_in_flight_is_a_wiring_error():
+    rig = Rig()
+    request, _ = rig.step(0.1)
+    with pytest.raises(ValueError, match="result of request 1 that is not in flight"):
+        rig.runner.on_result(0.2, 0.2, request, result())
+
+
+def test_object_in_hand_follows_the_configured_aperture_range():
+    rig = Rig()
+    for aperture, held in ((0.1, False), (0.04, True), (0.0, False), (0.09, True)):
+        rig.runner.on_joint_states(0.0, {"gripper_aperture": aperture, "joint_lift": 0.5})
+        assert rig.runner.report(0.0).object_in_hand is held
+    rig.runner.on_joint_states(0.0, {"joint_lift": 0.5})  # without the joint: unchanged
+    assert rig.runner.report(0.0).object_in_hand is True
+    request, _ = rig.step(0.1)
+    assert request.object_in_hand
+
+
+def test_the_report_carries_latencies_and_input_ages():
+    rig = Rig()
+    rig.runner.on_joint_states(0.2, {"gripper_aperture": 0.1})
+    for i, latency in enumerate((0.1, 0.3, 0.2)):
+        t = 1.0 * i
+        rig.frames(t)
+        request = rig.poll(t, wall=t)
+        rig.runner.on_result(t, t + latency, request, result())
+        rig.runner.on_primitive_status(t, status(PrimitivePhase.DONE, i + 1))
+    report = rig.runner.report(2.5)
+    latencies = (report.latency_last_s, report.latency_p50_s, report.latency_max_s)
+    assert latencies == pytest.approx((0.2, 0.2, 0.3))
+    assert report.ages == pytest.approx({"nav_camera": 0.5, "manip_camera": 0.5, "instruction": 2.5,
+                                         "joint_states": 2.3, "primitive_status": 0.5})
+    assert report.proposals == report.inferences == 3 and report.last_action == 0
+
+
+@pytest.mark.parametrize(("overrides", "match"), [
+    ({"max_rate_hz": 0.0}, r"max_rate_hz=0.0 is out of range"),
+    ({"max_image_age_s": -1.0}, r"max_image_age_s=-1.0 is out of range"),
+    ({"max_instruction_age_s": -0.1}, r"max_instruction_age_s=-0.1 is out of range"),
+    ({"primitive_timeout_s": 0.0}, r"primitive_timeout_s=0.0 is out of range"),
+    ({"inference_timeout_s": 0.0}, r"inference_timeout_s=0.0 is out of range"),
+    ({"seed": -1}, r"seed=-1 is out of range"),
+    ({"object_in_hand_range": (0.1, 0.01)}, r"object_in_hand_range=\(0.1, 0.01\) must be \[low, high\]"),
+])
+def test_invalid_configuration_is_rejected_naming_the_field(overrides, match):
+    with pytest.raises(ConfigError, match=match):
+        PolicyNodeConfig(**overrides)
+
+
+# ---------------------------------------------------------------------- a real SafeVLA policy on the worker
+
+
+def make_tiny_policy(seed: int = 0):
+    """A tiny-config SafeVLA with random (seeded) weights, an image encoder and the word tokenizer, on CPU."""
+    import torch
+
+    from policies.configuration_safevla import load_policy_config
+    from policies.encoders.dinov2 import PooledDinoFeatures
+    from policies.modeling_safevla import SafeVLAModel
+    from policies.processor_safevla import WordTokenizer
+    from policies.runtime import SafeVLAPolicy
+    from safevla_node.paths import config_path
+
+    config = load_policy_config(config_path("policy_tiny.yaml"))
+    torch.manual_seed(seed)
+    encoder = PooledDinoFeatures(config.image_encoder, config.pooled_grid)
+    return SafeVLAPolicy(config, SafeVLAModel(config), encoder, WordTokenizer.from_texts([]), device="cpu",
+                         precision="fp32")
+
+
+@pytest.fixture(scope="module")
+def tiny_policy():
+    """One intra-op thread: on a small, shared CPU more threads make each tiny step many times slower."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield make_tiny_policy()
+    torch.set_num_threads(threads)
+
+
+def request_for(rig: Rig, t: float, load=lambda: FRAME) -> InferenceRequest:
+    rig.frames(t, load)
+    request = rig.poll(t)
+    assert request is not None
+    return request
+
+
+def run_on_worker(worker: InferenceWorker, request: InferenceRequest, timeout: float = 30.0):
+    worker.submit(request)
+    deadline = time.monotonic() + timeout
+    while not (finished := worker.take()):
+        assert time.monotonic() < deadline, "the worker did not finish"
+        time.sleep(0.005)
+    assert finished[0][0] is request
+    return finished[0][1]
+
+
+def test_a_real_tiny_policy_runs_on_the_worker_and_gives_a_distribution(tiny_policy):
+    from policies.runtime import PolicyObservation
+
+    worker = InferenceWorker(StepExecutor(tiny_policy, PolicyObservation))
+    try:
+        rig = Rig()
+        rng = np.random.default_rng(0)
+        request = request_for(rig, 0.1, lambda: rng.integers(0, 256, (240, 320, 3), dtype=np.uint8))
+        outcome = run_on_worker(worker, request)
+        assert isinstance(outcome, StepResult)
+        assert sum(outcome.probabilities) == pytest.approx(1.0)
+        assert outcome.action_index == int(np.argmax(outcome.probabilities))
+        command = rig.runner.on_result(0.2, 0.2, request, outcome)
+        assert command is not None and tiny_policy.steps == 1
+    finally:
+        assert worker.close()
+
+
+def test_sampling_is_reproducible_with_the_seed_and_the_draw_is_fed_back(tiny_policy):
+    from policies.runtime import PolicyObservation
+
+    config = replace(CONFIG, deterministic=False)
+    draws = []
+    for _ in range(2):
+        executor = StepExecutor(tiny_policy, PolicyObservation, seed=7)
+        rig = Rig(config)
+        actions = []
+        for i in range(4):
+            request = request_for(rig, float(i))
+            outcome = executor(request)
+            actions.append(outcome.action_index)
+            assert tiny_policy._last_action == outcome.action_index  # what the model sees as previous action
+            rig.runner.on_result(float(i), float(i), request, outcome)
+            rig.runner.on_primitive_status(float(i), status(PrimitivePhase.DONE, i + 1, outcome.action_index))
+        draws.append(actions)
+    assert draws[0] == draws[1]
+
+
+def test_a_malformed_frame_never_reaches_the_policy(tiny_policy):
+    from policies.runtime import PolicyObservation
+
+    def bad() -> np.ndarray:
+        raise MessageError("image data has 3 bytes, expected step*height = 100")
+
+    tiny_policy.reset()
+    outcome = StepExecutor(tiny_policy, PolicyObservation)(request_for(Rig(), 0.1, bad))
+    assert outcome == MalformedFrame("image data has 3 bytes, expected step*height = 100")
+    assert tiny_policy.steps == 0
+
+
+def _raising_policy_class():
+    from policies.runtime import SafeVLAPolicy
+
+    class ImageEncoderFails(SafeVLAPolicy):
+        """A real policy whose image encoder fails the way a GPU fault surfaces in torch."""
+
+        def _pooled(self, observation):
+            raise RuntimeError("CUDA error: an illegal memory access was encountered")
+
+    return ImageEncoderFails
+
+
+def _blocking_policy_class(release: threading.Event):
+    from policies.runtime import SafeVLAPolicy
+
+    class Blocks(SafeVLAPolicy):
+        """A real policy whose encoder waits on a lock that is not released (a hang)."""
+
+        def _pooled(self, observation):
+            release.wait(30)
+            return super()._pooled(observation)
+
+    return Blocks
+
+
+def test_a_policy_that_raises_gives_an_exception_outcome_and_no_action(tiny_policy):
+    from policies.runtime import PolicyObservation
+
+    policy = _raising_policy_class()(tiny_policy.config, tiny_policy.model, tiny_policy.image_encoder,
+                                     tiny_policy.tokenizer, device="cpu", precision="fp32")
+    worker = InferenceWorker(StepExecutor(policy, PolicyObservation))
+    try:
+        rig = Rig()
+        request = request_for(rig, 0.1)
+        outcome = run_on_worker(worker, request)
+        assert isinstance(outcome, RuntimeError) and "illegal memory access" in str(outcome)
+        assert rig.runner.on_result(0.2, 0.2, request, outcome) is None
+        assert rig.runner.report(0.2).state is RunnerState.FAULT
+    finally:
+        assert worker.close()
+
+
+def test_a_policy_that_hangs_is_detected_and_its_result_never_becomes_an_action(tiny_policy):
+    from policies.runtime import PolicyObservation
+
+    release = threading.Event()
+    policy = _blocking_policy_class(release)(tiny_policy.config, tiny_policy.model, tiny_policy.image_encoder,
+                                             tiny_policy.tokenizer, device="cpu", precision="fp32")
+    worker = InferenceWorker(StepExecutor(policy, PolicyObservation))
+    try:
+        rig = Rig(replace(CONFIG, inference_timeout_s=0.2))
+        rig.frames(0.1)
+        start = time.monotonic()
+        request = rig.runner.poll(0.1, start)
+        worker.submit(request)
+        time.sleep(0.3)
+        rig.frames(0.4)
+        assert rig.runner.poll(0.4, time.monotonic()) is None
+        assert worker.busy and worker.take() == []
+        assert rig.runner.fault() == "inference 1 hangs (> inference_timeout_s 0.2 s)"
+        with pytest.raises(RuntimeError, match="submitted while another is running"):
+            worker.submit(request)
+        release.set()
+        deadline = time.monotonic() + 30
+        while not (finished := worker.take()):
+            assert time.monotonic() < deadline
+            time.sleep(0.005)
+        _, outcome = finished[0]
+        assert isinstance(outcome, StepResult)  # the model did answer, late
+        assert rig.runner.on_result(0.5, time.monotonic(), request, outcome) is None
+        assert rig.runner.report(0.5).proposals == 0
+    finally:
+        release.set()
+        assert worker.close()
