@@ -92,7 +92,10 @@ def run(args: argparse.Namespace) -> int:
                 for n in load_stack().resolve("sim", arguments)]
     records: list[EpisodeRecord] = []
     with DomainLease() as lease:
-        launcher = StackLauncher(launches, lease.env(), out / "logs")
+        env = lease.env()
+        # Three node processes share the CPU; one intra-op thread each keeps torch from oversubscribing it.
+        env.setdefault("OMP_NUM_THREADS", "1")
+        launcher = StackLauncher(launches, env, out / "logs")
         print(f"[demo] starting {', '.join(launcher.node_names)} on ROS_DOMAIN_ID={lease.domain_id} "
               f"(node logs in {out / 'logs'})", flush=True)
         launcher.start()
