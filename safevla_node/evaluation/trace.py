@@ -49,6 +49,12 @@ def plot_trace(trace: EpisodeTrace, path: Path, title: str) -> Path:
 
 
 def _draw_top_down(ax: Any, trace: EpisodeTrace) -> None:
+    from matplotlib.patches import Rectangle
+
+    for o in trace.objects:  # walls and furniture as their footprints (axis-aligned boxes)
+        if o.static:
+            ax.add_patch(Rectangle((o.position[0] - o.size[0] / 2, o.position[1] - o.size[1] / 2), o.size[0],
+                                   o.size[1], color="0.75", alpha=0.6, lw=0))
     movable = [o for o in trace.objects if not o.static]
     if movable:
         ax.scatter([o.position[0] for o in movable], [o.position[1] for o in movable], s=12, c="lightgray",
