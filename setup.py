@@ -12,6 +12,7 @@ NODES = {
     "sim_bridge": "safevla_node.nodes.sim_bridge:main",
     "recorder": "safevla_node.nodes.recorder:main",
     "policy_node": "safevla_node.nodes.policy_node:main",
+    "arm_action_relay": "safevla_node.nodes.arm_action_relay:main",
 }
 # Command-line tools (not nodes): `safevla demo|up|record|replay|audit|eval|train`.
 TOOLS = {

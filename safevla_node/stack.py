@@ -7,6 +7,8 @@ Launch arguments (checkpoint, instruction, backend, shield, robot) map onto node
 
 from __future__ import annotations
 
+import importlib.util
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +19,8 @@ from safevla_node.errors import ConfigError
 from safevla_node.paths import config_path
 
 __all__ = ["LAUNCH_ARGUMENTS", "LaunchArgument", "NodeLaunch", "StackDescription", "load_stack"]
+
+LOG = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -114,6 +118,10 @@ class StackDescription:
         launches = []
         for name in spec["nodes"]:
             node = self.nodes[name]
+            missing = [m for m in node.get("requires", ()) if importlib.util.find_spec(m) is None]
+            if missing:
+                LOG.warning("not starting %s: it needs %s, which is not installed", name, ", ".join(missing))
+                continue
             params = {"use_sim_time": bool(spec.get("use_sim_time", False)), **overrides.get(name, {})}
             launches.append(
                 NodeLaunch(

@@ -31,6 +31,17 @@ def test_robot_profile_remaps_to_the_stretch_driver_topics(stack):
     assert "sim_bridge" not in [n.name for n in stack.resolve("robot")]
 
 
+def test_a_node_whose_requirement_is_not_installed_is_skipped_with_a_warning(stack, caplog):
+    import importlib.util
+
+    names = [n.name for n in stack.resolve("robot")]
+    if importlib.util.find_spec("control_msgs") is None:
+        assert "arm_action_relay" not in names
+        assert "arm_action_relay: it needs control_msgs, which is not installed" in caplog.text
+    else:
+        assert "arm_action_relay" in names
+
+
 def test_launch_arguments_become_node_parameters(stack):
     launches = {n.name: n for n in stack.resolve("sim", {"shield": "off", "backend": "ai2thor",
                                                           "instruction": "find a mug"})}
