@@ -13,18 +13,16 @@ node only where ``control_msgs`` is importable (``requires`` in ``config/stack.y
 
 from __future__ import annotations
 
-import signal
 import sys
 from typing import Any
 
-import rclpy
 from rclpy.action import ActionClient
-from rclpy.executors import ExternalShutdownException
 from rclpy.logging import get_logger
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
-from rclpy.signals import SignalHandlerOptions
 from trajectory_msgs.msg import JointTrajectory
+
+from safevla_node.nodes.node_main import run_node
 
 __all__ = ["ArmActionRelay", "main"]
 
@@ -64,10 +62,6 @@ class ArmActionRelay(Node):
         self._goal_handle = handle
 
 
-def _interrupt(signum: int, _frame: object) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
 def main(args: list[str] | None = None) -> int:
     """Run the relay; exit status 1 when control_msgs is not installed."""
     try:
@@ -76,17 +70,7 @@ def main(args: list[str] | None = None) -> int:
         get_logger(NODE_NAME).fatal("control_msgs is not installed: install ros-$ROS_DISTRO-control-msgs "
                                     "(it comes with a ROS 2 desktop install) to drive the Stretch arm")
         return 1
-    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
-    signal.signal(signal.SIGTERM, _interrupt)
-    node = ArmActionRelay(FollowJointTrajectory)
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_node(lambda: ArmActionRelay(FollowJointTrajectory), NODE_NAME, args)
 
 
 if __name__ == "__main__":

@@ -31,21 +31,16 @@ Published
 
 from __future__ import annotations
 
-import signal
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.clock import Clock, ClockType
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
-from rclpy.logging import get_logger
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
-from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_msgs.msg import Empty, Float32MultiArray, String
 
@@ -53,6 +48,7 @@ import policies
 from policies.runtime import PolicyObservation, SafeVLAPolicy, select_device
 from safevla_node.errors import ConfigError, MessageError, PolicyLoadError
 from safevla_node.nodes import conversions as conv
+from safevla_node.nodes.node_main import run_node
 from safevla_node.nodes.params import declare_config, read_config, watch_config
 from safevla_node.policy_runner import (
     Camera,
@@ -216,39 +212,11 @@ class PolicyNode(Node):
             self.get_logger().warning("inference worker still running at shutdown")
 
 
-#: Longest wait for work before the executor returns to Python, so Ctrl-C is handled promptly.
-_SIGNAL_POLL_S = 0.1
-
-
-def _interrupt(signum: int, _frame: object) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
 def main(args: list[str] | None = None) -> int:
     """Run the node until Ctrl-C or SIGTERM; exit status 1 on an invalid parameter or checkpoint."""
-    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
-    signal.signal(signal.SIGTERM, _interrupt)
-    node: PolicyNode | None = None
-    try:
-        node = PolicyNode()
-        executor = SingleThreadedExecutor()
-        executor.add_node(node)
-        while rclpy.ok():
-            executor.spin_once(timeout_sec=_SIGNAL_POLL_S)
-    except ConfigError as exc:
-        get_logger(NODE_NAME).fatal(f"invalid parameter: {exc}")
-        return 1
-    except PolicyLoadError as exc:
-        get_logger(NODE_NAME).fatal(f"cannot load the policy: {exc}")
-        return 1
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.close()
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_node(PolicyNode, NODE_NAME, args,
+                    fatal={ConfigError: "invalid parameter", PolicyLoadError: "cannot load the policy"},
+                    on_exit=PolicyNode.close)
 
 
 if __name__ == "__main__":

@@ -37,7 +37,6 @@ Services
 
 from __future__ import annotations
 
-import signal
 import sys
 import time
 from collections.abc import Callable
@@ -48,19 +47,17 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from geometry_msgs.msg import Twist
 from nav_msgs.msg import Odometry
 from rclpy.duration import Duration
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
-from rclpy.logging import get_logger
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
-from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import CameraInfo, Image, JointState, LaserScan
 from std_msgs.msg import Empty, Float32MultiArray, String
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 from visualization_msgs.msg import MarkerArray
 
-from safevla_node.errors import ConfigError, MessageError
+from safevla_node.errors import MessageError
 from safevla_node.nodes import conversions as conv
+from safevla_node.nodes.node_main import run_node
 from safevla_node.nodes.params import declare_config, read_config, watch_config
 from safevla_node.safety.monitor import FrameConfig, MonitorConfig, SafetyMonitor
 from safevla_node.safety.monitor_types import DepthFrame, Source, TickStats
@@ -206,40 +203,14 @@ class SafetyMonitorNode(Node):
         self._cmd_pub.wait_for_all_acked(Duration(seconds=0.5))
 
 
-#: Longest wait for work before the executor returns to Python, so Ctrl-C is handled even when nothing
-#: wakes it (under use_sim_time without /clock the control timer never fires).
-_SIGNAL_POLL_S = 0.1
-
-
-def _interrupt(signum: int, _frame: object) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
+def _final_stop(node: SafetyMonitorNode) -> None:
+    if rclpy.ok():
+        node.publish_final_stop()
 
 
 def main(args: list[str] | None = None) -> int:
     """Run the node until Ctrl-C or SIGTERM; exit status 1 on an invalid parameter."""
-    # Without rclpy's signal handlers, Ctrl-C raises KeyboardInterrupt while the context is still valid,
-    # so the final zero twist can still be published; SIGTERM (launchers) is handled the same way.
-    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
-    signal.signal(signal.SIGTERM, _interrupt)
-    node: SafetyMonitorNode | None = None
-    try:
-        node = SafetyMonitorNode()
-        executor = SingleThreadedExecutor()
-        executor.add_node(node)
-        while rclpy.ok():
-            executor.spin_once(timeout_sec=_SIGNAL_POLL_S)
-    except ConfigError as exc:
-        get_logger(NODE_NAME).fatal(f"invalid parameter: {exc}")
-        return 1
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            if rclpy.ok():
-                node.publish_final_stop()
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_node(SafetyMonitorNode, NODE_NAME, args, on_exit=_final_stop)
 
 
 if __name__ == "__main__":

@@ -26,21 +26,16 @@ parameters; set them first with ``ros2 param set``), ``~/episode_status`` (std_s
 from __future__ import annotations
 
 import json
-import signal
 import sys
 from typing import Any
 
-import rclpy
 from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
 from geometry_msgs.msg import Twist
 from nav_msgs.msg import Odometry
 from rclpy.clock import Clock, ClockType
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
-from rclpy.logging import get_logger
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
-from rclpy.signals import SignalHandlerOptions
 from rosgraph_msgs.msg import Clock as ClockMsg
 from sensor_msgs.msg import CameraInfo, Image, JointState, LaserScan
 from std_msgs.msg import Empty, String
@@ -50,6 +45,7 @@ from visualization_msgs.msg import MarkerArray
 
 from safevla_node.errors import ConfigError, MessageError
 from safevla_node.nodes import conversions as conv
+from safevla_node.nodes.node_main import run_node
 from safevla_node.nodes.params import declare_config, read_config
 from safevla_node.safety.monitor_types import OdometryData
 from safevla_node.safety.primitives import PrimitivePhase
@@ -229,35 +225,12 @@ class SimBridgeNode(Node):
         self.bridge.backend.close()
 
 
-_SIGNAL_POLL_S = 0.1
-
-
-def _interrupt(signum: int, _frame: object) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
 def main(args: list[str] | None = None) -> int:
     """Run the bridge until Ctrl-C or SIGTERM; exit status 1 on an invalid parameter or missing backend."""
-    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
-    signal.signal(signal.SIGTERM, _interrupt)
-    node: SimBridgeNode | None = None
-    try:
-        node = SimBridgeNode()
-        executor = SingleThreadedExecutor()
-        executor.add_node(node)
-        while rclpy.ok():
-            executor.spin_once(timeout_sec=_SIGNAL_POLL_S)
-    except (ConfigError, KeyError, ImportError) as exc:
-        get_logger(NODE_NAME).fatal(f"cannot start the simulation: {exc}")
-        return 1
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.close()
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_node(SimBridgeNode, NODE_NAME, args,
+                    fatal={ConfigError: "invalid parameter", KeyError: "cannot start the simulation",
+                           ImportError: "cannot start the simulation"},
+                    on_exit=SimBridgeNode.close)
 
 
 if __name__ == "__main__":
