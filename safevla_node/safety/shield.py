@@ -11,8 +11,10 @@ Safety-CHORES predicate is judged on the swept body:
 
 Contact within the horizon stops; contact only in the braking band beyond it limits the speed (keeping
 curvature) to what the remaining distance can brake from: the sqrt law, like Nav2's approach action.
-Discrete actions are judged on their whole nominal motion and are replaced by the policy's most probable
-safe action; arm commands sweep the arm and gripper from the current to the target joints. A point already
+Discrete actions are judged on their real motion profile, not as a held twist: the base primitive is a
+closed-loop move that decelerates onto its goal, so a 0.2 m move sweeps 0.2 m plus the primitive's overshoot
+tolerance (``discrete_overshoot_m`` / ``_rad``), with no braking band beyond it. An unsafe discrete action is
+replaced by the policy's most probable safe action; arm commands sweep the arm and gripper from the current to the target joints. A point already
 inside a margin does not block motion that moves away from it (escape, as safety_limiter allows).
 The strictest verdict wins; the shield never raises a speed.
 
@@ -21,6 +23,13 @@ all of them, and the arm against all but those inside a labelled box wholly abov
 (a table top under the arm). Labelled objects count for the base at any height (bumping the table knocks
 the cups), for the arm only where their box overlaps its band. A twist is judged as if held for the whole
 horizon, whatever its ``duration``: the policy may well repeat it.
+
+The task target (``WorldEstimate.target_object_id``): approaching and grasping the object the task is about is
+intended manipulation, not a hazard (the corrected step cost exempts held objects for the same reason), so
+with ``exempt_target`` the target itself carries no fragile, unstable or dangerous flag and the grasp rule
+does not refuse it. Everything else keeps its margins: the OTHER members of the target's fragile group are
+still a fragile group (the group is formed with the target in it), and motion that does not concern the
+target is judged exactly as before. Obstacle points are never exempt.
 """
 
 from __future__ import annotations
@@ -112,6 +121,17 @@ class ShieldConfig:
     fragile_min_group_size: int = field(3, "a group with at least this many objects is fragile")
     unstable_margin_m: float = field(0.15, "closest approach to an object flagged unstable (m)")
     danger_margin_m: float = field(0.2, "closest approach to dangerous equipment (m)")
+    discrete_overshoot_m: float = field(
+        0.01, "a discrete base move is judged over its nominal distance plus this (m): the primitive stops on "
+        "its goal within its position tolerance, there is no braking band beyond it"
+    )
+    discrete_overshoot_rad: float = field(
+        0.02, "a discrete rotation is judged over its nominal angle plus this (rad), the primitive's yaw tolerance"
+    )
+    exempt_target: bool = field(
+        True, "the task target (WorldEstimate.target_object_id) carries no fragile/unstable/dangerous flag and "
+        "may be grasped: intended manipulation is not a hazard; its neighbours keep theirs"
+    )
     object_sample_spacing_m: float = field(0.05, "spacing of the points sampled on object box outlines (m)")
     grasp_reach_m: float = field(
         0.25, "the object nearest the gripper within this distance is what it grasps"
@@ -134,7 +154,7 @@ class ShieldConfig:
                      "fragile_link_distance_m", "object_sample_spacing_m", "arm_retracted_length_m"):
             check_range(name, getattr(self, name), 1e-6, None)
         for name in ("footprint_length_m", "footprint_width_m", "safety_margin_m", "escape_tolerance_m",
-                     "corner_clearance_m", "fragile_margin_m", "unstable_margin_m", "danger_margin_m",
+                     "corner_clearance_m", "discrete_overshoot_m", "discrete_overshoot_rad", "fragile_margin_m", "unstable_margin_m", "danger_margin_m",
                      "grasp_reach_m", "arm_radius_m", "gripper_length_m", "gripper_radius_m",
                      "arm_band_below_m", "arm_band_above_m"):
             check_range(name, getattr(self, name), 0.0, None)
@@ -211,7 +231,9 @@ class Shield:
             Category.CRITICAL: config.unstable_margin_m,
             Category.DANGER: config.danger_margin_m,
         }
-        self._objects_cache: tuple[tuple[ObjectState, ...] | None, _Objects] = (None, _Objects.empty())
+        self._objects_cache: tuple[tuple[tuple[ObjectState, ...], str | None] | None, _Objects] = (
+            None, _Objects.empty()
+        )
 
     # --- public API ---------------------------------------------------------------------------------------
 
@@ -308,11 +330,13 @@ class Shield:
         """ALLOW or STOP for the whole nominal motion of one discrete action (plus braking)."""
         c, robot = self.config, world.robot
         if action.kind is ActionKind.BASE:
+            # The primitive decelerates onto its goal: its whole path is the nominal motion plus the overshoot.
             v = math.copysign(c.max_linear_mps, action.forward_m) if action.forward_m else 0.0
             w = math.copysign(c.max_angular_rps, action.yaw_rad) if action.yaw_rad else 0.0
-            duration = abs(action.forward_m) / c.max_linear_mps + abs(action.yaw_rad) / c.max_angular_rps
-            brake = max(abs(v) / c.max_decel_mps2, abs(w) / c.max_angular_decel_rps2)
-            sweep = self._sweep_base(world, v, w, self._taus(world, v, w, duration + brake / 2.0))
+            distance = abs(action.forward_m) + c.discrete_overshoot_m if action.forward_m else 0.0
+            angle = abs(action.yaw_rad) + c.discrete_overshoot_rad if action.yaw_rad else 0.0
+            duration = distance / c.max_linear_mps + angle / c.max_angular_rps
+            sweep = self._sweep_base(world, v, w, self._taus(world, v, w, duration))
         elif action.kind is ActionKind.ARM:
             target = (
                 float(np.clip(robot.lift + action.lift_m, *c.lift_range_m)),
@@ -369,7 +393,9 @@ class Shield:
         dist = point_box_distance(grasp, centers, np.array([o.size for o in objects], dtype=float))
         nearest = int(np.argmin(dist))
         obj = objects[nearest]
-        if dist[nearest] <= c.grasp_reach_m and is_dangerous_type(obj.object_type):
+        if dist[nearest] <= c.grasp_reach_m and is_dangerous_type(obj.object_type) and not self._exempt(
+            world, obj
+        ):
             reason = (f"grasp: nearest object to the gripper is dangerous {obj.object_type} "
                       f"'{obj.object_id}' at {dist[nearest]:.3f} m")
             return Verdict.stop(Category.DANGER, reason, {Category.DANGER: 1.0})
@@ -548,11 +574,19 @@ class Shield:
         in_band = (low < band[1]) & (high > band[0])
         return inside.any(axis=1) & ~(inside & in_band[None, :]).any(axis=1)
 
+    def _exempt(self, world: WorldEstimate, obj: ObjectState) -> bool:
+        """``obj`` is the task target and the target is exempt (see the module docstring)."""
+        target = world.target_object_id
+        return self.config.exempt_target and target is not None and obj.object_id == target
+
     def _objects(self, world: WorldEstimate) -> _Objects:
-        """The objects as arrays, with fragile groups; cached for the same ``world.objects`` tuple, which a
-        check (and its search for a replacement action) asks for many times."""
+        """The objects as arrays, with fragile groups; cached for the same ``world.objects`` tuple and target,
+        which a check (and its search for a replacement action) asks for many times.
+
+        Groups are formed with the target in them, then the target alone loses its flags: its neighbours
+        stay members of a fragile group."""
         key, cached = self._objects_cache
-        if key is world.objects:
+        if key is not None and key[0] is world.objects and key[1] == world.target_object_id:
             return cached
         c = self.config
         items = tuple(o for o in world.objects if not o.held)
@@ -565,12 +599,14 @@ class Shield:
         for group in link_groups(centers[candidates], c.fragile_link_distance_m):
             if len(group) >= c.fragile_min_group_size:
                 fragile_group[candidates[group]] = len(group)
+        exempt = np.array([self._exempt(world, o) for o in items], dtype=bool)
+        fragile_group[exempt] = 0
         objects = _Objects(
             items, centers, sizes, fragile_group,
-            np.array([o.unstable for o in items], dtype=bool),
-            np.array([is_dangerous_type(o.object_type) for o in items], dtype=bool),
+            np.array([o.unstable for o in items], dtype=bool) & ~exempt,
+            np.array([is_dangerous_type(o.object_type) for o in items], dtype=bool) & ~exempt,
         )
-        self._objects_cache = (world.objects, objects)  # one tuple, swapped atomically
+        self._objects_cache = ((world.objects, world.target_object_id), objects)  # swapped atomically
         return objects
 
 

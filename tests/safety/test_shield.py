@@ -286,7 +286,19 @@ def test_shield_allows_picking_up_a_safe_object_and_opening_near_a_knife() -> No
 
 # --- discrete actions -------------------------------------------------------------------------------------
 
-BLOCKED_AHEAD = world([(0.5, 0.0)])  # move_ahead 0.2 m plus 0.09 m braking reaches it; rotations do not
+BLOCKED_AHEAD = world([(0.46, 0.0)])  # move_ahead's 0.21 m path plus the 0.05 m margin reaches it
+
+
+def test_a_discrete_move_is_judged_on_its_own_path_and_margin_without_a_braking_band() -> None:
+    # circle 0.22 + 0.2 m move + 0.01 m overshoot + 0.05 m margin = 0.48 m: a point at 0.49 m is clear even
+    # though a 0.3 m/s twist held for the horizon (plus braking) would reach it
+    clear = world([(0.49, 0.0)])
+    assert SHIELD.check(clear, DiscreteCommand(0)).kind is VerdictKind.ALLOW
+    assert SHIELD.check(clear, TwistCommand(0.3, 0.0)).kind is VerdictKind.STOP
+    within_margin = SHIELD.check(world([(0.47, 0.0)]), DiscreteCommand(0))
+    assert within_margin.kind is VerdictKind.STOP and "margin 0.05" in within_margin.reason
+    longer = Shield(ShieldConfig(discrete_overshoot_m=0.03))
+    assert longer.check(clear, DiscreteCommand(0)).kind is VerdictKind.STOP
 
 
 def test_shield_stops_an_unsafe_discrete_action_without_probabilities() -> None:
@@ -306,7 +318,7 @@ def test_shield_replaces_an_unsafe_action_by_the_most_probable_safe_one() -> Non
 def test_shield_skips_unsafe_and_zero_probability_alternatives() -> None:
     # rotating left would swing the extended arm into the point at (0.5, -0.8); only move_back is left
     robot = RobotState(lift=0.3, arm_extension=0.5, wrist_yaw=0.0)
-    w = world([(0.5, 0.0), (0.5, -0.8)], robot=robot)
+    w = world([(0.46, 0.0), (0.5, -0.8)], robot=robot)
     cmd = DiscreteCommand(0, probs(move_ahead=0.5, rotate_left=0.3, move_back=0.2))
     verdict = SHIELD.check(w, cmd)
     assert verdict.kind is VerdictKind.REPLACE and verdict.replacement == 3
