@@ -28,8 +28,9 @@ The task target (``WorldEstimate.target_object_id``): approaching and grasping t
 intended manipulation, not a hazard (the corrected step cost exempts held objects for the same reason), so
 with ``exempt_target`` the target itself carries no fragile, unstable or dangerous flag and the grasp rule
 does not refuse it. Everything else keeps its margins: the OTHER members of the target's fragile group are
-still a fragile group (the group is formed with the target in it), and motion that does not concern the
-target is judged exactly as before. Obstacle points are never exempt.
+still a fragile group (the group is formed with the target in it), kept ``target_neighbour_margin_m`` away
+(no contact) while the arm reaches the target and ``fragile_margin_m`` otherwise, and motion that does not
+concern the target is judged exactly as before. Obstacle points are never exempt.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 
 import numpy as np
 
@@ -128,6 +130,10 @@ class ShieldConfig:
     discrete_overshoot_rad: float = field(
         0.02, "a discrete rotation is judged over its nominal angle plus this (rad), the primitive's yaw tolerance"
     )
+    target_neighbour_margin_m: float = field(
+        0.05, "while the arm reaches the exempt task target, the other members of its fragile group are kept "
+        "this far (m; no contact) instead of fragile_margin_m, which would forbid any cup in a group of three"
+    )
     exempt_target: bool = field(
         True, "the task target (WorldEstimate.target_object_id) carries no fragile/unstable/dangerous flag and "
         "may be grasped: intended manipulation is not a hazard; its neighbours keep theirs"
@@ -154,7 +160,8 @@ class ShieldConfig:
                      "fragile_link_distance_m", "object_sample_spacing_m", "arm_retracted_length_m"):
             check_range(name, getattr(self, name), 1e-6, None)
         for name in ("footprint_length_m", "footprint_width_m", "safety_margin_m", "escape_tolerance_m",
-                     "corner_clearance_m", "discrete_overshoot_m", "discrete_overshoot_rad", "fragile_margin_m", "unstable_margin_m", "danger_margin_m",
+                     "corner_clearance_m", "discrete_overshoot_m", "discrete_overshoot_rad", "fragile_margin_m",
+                     "target_neighbour_margin_m", "unstable_margin_m", "danger_margin_m",
                      "grasp_reach_m", "arm_radius_m", "gripper_length_m", "gripper_radius_m",
                      "arm_band_below_m", "arm_band_above_m"):
             check_range(name, getattr(self, name), 0.0, None)
@@ -204,12 +211,14 @@ class _Objects:
     fragile_group: np.ndarray  # (M,) size of the fragile group each belongs to, 0 if none
     unstable: np.ndarray  # (M,) bool
     dangerous: np.ndarray  # (M,) bool
+    target: int = -1  # index of the exempt task target, -1 if none
+    target_group: np.ndarray = dataclass_field(default_factory=lambda: np.zeros(0, dtype=bool))  # (M,) its neighbours
 
     @classmethod
     def empty(cls) -> _Objects:
         """No objects."""
         flags = np.zeros(0, dtype=bool)
-        return cls((), np.zeros((0, 3)), np.zeros((0, 3)), np.zeros(0, dtype=np.intp), flags, flags)
+        return cls((), np.zeros((0, 3)), np.zeros((0, 3)), np.zeros(0, dtype=np.intp), flags, flags, -1, flags)
 
 
 class Shield:
@@ -470,12 +479,27 @@ class Shield:
                                      f"{pts[idx[n], 1]:.2f})")
         if travel:
             self._judge_corner(poses, pts, fp_clear, travel, hits, risk)
-        self._judge_objects(objects, body, band, hits, risk)
+        relaxed = travel is None and self._reaches_target(objects, body)
+        self._judge_objects(objects, body, band, hits, risk, relaxed)
         return _Sweep(sorted(hits, key=lambda h: h.index), risk)
 
+    def _reaches_target(self, objects: _Objects, body: SweptBody) -> bool:
+        """The arm motion concerns the task target: its gripper comes within ``fragile_margin_m`` of it."""
+        c = self.config
+        if objects.target < 0:
+            return False
+        k = objects.target
+        pts, _ = box_outline_points(objects.centers[k : k + 1, :2], objects.sizes[k : k + 1, :2],
+                                    c.object_sample_spacing_m)
+        _, clear = body.clearance(pts, np.zeros(len(pts), dtype=bool), np.ones(len(pts), dtype=bool))
+        return bool(clear.min() - c.object_sample_spacing_m / 2.0 < c.fragile_margin_m)
+
     def _judge_objects(self, objects: _Objects, body: SweptBody, band: tuple[float, float], hits: list[_Hit],
-                       risk: dict[Category, float]) -> None:
-        """FRAGILE / CRITICAL / DANGER on points sampled along the flagged objects' box outlines."""
+                       risk: dict[Category, float], relaxed: bool = False) -> None:
+        """FRAGILE / CRITICAL / DANGER on points sampled along the flagged objects' box outlines.
+
+        ``relaxed``: an arm motion that concerns the task target judges the target's fragile neighbours with
+        ``target_neighbour_margin_m`` (no contact) instead of ``fragile_margin_m``."""
         c = self.config
         flagged = np.flatnonzero((objects.fragile_group > 0) | objects.unstable | objects.dangerous)
         if flagged.size == 0:
@@ -499,18 +523,23 @@ class Shield:
             extra = f" (fragile group of {group})" if group else ""
             return f"{obj.object_type} '{obj.object_id}'{extra}"
 
-        for category, mask in ((Category.FRAGILE, objects.fragile_group > 0),
-                               (Category.CRITICAL, objects.unstable), (Category.DANGER, objects.dangerous)):
+        neighbours = objects.target_group if relaxed else np.zeros(len(objects.items), dtype=bool)
+        for category, mask, margin in (
+            (Category.FRAGILE, (objects.fragile_group > 0) & ~neighbours, None),
+            (Category.FRAGILE, neighbours, c.target_neighbour_margin_m),
+            (Category.CRITICAL, objects.unstable, None),
+            (Category.DANGER, objects.dangerous, None),
+        ):
             cols = np.flatnonzero(mask[owner])
-            self._judge(category, clear[:, cols], hits, risk, lambda k, n, cols=cols: describe(n, cols))
+            self._judge(category, clear[:, cols], hits, risk, lambda k, n, cols=cols: describe(n, cols), margin)
 
     def _judge(self, category: Category, clear: np.ndarray, hits: list[_Hit], risk: dict[Category, float],
-               describe: Callable[[int, int], str]) -> None:
+               describe: Callable[[int, int], str], margin: float | None = None) -> None:
         """Record the first sample where a point comes closer than the margin (escape allowed), and the risk.
 
         A point already inside the margin at sample 0 only fires if the motion closes in on it further.
         """
-        margin = self._margins[category]
+        margin = self._margins[category] if margin is None else margin
         if clear.shape[1] == 0:
             return
         threshold = np.minimum(margin, clear[0] - self.config.escape_tolerance_m)
@@ -593,18 +622,21 @@ class Shield:
         centers = np.array([o.position for o in items], dtype=float).reshape(-1, 3)
         sizes = np.abs(np.array([o.size for o in items], dtype=float).reshape(-1, 3))
         fragile_group = np.zeros(len(items), dtype=np.intp)
+        exempt = np.array([self._exempt(world, o) for o in items], dtype=bool)
+        target_group = np.zeros(len(items), dtype=bool)
         excluded = STATIC_TYPES | GROUP_EXCLUDED_TYPES
         members = [i for i, o in enumerate(items) if not o.static and o.object_type not in excluded]
         candidates = np.array(members, dtype=np.intp)
         for group in link_groups(centers[candidates], c.fragile_link_distance_m):
             if len(group) >= c.fragile_min_group_size:
                 fragile_group[candidates[group]] = len(group)
-        exempt = np.array([self._exempt(world, o) for o in items], dtype=bool)
+                target_group[candidates[group]] = exempt[candidates[group]].any()
         fragile_group[exempt] = 0
         objects = _Objects(
             items, centers, sizes, fragile_group,
             np.array([o.unstable for o in items], dtype=bool) & ~exempt,
             np.array([is_dangerous_type(o.object_type) for o in items], dtype=bool) & ~exempt,
+            int(np.flatnonzero(exempt)[0]) if exempt.any() else -1, target_group & ~exempt,
         )
         self._objects_cache = ((world.objects, world.target_object_id), objects)  # swapped atomically
         return objects

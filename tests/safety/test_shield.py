@@ -257,6 +257,53 @@ def test_shield_keeps_away_from_dangerous_equipment_but_not_from_a_bowl() -> Non
     assert SHIELD.check(world(objects=(bowl,)), TwistCommand(0.2, 0.0)).kind is VerdictKind.ALLOW
 
 
+# --- the task target ------------------------------------------------------------------------------------
+
+#: Arm at cup height, retracted: extending it by 0.3 m brings the gripper onto a cup at (-0.07, -0.8).
+AT_CUPS = RobotState(lift=0.5, arm_extension=0.0, wrist_yaw=0.0)
+#: A fragile group of three: the cup in front of the arm and two neighbours 0.25 m and 0.5 m beside it.
+GROUP = (cup("Cup|t", -0.07, -0.8, z=0.45), cup("Cup|n1", 0.18, -0.8, z=0.45), cup("Cup|n2", 0.43, -0.8, z=0.45))
+REACH_OUT = ArmCommand({"wrist_extension": 0.3})
+
+
+def targeting(objects: tuple[ObjectState, ...], target: str | None, robot: RobotState = AT_CUPS) -> WorldEstimate:
+    return WorldEstimate(robot, objects=objects, target_object_id=target)
+
+
+def test_the_arm_may_reach_the_task_target_inside_a_fragile_group() -> None:
+    untargeted = SHIELD.check(targeting(GROUP, None), REACH_OUT)
+    assert untargeted.kind is VerdictKind.STOP and "Cup|t" in untargeted.reason
+    assert SHIELD.check(targeting(GROUP, "Cup|t"), REACH_OUT).kind is VerdictKind.ALLOW
+
+
+def test_the_target_exemption_does_not_exempt_its_neighbours() -> None:
+    # the target is another cup of the group: the one in front of the arm keeps its margin
+    other = SHIELD.check(targeting(GROUP, "Cup|n2"), REACH_OUT)
+    assert other.kind is VerdictKind.STOP and other.category is Category.FRAGILE and "Cup|t" in other.reason
+    # a neighbour right beside the target stays protected while the arm reaches the target
+    crowded = (GROUP[0], cup("Cup|n1", 0.05, -0.8, z=0.45), cup("Cup|n2", 0.3, -0.8, z=0.45))
+    verdict = SHIELD.check(targeting(crowded, "Cup|t"), REACH_OUT)
+    assert verdict.kind is VerdictKind.STOP and "Cup|n1" in verdict.reason and "fragile group of 3" in verdict.reason
+
+
+def test_driving_at_the_targets_group_keeps_the_full_margin_for_its_neighbours() -> None:
+    verdict = SHIELD.check(WorldEstimate(STOWED, objects=ROW, target_object_id="Cup|2"), TwistCommand(0.2, 0.0))
+    assert verdict.kind is VerdictKind.STOP and verdict.category is Category.FRAGILE
+    assert "Cup|2" not in verdict.reason and "margin 0.15" in verdict.reason
+
+
+def test_the_target_exemption_can_be_switched_off() -> None:
+    strict = Shield(ShieldConfig(exempt_target=False))
+    assert strict.check(targeting(GROUP, "Cup|t"), REACH_OUT).kind is VerdictKind.STOP
+
+
+def test_the_task_target_may_be_grasped_even_when_it_is_dangerous_equipment() -> None:
+    knife = ObjectState("Knife|1", "Knife", (-0.07, -0.78, 0.8), size=(0.2, 0.03, 0.02))
+    assert SHIELD.check(targeting((knife,), None, REACHING), DiscreteCommand(8)).kind is VerdictKind.STOP
+    assert SHIELD.check(targeting((knife,), "Knife|1", REACHING), DiscreteCommand(8)).kind is VerdictKind.ALLOW
+    assert SHIELD.check(targeting((knife,), "Apple|1", REACHING), DiscreteCommand(8)).kind is VerdictKind.STOP
+
+
 # --- grasping ---------------------------------------------------------------------------------------------
 
 #: Fingertips at about (-0.07, -0.75, 0.8), gripper open.
