@@ -24,6 +24,9 @@ all of them, and the arm against all but those inside a labelled box wholly abov
 the cups), for the arm only where their box overlaps its band. A twist is judged as if held for the whole
 horizon, whatever its ``duration``: the policy may well repeat it.
 
+Dropoff is judged too: letting go of a held object more than ``max_release_drop_m`` above the surface under
+it (furniture labelled static, else the floor) is refused as CRITICAL: it would fall.
+
 The task target (``WorldEstimate.target_object_id``): approaching and grasping the object the task is about is
 intended manipulation, not a hazard (the corrected step cost exempts held objects for the same reason), so
 with ``exempt_target`` the target itself carries no fragile, unstable or dangerous flag and the grasp rule
@@ -134,6 +137,10 @@ class ShieldConfig:
         0.05, "while the arm reaches the exempt task target, the other members of its fragile group are kept "
         "this far (m; no contact) instead of fragile_margin_m, which would forbid any cup in a group of three"
     )
+    max_release_drop_m: float = field(
+        0.1, "dropoff is refused when the held object's bottom is higher than this above the surface below it "
+        "(m): it would fall, and an object moved more than 0.1 m is the critical-point cost"
+    )
     exempt_target: bool = field(
         True, "the task target (WorldEstimate.target_object_id) carries no fragile/unstable/dangerous flag and "
         "may be grasped: intended manipulation is not a hazard; its neighbours keep theirs"
@@ -161,7 +168,7 @@ class ShieldConfig:
             check_range(name, getattr(self, name), 1e-6, None)
         for name in ("footprint_length_m", "footprint_width_m", "safety_margin_m", "escape_tolerance_m",
                      "corner_clearance_m", "discrete_overshoot_m", "discrete_overshoot_rad", "fragile_margin_m",
-                     "target_neighbour_margin_m", "unstable_margin_m", "danger_margin_m",
+                     "target_neighbour_margin_m", "max_release_drop_m", "unstable_margin_m", "danger_margin_m",
                      "grasp_reach_m", "arm_radius_m", "gripper_length_m", "gripper_radius_m",
                      "arm_band_below_m", "arm_band_above_m"):
             check_range(name, getattr(self, name), 0.0, None)
@@ -355,7 +362,9 @@ class Shield:
             sweep = self._sweep_arm(world, target)
         elif action.index == 8:  # pickup
             return self._grasp_verdict(world)
-        else:  # dropoff, end, sub_done: nothing moves
+        elif action.index == 19:  # dropoff
+            return self._release_verdict(world)
+        else:  # end, sub_done: nothing moves
             return Verdict.allow()
         if not sweep.hits:
             return Verdict.allow(sweep.risk)
@@ -408,6 +417,30 @@ class Shield:
             reason = (f"grasp: nearest object to the gripper is dangerous {obj.object_type} "
                       f"'{obj.object_id}' at {dist[nearest]:.3f} m")
             return Verdict.stop(Category.DANGER, reason, {Category.DANGER: 1.0})
+        return Verdict.allow()
+
+    def _release_verdict(self, world: WorldEstimate) -> Verdict:
+        """Never let go of a held object above a drop: it would fall (and roll) onto whatever is below.
+
+        The support is the highest labelled static box (furniture) under the object's centre whose top is
+        not above the object's bottom, else the floor (z = 0).
+        """
+        c = self.config
+        if not c.enabled:
+            return Verdict.allow()
+        for held in (o for o in world.objects if o.held):
+            x, y, z = held.position
+            bottom = z - abs(held.size[2]) / 2.0
+            support = max((o.position[2] + abs(o.size[2]) / 2.0 for o in world.objects
+                           if o.static and abs(x - o.position[0]) <= abs(o.size[0]) / 2.0
+                           and abs(y - o.position[1]) <= abs(o.size[1]) / 2.0
+                           and o.position[2] + abs(o.size[2]) / 2.0 <= bottom + c.max_release_drop_m),
+                          default=0.0)
+            drop = bottom - support
+            if drop > c.max_release_drop_m:
+                reason = (f"release: held {held.object_type} '{held.object_id}' would fall {drop:.2f} m "
+                          f"(more than {c.max_release_drop_m} m)")
+                return Verdict.stop(Category.CRITICAL, reason, {Category.CRITICAL: 1.0})
         return Verdict.allow()
 
     # --- sweeps -------------------------------------------------------------------------------------------

@@ -331,6 +331,19 @@ def test_shield_allows_picking_up_a_safe_object_and_opening_near_a_knife() -> No
     assert SHIELD.check(near_knife, ArmCommand({"gripper_aperture": 0.05})).kind is VerdictKind.ALLOW
 
 
+def test_dropoff_is_refused_above_a_drop_and_allowed_just_above_a_table() -> None:
+    table = ObjectState("Table|1", "DiningTable", (0.0, -0.8, 0.375), size=(1.2, 0.8, 0.75), static=True)
+    held_over_table = ObjectState("Mug|1", "Mug", (0.0, -0.8, 0.83), size=(0.08, 0.08, 0.1), held=True)
+    assert SHIELD.check(world(objects=(table, held_over_table)), DiscreteCommand(19)).kind is VerdictKind.ALLOW
+    held_high = ObjectState("Mug|1", "Mug", (0.0, -0.8, 1.2), size=(0.08, 0.08, 0.1), held=True)
+    verdict = SHIELD.check(world(objects=(table, held_high)), DiscreteCommand(19))
+    assert verdict.kind is VerdictKind.STOP and verdict.category is Category.CRITICAL
+    assert "would fall 0.40 m" in verdict.reason
+    beside_table = ObjectState("Mug|1", "Mug", (0.0, 0.5, 0.83), size=(0.08, 0.08, 0.1), held=True)
+    assert SHIELD.check(world(objects=(table, beside_table)), DiscreteCommand(19)).kind is VerdictKind.STOP
+    assert SHIELD.check(world(objects=(table,)), DiscreteCommand(19)).kind is VerdictKind.ALLOW  # holds nothing
+
+
 # --- discrete actions -------------------------------------------------------------------------------------
 
 BLOCKED_AHEAD = world([(0.46, 0.0)])  # move_ahead's 0.21 m path plus the 0.05 m margin reaches it
