@@ -9,8 +9,8 @@ choice can substitute the best safe alternative: while driving, every base actio
 path cost-to-go on the planning grid from the pose it leads to (distance-field value plus the turn still
 needed towards the path), the planned action first; otherwise the finer step of the same motion is the main
 alternative, and a planned base motion (aligning to the target, recovering) keeps every other base motion as
-a small-probability way out. ``propose`` also takes a mask of actions not to choose (e.g. ones a shield refused at this
-very pose) and then picks the best allowed alternative instead of repeating the refused one. A forward
+a small-probability way out. ``propose`` also takes a mask of actions not to choose (e.g. ones a shield
+refused at this very pose) and then picks the best allowed alternative instead of repeating the refused one. A forward
 move that was refused (or replaced) leaves the robot where it was, which the expert's stall detection reads
 as being blocked: it backs off and goes round, as after a bump; a refused rotation (``executed``) backs it
 off before it turns again.

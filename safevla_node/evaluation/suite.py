@@ -119,8 +119,8 @@ class SuiteConfig:
     policies: tuple[PolicySpec, ...] = field((), "the policies under evaluation")
     blocks: tuple[BlockConfig, ...] = field((), "blocks of cells, expanded in order")
     shield_config: ShieldConfig = field(
-        ShieldConfig(), "the predictive shield of the shield-on cells (safevla_node.safety.shield.ShieldConfig); "
-        "give the simulated robot's geometry here"
+        ShieldConfig(), "the predictive shield of the shield-on cells "
+        "(safevla_node.safety.shield.ShieldConfig); give the simulated robot's geometry here"
     )
 
     def __post_init__(self) -> None:

@@ -14,7 +14,8 @@ curvature) to what the remaining distance can brake from: the sqrt law, like Nav
 Discrete actions are judged on their real motion profile, not as a held twist: the base primitive is a
 closed-loop move that decelerates onto its goal, so a 0.2 m move sweeps 0.2 m plus the primitive's overshoot
 tolerance (``discrete_overshoot_m`` / ``_rad``), with no braking band beyond it. An unsafe discrete action is
-replaced by the policy's most probable safe action; arm commands sweep the arm and gripper from the current to the target joints. A point already
+replaced by the policy's most probable safe action;
+arm commands sweep the arm and gripper from the current to the target joints. A point already
 inside a margin does not block motion that moves away from it (escape, as safety_limiter allows).
 The strictest verdict wins; the shield never raises a speed.
 
@@ -127,23 +128,24 @@ class ShieldConfig:
     unstable_margin_m: float = field(0.15, "closest approach to an object flagged unstable (m)")
     danger_margin_m: float = field(0.2, "closest approach to dangerous equipment (m)")
     discrete_overshoot_m: float = field(
-        0.01, "a discrete base move is judged over its nominal distance plus this (m): the primitive stops on "
-        "its goal within its position tolerance, there is no braking band beyond it"
+        0.01, "a discrete base move is judged over its nominal distance plus this (m): the primitive stops "
+        "on its goal within its position tolerance, there is no braking band beyond it"
     )
     discrete_overshoot_rad: float = field(
-        0.02, "a discrete rotation is judged over its nominal angle plus this (rad), the primitive's yaw tolerance"
+        0.02, "a discrete rotation is judged over its nominal angle plus this (rad), the primitive's yaw "
+        "tolerance"
     )
     target_neighbour_margin_m: float = field(
         0.05, "while the arm reaches the exempt task target, the other members of its fragile group are kept "
         "this far (m; no contact) instead of fragile_margin_m, which would forbid any cup in a group of three"
     )
     max_release_drop_m: float = field(
-        0.1, "dropoff is refused when the held object's bottom is higher than this above the surface below it "
-        "(m): it would fall, and an object moved more than 0.1 m is the critical-point cost"
+        0.1, "dropoff is refused when the held object's bottom is higher than this above the surface below "
+        "it (m): it would fall, and an object moved more than 0.1 m is the critical-point cost"
     )
     exempt_target: bool = field(
-        True, "the task target (WorldEstimate.target_object_id) carries no fragile/unstable/dangerous flag and "
-        "may be grasped: intended manipulation is not a hazard; its neighbours keep theirs"
+        True, "the task target (WorldEstimate.target_object_id) carries no fragile/unstable/dangerous flag "
+        "and may be grasped: intended manipulation is not a hazard; its neighbours keep theirs"
     )
     object_sample_spacing_m: float = field(0.05, "spacing of the points sampled on object box outlines (m)")
     grasp_reach_m: float = field(
@@ -167,8 +169,9 @@ class ShieldConfig:
                      "fragile_link_distance_m", "object_sample_spacing_m", "arm_retracted_length_m"):
             check_range(name, getattr(self, name), 1e-6, None)
         for name in ("footprint_length_m", "footprint_width_m", "safety_margin_m", "escape_tolerance_m",
-                     "corner_clearance_m", "discrete_overshoot_m", "discrete_overshoot_rad", "fragile_margin_m",
-                     "target_neighbour_margin_m", "max_release_drop_m", "unstable_margin_m", "danger_margin_m",
+                     "corner_clearance_m", "discrete_overshoot_m", "discrete_overshoot_rad",
+                     "fragile_margin_m", "target_neighbour_margin_m", "max_release_drop_m",
+                     "unstable_margin_m", "danger_margin_m",
                      "grasp_reach_m", "arm_radius_m", "gripper_length_m", "gripper_radius_m",
                      "arm_band_below_m", "arm_band_above_m"):
             check_range(name, getattr(self, name), 0.0, None)
@@ -219,13 +222,15 @@ class _Objects:
     unstable: np.ndarray  # (M,) bool
     dangerous: np.ndarray  # (M,) bool
     target: int = -1  # index of the exempt task target, -1 if none
-    target_group: np.ndarray = dataclass_field(default_factory=lambda: np.zeros(0, dtype=bool))  # (M,) its neighbours
+    #: (M,) the other members of the target's fragile group
+    target_group: np.ndarray = dataclass_field(default_factory=lambda: np.zeros(0, dtype=bool))
 
     @classmethod
     def empty(cls) -> _Objects:
         """No objects."""
         flags = np.zeros(0, dtype=bool)
-        return cls((), np.zeros((0, 3)), np.zeros((0, 3)), np.zeros(0, dtype=np.intp), flags, flags, -1, flags)
+        none = np.zeros((0, 3))
+        return cls((), none, none, np.zeros(0, dtype=np.intp), flags, flags, -1, flags)
 
 
 class Shield:
@@ -346,7 +351,7 @@ class Shield:
         """ALLOW or STOP for the whole nominal motion of one discrete action (plus braking)."""
         c, robot = self.config, world.robot
         if action.kind is ActionKind.BASE:
-            # The primitive decelerates onto its goal: its whole path is the nominal motion plus the overshoot.
+            # The primitive decelerates onto its goal: its path is the nominal motion plus the overshoot.
             v = math.copysign(c.max_linear_mps, action.forward_m) if action.forward_m else 0.0
             w = math.copysign(c.max_angular_rps, action.yaw_rad) if action.yaw_rad else 0.0
             distance = abs(action.forward_m) + c.discrete_overshoot_m if action.forward_m else 0.0
@@ -564,7 +569,8 @@ class Shield:
             (Category.DANGER, objects.dangerous, None),
         ):
             cols = np.flatnonzero(mask[owner])
-            self._judge(category, clear[:, cols], hits, risk, lambda k, n, cols=cols: describe(n, cols), margin)
+            self._judge(category, clear[:, cols], hits, risk, lambda k, n, cols=cols: describe(n, cols),
+                        margin)
 
     def _judge(self, category: Category, clear: np.ndarray, hits: list[_Hit], risk: dict[Category, float],
                describe: Callable[[int, int], str], margin: float | None = None) -> None:

@@ -262,11 +262,13 @@ def test_shield_keeps_away_from_dangerous_equipment_but_not_from_a_bowl() -> Non
 #: Arm at cup height, retracted: extending it by 0.3 m brings the gripper onto a cup at (-0.07, -0.8).
 AT_CUPS = RobotState(lift=0.5, arm_extension=0.0, wrist_yaw=0.0)
 #: A fragile group of three: the cup in front of the arm and two neighbours 0.25 m and 0.5 m beside it.
-GROUP = (cup("Cup|t", -0.07, -0.8, z=0.45), cup("Cup|n1", 0.18, -0.8, z=0.45), cup("Cup|n2", 0.43, -0.8, z=0.45))
+GROUP = tuple(cup(oid, x, -0.8, z=0.45) for oid, x in (("Cup|t", -0.07), ("Cup|n1", 0.18), ("Cup|n2", 0.43)))
 REACH_OUT = ArmCommand({"wrist_extension": 0.3})
 
 
-def targeting(objects: tuple[ObjectState, ...], target: str | None, robot: RobotState = AT_CUPS) -> WorldEstimate:
+def targeting(
+    objects: tuple[ObjectState, ...], target: str | None, robot: RobotState = AT_CUPS
+) -> WorldEstimate:
     return WorldEstimate(robot, objects=objects, target_object_id=target)
 
 
@@ -283,11 +285,13 @@ def test_the_target_exemption_does_not_exempt_its_neighbours() -> None:
     # a neighbour right beside the target stays protected while the arm reaches the target
     crowded = (GROUP[0], cup("Cup|n1", 0.05, -0.8, z=0.45), cup("Cup|n2", 0.3, -0.8, z=0.45))
     verdict = SHIELD.check(targeting(crowded, "Cup|t"), REACH_OUT)
-    assert verdict.kind is VerdictKind.STOP and "Cup|n1" in verdict.reason and "fragile group of 3" in verdict.reason
+    assert verdict.kind is VerdictKind.STOP and "Cup|n1" in verdict.reason
+    assert "fragile group of 3" in verdict.reason
 
 
 def test_driving_at_the_targets_group_keeps_the_full_margin_for_its_neighbours() -> None:
-    verdict = SHIELD.check(WorldEstimate(STOWED, objects=ROW, target_object_id="Cup|2"), TwistCommand(0.2, 0.0))
+    targeted = WorldEstimate(STOWED, objects=ROW, target_object_id="Cup|2")
+    verdict = SHIELD.check(targeted, TwistCommand(0.2, 0.0))
     assert verdict.kind is VerdictKind.STOP and verdict.category is Category.FRAGILE
     assert "Cup|2" not in verdict.reason and "margin 0.15" in verdict.reason
 
@@ -300,7 +304,8 @@ def test_the_target_exemption_can_be_switched_off() -> None:
 def test_the_task_target_may_be_grasped_even_when_it_is_dangerous_equipment() -> None:
     knife = ObjectState("Knife|1", "Knife", (-0.07, -0.78, 0.8), size=(0.2, 0.03, 0.02))
     assert SHIELD.check(targeting((knife,), None, REACHING), DiscreteCommand(8)).kind is VerdictKind.STOP
-    assert SHIELD.check(targeting((knife,), "Knife|1", REACHING), DiscreteCommand(8)).kind is VerdictKind.ALLOW
+    assert SHIELD.check(targeting((knife,), "Knife|1", REACHING), DiscreteCommand(8)).kind is \
+        VerdictKind.ALLOW
     assert SHIELD.check(targeting((knife,), "Apple|1", REACHING), DiscreteCommand(8)).kind is VerdictKind.STOP
 
 
@@ -334,14 +339,16 @@ def test_shield_allows_picking_up_a_safe_object_and_opening_near_a_knife() -> No
 def test_dropoff_is_refused_above_a_drop_and_allowed_just_above_a_table() -> None:
     table = ObjectState("Table|1", "DiningTable", (0.0, -0.8, 0.375), size=(1.2, 0.8, 0.75), static=True)
     held_over_table = ObjectState("Mug|1", "Mug", (0.0, -0.8, 0.83), size=(0.08, 0.08, 0.1), held=True)
-    assert SHIELD.check(world(objects=(table, held_over_table)), DiscreteCommand(19)).kind is VerdictKind.ALLOW
+    over_table = world(objects=(table, held_over_table))
+    assert SHIELD.check(over_table, DiscreteCommand(19)).kind is VerdictKind.ALLOW
     held_high = ObjectState("Mug|1", "Mug", (0.0, -0.8, 1.2), size=(0.08, 0.08, 0.1), held=True)
     verdict = SHIELD.check(world(objects=(table, held_high)), DiscreteCommand(19))
     assert verdict.kind is VerdictKind.STOP and verdict.category is Category.CRITICAL
     assert "would fall 0.40 m" in verdict.reason
     beside_table = ObjectState("Mug|1", "Mug", (0.0, 0.5, 0.83), size=(0.08, 0.08, 0.1), held=True)
     assert SHIELD.check(world(objects=(table, beside_table)), DiscreteCommand(19)).kind is VerdictKind.STOP
-    assert SHIELD.check(world(objects=(table,)), DiscreteCommand(19)).kind is VerdictKind.ALLOW  # holds nothing
+    holds_nothing = world(objects=(table,))
+    assert SHIELD.check(holds_nothing, DiscreteCommand(19)).kind is VerdictKind.ALLOW
 
 
 # --- discrete actions -------------------------------------------------------------------------------------
