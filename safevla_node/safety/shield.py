@@ -33,7 +33,7 @@ intended manipulation, not a hazard (the corrected step cost exempts held object
 with ``exempt_target`` the target itself carries no fragile, unstable or dangerous flag and the grasp rule
 does not refuse it. Everything else keeps its margins: the OTHER members of the target's fragile group are
 still a fragile group (the group is formed with the target in it), kept ``target_neighbour_margin_m`` away
-(no contact) while the arm reaches the target and ``fragile_margin_m`` otherwise, and motion that does not
+(no contact) while the arm reaches for the target (``target_approach_m``) and ``fragile_margin_m`` otherwise, and motion that does not
 concern the target is judged exactly as before. Obstacle points are never exempt.
 """
 
@@ -143,6 +143,10 @@ class ShieldConfig:
         0.1, "dropoff is refused when the held object's bottom is higher than this above the surface below "
         "it (m): it would fall, and an object moved more than 0.1 m is the critical-point cost"
     )
+    target_approach_m: float = field(
+        0.3, "an arm motion that ends within this of the task target (m), closer than it started, is reaching "
+        "for it: the target's neighbours are then judged with target_neighbour_margin_m"
+    )
     exempt_target: bool = field(
         True, "the task target (WorldEstimate.target_object_id) carries no fragile/unstable/dangerous flag "
         "and may be grasped: intended manipulation is not a hazard; its neighbours keep theirs"
@@ -170,7 +174,7 @@ class ShieldConfig:
             check_range(name, getattr(self, name), 1e-6, None)
         for name in ("footprint_length_m", "footprint_width_m", "safety_margin_m", "escape_tolerance_m",
                      "corner_clearance_m", "discrete_overshoot_m", "discrete_overshoot_rad",
-                     "fragile_margin_m", "target_neighbour_margin_m", "max_release_drop_m",
+                     "fragile_margin_m", "target_neighbour_margin_m", "target_approach_m", "max_release_drop_m",
                      "unstable_margin_m", "danger_margin_m",
                      "grasp_reach_m", "arm_radius_m", "gripper_length_m", "gripper_radius_m",
                      "arm_band_below_m", "arm_band_above_m"):
@@ -522,7 +526,8 @@ class Shield:
         return _Sweep(sorted(hits, key=lambda h: h.index), risk)
 
     def _reaches_target(self, objects: _Objects, body: SweptBody) -> bool:
-        """The arm motion concerns the task target: its gripper comes within ``fragile_margin_m`` of it."""
+        """The arm motion concerns the task target: it brings the arm closer to the target and ends within
+        ``target_approach_m`` of it (the last steps of reaching it)."""
         c = self.config
         if objects.target < 0:
             return False
@@ -530,7 +535,8 @@ class Shield:
         pts, _ = box_outline_points(objects.centers[k : k + 1, :2], objects.sizes[k : k + 1, :2],
                                     c.object_sample_spacing_m)
         _, clear = body.clearance(pts, np.zeros(len(pts), dtype=bool), np.ones(len(pts), dtype=bool))
-        return bool(clear.min() - c.object_sample_spacing_m / 2.0 < c.fragile_margin_m)
+        start, end = float(clear[0].min()), float(clear[-1].min())
+        return end < start and end - c.object_sample_spacing_m / 2.0 < c.target_approach_m
 
     def _judge_objects(self, objects: _Objects, body: SweptBody, band: tuple[float, float], hits: list[_Hit],
                        risk: dict[Category, float], relaxed: bool = False) -> None:

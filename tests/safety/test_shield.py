@@ -289,6 +289,16 @@ def test_the_target_exemption_does_not_exempt_its_neighbours() -> None:
     assert "fragile group of 3" in verdict.reason
 
 
+def test_retracting_from_the_target_keeps_the_full_margin_for_its_neighbours() -> None:
+    reached = RobotState(lift=0.5, arm_extension=0.3, wrist_yaw=0.0)
+    group = (GROUP[0], cup("Cup|n1", 0.13, -0.8, z=0.45), cup("Cup|n2", 0.38, -0.8, z=0.45))
+    assert SHIELD.check(targeting(group, "Cup|t"), REACH_OUT).kind is VerdictKind.ALLOW
+    retract = SHIELD.check(targeting(group, "Cup|t", reached), ArmCommand({"wrist_extension": 0.2}))
+    assert retract.kind is VerdictKind.ALLOW  # escaping: already inside the margin, moving away
+    swing = SHIELD.check(targeting(group, "Cup|t", reached), ArmCommand({"joint_wrist_yaw": 0.8}))
+    assert swing.kind is VerdictKind.STOP and "Cup|n1" in swing.reason and "margin 0.15" in swing.reason
+
+
 def test_driving_at_the_targets_group_keeps_the_full_margin_for_its_neighbours() -> None:
     targeted = WorldEstimate(STOWED, objects=ROW, target_object_id="Cup|2")
     verdict = SHIELD.check(targeted, TwistCommand(0.2, 0.0))
