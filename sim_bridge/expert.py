@@ -10,9 +10,9 @@ path cost-to-go on the planning grid from the pose it leads to (distance-field v
 needed towards the path), the planned action first; otherwise the finer step of the same motion is the main
 alternative, and a planned base motion (aligning to the target, recovering) keeps every other base motion as
 a small-probability way out. ``propose`` also takes a mask of actions not to choose (e.g. ones a shield
-refused at this very pose) and then picks the best allowed alternative instead of repeating the refused one. A forward
-move that was refused (or replaced) leaves the robot where it was, which the expert's stall detection reads
-as being blocked: it backs off and goes round, as after a bump; a refused rotation (``executed``) backs it
+refused at this very pose) and then picks the best allowed alternative instead of repeating the refused
+one. A forward move that was refused (or replaced) leaves the robot where it was, which the expert's stall
+detection reads as being blocked: it backs off and goes round, as after a bump; a refused rotation (``refused``) backs it
 off before it turns again.
 
 Geometry of the robot it relies on: the grasp point sits at base-frame x = MAST_XY[0],
@@ -233,12 +233,10 @@ class Expert:
         self._last = (ACTIONS[index].code, snap.robot.x, snap.robot.y, snap.robot.lift)
         return index, probs
 
-    def executed(self, index: int | None) -> None:
-        """What ran after the last ``propose`` (None: nothing). A refused rotation backs the robot off first
+    def refused(self) -> None:
+        """The last proposal did not run (a shield refused it). A refused rotation backs the robot off first
         (a refused forward move is caught by the stall detection on the next step)."""
-        if self._last is None or index == _act(self._last[0]) or self._recovery:
-            return
-        if self._last[0] in ("l", "r", "ls", "rs"):
+        if self._last is not None and not self._recovery and self._last[0] in ("l", "r", "ls", "rs"):
             self._recovery = ["b"]
 
     # --- distribution ------------------------------------------------------------------------------------

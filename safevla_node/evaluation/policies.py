@@ -134,6 +134,7 @@ class ExpertPolicy(EvalPolicy):
         self._backend = backend
         self._expert: Expert | None = None
         self._refusals = RefusalMemory()
+        self._proposal: int | None = None
 
     def reset(self, task: TaskSpec, seed: int) -> None:
         """Plan on the scene the backend has just loaded."""
@@ -150,6 +151,7 @@ class ExpertPolicy(EvalPolicy):
         """
         index, probs = self._propose(observation, self._refusals.mask(observation, mask))
         self._refusals.proposed(index)
+        self._proposal = index
         return index, probs
 
     def _propose(self, observation: Observation, allowed: np.ndarray | None) -> Proposal:
@@ -158,10 +160,11 @@ class ExpertPolicy(EvalPolicy):
         return self._expert.propose(observation, allowed)
 
     def executed(self, action_index: int | None) -> None:
-        """Remember a refusal and tell the expert what ran, so that it re-plans around a refused motion."""
+        """Remember a refusal and tell the expert, so that it re-plans around the refused motion (an action
+        the adapter itself chose instead of the expert's, e.g. noise, is not a refusal)."""
+        if action_index != self._proposal and self._expert is not None:
+            self._expert.refused()
         self._refusals.executed(action_index)
-        if self._expert is not None:
-            self._expert.executed(action_index)
 
 
 class NoisyExpertPolicy(ExpertPolicy):
