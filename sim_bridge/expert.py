@@ -12,8 +12,8 @@ alternative, and a planned base motion (aligning to the target, recovering) keep
 a small-probability way out. ``propose`` also takes a mask of actions not to choose (e.g. ones a shield
 refused at this very pose) and then picks the best allowed alternative instead of repeating the refused
 one. A forward move that was refused (or replaced) leaves the robot where it was, which the expert's stall
-detection reads as being blocked: it backs off and goes round, as after a bump; a refused rotation (``refused``) backs it
-off before it turns again.
+detection reads as being blocked: it backs off and goes round, as after a bump; a refused rotation
+(``refused``) backs it off before it turns again.
 
 Geometry of the robot it relies on: the grasp point sits at base-frame x = MAST_XY[0],
 y = -(ARM_LENGTH_RETRACTED - MAST_XY[1] + GRASP_OFFSET + extension), z = lift + LIFT_ZERO_Z - GRASP_DROP.
