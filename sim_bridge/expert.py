@@ -4,6 +4,17 @@ It reads the ground truth (scene, task, the observation's privileged snapshot) a
 plans on walls and furniture only, so it drives through floor clutter and hazards and incurs their cost,
 which makes it the reference path length L* for SEL and a cost baseline.
 
+As a policy it also gives a distribution over actions (``propose``), so that a shield that refuses its
+choice can substitute the best safe alternative: while driving, every base action is ranked by the remaining
+path cost-to-go on the planning grid from the pose it leads to (distance-field value plus the turn still
+needed towards the path), the planned action first; otherwise the finer step of the same motion is the main
+alternative, and a planned base motion (aligning to the target, recovering) keeps every other base motion as
+a small-probability way out. ``propose`` also takes a mask of actions not to choose (e.g. ones a shield
+refused at this very pose) and then picks the best allowed alternative instead of repeating the refused
+one. A forward move that was refused (or replaced) leaves the robot where it was, which the expert's stall
+detection reads as being blocked: it backs off and goes round, as after a bump; a refused rotation
+(``refused``) backs it off before it turns again.
+
 Geometry of the robot it relies on: the grasp point sits at base-frame x = MAST_XY[0],
 y = -(ARM_LENGTH_RETRACTED - MAST_XY[1] + GRASP_OFFSET + extension), z = lift + LIFT_ZERO_Z - GRASP_DROP.
 """
@@ -17,7 +28,7 @@ from typing import Protocol
 
 import numpy as np
 
-from safevla_node.actions import ACTION_BY_CODE, ACTIONS
+from safevla_node.actions import ACTION_BY_CODE, ACTIONS, Action
 from safevla_node.safety.types import RobotState, WorldSnapshot
 from sim_bridge.homegen.occupancy import OccupancyGrid
 from sim_bridge.homegen.scene import Item, Scene
@@ -40,6 +51,19 @@ GRASP_Z0 = C.LIFT_ZERO_Z - C.GRASP_DROP
 MAX_GRASP_TOP = C.JOINT_LIMITS["joint_lift"][1] + GRASP_Z0 - 0.03
 _FINE_TURN = math.radians(3.5)
 _COARSE_TURN = math.radians(20.0)
+#: Cost-to-go (m) of one radian of heading error: a 30-degree turn costs as much as a 0.2 m move (one step).
+_TURN_COST_M_PER_RAD = 0.2 / math.radians(30.0)
+#: Temperature (m) of the softmax turning cost-to-go into probabilities.
+_RANK_TEMPERATURE_M = 0.1
+#: Cost-to-go (m) added per cell when the pose lies in the planning grid's inflated margin.
+_OFF_GRID_PENALTY_M = 0.3
+#: Weight of the finer step of the planned motion, relative to the planned action (manipulation phases).
+_FINER_WEIGHT = 0.5
+#: Weight of every other base action when a base action is planned outside driving (aligning, recovering).
+_BASE_FALLBACK_WEIGHT = 0.05
+#: The finer step of each coarse motion: the alternative while manipulating.
+_FINER = {"l": "ls", "r": "rs", "yp": "yps", "ym": "yms", "zp": "zps", "zm": "zms"}
+_BASE_CODES = ("m", "b", "l", "r", "ls", "rs")
 
 
 def _act(code: str) -> int:
@@ -231,10 +255,74 @@ class Expert:
 
     def act(self, observation: Observation) -> int:
         """The next action index for ``observation`` (its privileged snapshot is read)."""
-        robot = observation.snapshot.robot
-        index = self._decide(observation.snapshot)
-        self._last = (ACTIONS[index].code, robot.x, robot.y, robot.lift)
-        return index
+        return self.propose(observation)[0]
+
+    def propose(self, observation: Observation, allowed: np.ndarray | None = None) -> tuple[int, np.ndarray]:
+        """The next action and the expert's distribution over all actions (see the module docstring).
+
+        ``allowed`` (bool per action) excludes actions: when the planned one is excluded, the most probable
+        allowed one is chosen, and the returned distribution has no mass on excluded actions (unless
+        nothing allowed has any, then the plan stands: there is no better move).
+        """
+        snap = observation.snapshot
+        planned = self._decide(snap)
+        probs = self._distribution(snap, planned)
+        index = planned
+        if allowed is not None:
+            masked = np.where(np.asarray(allowed, dtype=bool), probs, 0.0)
+            if masked.sum() > 0.0:
+                probs = masked / masked.sum()
+                index = planned if probs[planned] > 0.0 else int(np.argmax(probs))
+        self._last = (ACTIONS[index].code, snap.robot.x, snap.robot.y, snap.robot.lift)
+        return index, probs
+
+    def refused(self) -> None:
+        """The last proposal did not run (a shield refused it). A refused rotation backs the robot off first
+        (a refused forward move is caught by the stall detection on the next step)."""
+        if self._last is not None and not self._recovery and self._last[0] in ("l", "r", "ls", "rs"):
+            self._recovery = ["b"]
+
+    # --- distribution ------------------------------------------------------------------------------------
+
+    def _distribution(self, snap: WorldSnapshot, planned: int) -> np.ndarray:
+        """Probabilities over all actions: ranked base actions while driving, else the plan and its finer
+        step."""
+        probs = np.zeros(len(ACTIONS))
+        code = ACTIONS[planned].code
+        if self.phase in (_Phase.NAVIGATE, _Phase.CARRY) and code in _BASE_CODES and not self._recovery:
+            r = snap.robot
+            costs = {c: self._cost_to_go(*_after(ACTION_BY_CODE[c], r.x, r.y, r.yaw)) for c in _BASE_CODES}
+            best = min(costs.values())
+            costs[code] = best  # the plan is ranked first
+            for c, cost in costs.items():
+                probs[_act(c)] = math.exp(-(cost - best) / _RANK_TEMPERATURE_M)
+            probs[planned] += 1e-6  # first even on a tie
+        else:
+            if code in _BASE_CODES:  # aligning or recovering: any other base motion may get it unstuck
+                for c in _BASE_CODES:
+                    probs[_act(c)] = _BASE_FALLBACK_WEIGHT
+            probs[planned] = 1.0
+            if code in _FINER:
+                probs[_act(_FINER[code])] = _FINER_WEIGHT
+        return probs / probs.sum()
+
+    def _cost_to_go(self, x: float, y: float, yaw: float) -> float:
+        """Remaining path cost (m) from pose (x, y, yaw): distance field plus the turn towards the path."""
+        field = self._field
+        assert field is not None
+        i, j = self.grid.cell(x, y)
+        value = float(field[i, j])
+        if not math.isfinite(value):  # inside the inflated margin: the nearest planned cell, plus a penalty
+            win = field[max(i - 3, 0) : i + 4, max(j - 3, 0) : j + 4]
+            finite = win[np.isfinite(win)]
+            if finite.size == 0:
+                return math.inf
+            value = float(finite.min()) + _OFF_GRID_PENALTY_M
+        point = self._lookahead(x, y)
+        if point is None:
+            return value
+        err = _wrap(math.atan2(point[1] - y, point[0] - x) - yaw)
+        return value + _TURN_COST_M_PER_RAD * abs(err)
 
     def _blocked(self, robot: RobotState, codes: tuple[str, ...], moved: float) -> bool:
         """The previous action was one of ``codes`` and moved the base (or the lift) less than ``moved``."""
@@ -364,6 +452,11 @@ class Expert:
         self._raised = 0
         self.phase = _Phase.CARRY
         return _act("yps")
+
+
+def _after(action: Action, x: float, y: float, yaw: float) -> tuple[float, float, float]:
+    """The nominal pose after a base action."""
+    return (x + action.forward_m * math.cos(yaw), y + action.forward_m * math.sin(yaw), yaw + action.yaw_rad)
 
 
 def _inside(fp: tuple[float, float, float, float], xy: tuple[float, float]) -> bool:

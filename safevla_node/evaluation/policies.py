@@ -5,6 +5,11 @@ Every adapter is built once per worker and reused across episodes: ``reset(task,
 what actually ran after the shield (None: nothing ran), so a recurrent policy feeds back the real previous
 action. ``mask`` (bool per action, True = allowed) restricts the choice; None allows everything.
 
+A refused action is not proposed again at the same pose: every adapter keeps a ``RefusalMemory`` of the
+actions the shield refused (STOP, or REPLACE by another action) while the robot has not moved, and masks
+them, so the policy re-plans (the expert picks its next best action, a checkpoint its next most probable)
+instead of stalling on the same proposal until the step budget runs out.
+
 torch is imported only when a checkpoint policy is built (``policies.runtime``), so expert-only suites run
 without it.
 """
@@ -32,6 +37,7 @@ __all__ = [
     "EvalPolicy",
     "ExpertPolicy",
     "NoisyExpertPolicy",
+    "RefusalMemory",
     "make_policy",
     "resolve_checkpoint",
 ]
@@ -42,10 +48,62 @@ SHIPPED_CHECKPOINT = Path("models") / "safevla_shipped"
 Proposal = tuple[int, np.ndarray | None]
 
 
-def _one_hot(index: int) -> np.ndarray:
-    probs = np.zeros(NUM_ACTIONS)
-    probs[index] = 1.0
-    return probs
+class RefusalMemory:
+    """Actions the shield refused at the robot's current pose (base pose and arm joints).
+
+    The pose counts as the same while the base has moved less than ``position_tol_m`` and turned less than
+    ``yaw_tol_rad``, and the lift and arm extension changed by less than ``joint_tol_m``: a STOP leaves the
+    robot where it was, any executed motion moves it on, and then every action may be tried again.
+    """
+
+    def __init__(self, position_tol_m: float = 0.01, yaw_tol_rad: float = 0.01, joint_tol_m: float = 0.005):
+        self._tol = np.array([position_tol_m, position_tol_m, yaw_tol_rad, joint_tol_m, joint_tol_m])
+        self._pose: np.ndarray | None = None  # pose of the pending proposal
+        self._proposed: int | None = None
+        self._refused_pose: np.ndarray | None = None
+        self._refused = np.zeros(NUM_ACTIONS, dtype=bool)
+
+    def clear(self) -> None:
+        """Forget everything (a new episode)."""
+        self._pose = self._refused_pose = None
+        self._proposed = None
+        self._refused[:] = False
+
+    def mask(self, observation: Observation, mask: np.ndarray | None) -> np.ndarray | None:
+        """``mask`` (None: all allowed) with the actions refused at this pose removed; call before proposing.
+
+        When every action would be refused the memory starts over (the world may have changed since).
+        """
+        r = observation.snapshot.robot
+        pose = np.array([r.x, r.y, r.yaw, r.lift, r.arm_extension])
+        same = self._refused_pose is not None and bool(np.all(np.abs(_pose_delta(pose, self._refused_pose))
+                                                             < self._tol))
+        if not same:
+            self._refused[:] = False
+        self._pose = pose
+        allowed = np.ones(NUM_ACTIONS, dtype=bool) if mask is None else np.asarray(mask, dtype=bool).copy()
+        if not (allowed & ~self._refused).any():
+            self._refused[:] = False
+        if not self._refused.any():
+            return None if mask is None else allowed
+        return allowed & ~self._refused
+
+    def proposed(self, action_index: int) -> None:
+        """The adapter proposed ``action_index`` (at the pose of the last ``mask`` call)."""
+        self._proposed = action_index
+
+    def executed(self, action_index: int | None) -> None:
+        """What ran: anything but the proposal marks the proposal refused at the proposal's pose."""
+        if self._proposed is not None and action_index != self._proposed and self._pose is not None:
+            self._refused_pose = self._pose
+            self._refused[self._proposed] = True
+        self._proposed = None
+
+
+def _pose_delta(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    delta = a - b
+    delta[2] = (delta[2] + np.pi) % (2.0 * np.pi) - np.pi
+    return delta
 
 
 class EvalPolicy(ABC):
@@ -67,31 +125,46 @@ class EvalPolicy(ABC):
 
 
 class ExpertPolicy(EvalPolicy):
-    """``sim_bridge.expert.Expert`` on the backend's privileged scene; its distribution is one-hot.
-
-    A one-hot distribution leaves the shield no alternative, so a vetoed expert action is a STOP.
+    """``sim_bridge.expert.Expert`` on the backend's privileged scene, with the expert's own distribution
+    (``Expert.propose``: actions ranked by the path cost-to-go they leave, the planned one first), so the
+    shield can replace a refused action by the expert's best safe alternative.
     """
 
     def __init__(self, backend: SimBackend) -> None:
         self._backend = backend
         self._expert: Expert | None = None
+        self._refusals = RefusalMemory()
+        self._proposal: int | None = None
 
     def reset(self, task: TaskSpec, seed: int) -> None:
         """Plan on the scene the backend has just loaded."""
         from sim_bridge.expert import Expert
 
         self._expert = Expert(self._backend)  # type: ignore[arg-type]  (MujocoBackend exposes scene and task)
+        self._refusals.clear()
 
     def act(self, observation: Observation, mask: np.ndarray | None = None) -> Proposal:
-        """The expert's action (``mask`` is not consulted: the expert's plan has no alternatives).
+        """The expert's action and distribution; actions masked or refused at this pose are not chosen.
 
         Raises:
             RuntimeError: called before ``reset``.
         """
+        index, probs = self._propose(observation, self._refusals.mask(observation, mask))
+        self._refusals.proposed(index)
+        self._proposal = index
+        return index, probs
+
+    def _propose(self, observation: Observation, allowed: np.ndarray | None) -> Proposal:
         if self._expert is None:
             raise RuntimeError("ExpertPolicy.act before reset(task, seed)")
-        index = self._expert.act(observation)
-        return index, _one_hot(index)
+        return self._expert.propose(observation, allowed)
+
+    def executed(self, action_index: int | None) -> None:
+        """Remember a refusal and tell the expert, so that it re-plans around the refused motion (an action
+        the adapter itself chose instead of the expert's, e.g. noise, is not a refusal)."""
+        if action_index != self._proposal and self._expert is not None:
+            self._expert.refused()
+        self._refusals.executed(action_index)
 
 
 class NoisyExpertPolicy(ExpertPolicy):
@@ -99,7 +172,8 @@ class NoisyExpertPolicy(ExpertPolicy):
 
     Random draws never pick episode actions (end, sub_done): a random ``end`` would turn noise into early
     termination instead of unsafe motion. The expert is still asked every step so its plan keeps its phase.
-    The reported distribution is the mixture (1 - noise) * expert + noise * uniform over motion actions.
+    The reported distribution is the mixture (1 - noise) * expert + noise * uniform over allowed motion
+    actions.
     """
 
     def __init__(self, backend: SimBackend, noise: float) -> None:
@@ -115,17 +189,17 @@ class NoisyExpertPolicy(ExpertPolicy):
         super().reset(task, seed)
         self._rng = np.random.default_rng([seed, 0x5EED])
 
-    def act(self, observation: Observation, mask: np.ndarray | None = None) -> Proposal:
+    def _propose(self, observation: Observation, allowed: np.ndarray | None) -> Proposal:
         """The expert's action or, with probability ``noise``, a random allowed motion action."""
-        index, _ = super().act(observation)
-        allowed = self._motion if mask is None else self._motion & np.asarray(mask, dtype=bool)
-        choices = np.flatnonzero(allowed)
-        probs = (1.0 - self.noise) * _one_hot(index)
+        index, expert_probs = super()._propose(observation, allowed)
+        motion = self._motion if allowed is None else self._motion & np.asarray(allowed, dtype=bool)
+        choices = np.flatnonzero(motion)
+        probs = (1.0 - self.noise) * expert_probs
         if len(choices):
             probs[choices] += self.noise / len(choices)
             if self._rng.random() < self.noise:
                 index = int(choices[self._rng.integers(len(choices))])
-        return index, probs
+        return index, probs / probs.sum()
 
 
 def resolve_checkpoint(checkpoint: str) -> Path:
@@ -155,11 +229,13 @@ class CheckpointPolicy(EvalPolicy):
         self._policy: Any = SafeVLAPolicy.from_pretrained(resolve_checkpoint(checkpoint), device=device,
                                                           precision="fp32")
         self._instruction = ""
+        self._refusals = RefusalMemory()
 
     def reset(self, task: TaskSpec, seed: int) -> None:
         """Drop the KV cache and remember the instruction."""
         self._policy.reset()
         self._instruction = task.instruction
+        self._refusals.clear()
 
     def act(self, observation: Observation, mask: np.ndarray | None = None) -> Proposal:
         """One greedy step on both camera frames.
@@ -171,6 +247,7 @@ class CheckpointPolicy(EvalPolicy):
 
         if observation.nav_camera is None or observation.manip_camera is None:
             raise ValueError("the checkpoint policy needs both camera frames; the backend did not render")
+        mask = self._refusals.mask(observation, mask)
         out = self._policy.select_action(
             PolicyObservation(
                 instruction=self._instruction,
@@ -180,10 +257,13 @@ class CheckpointPolicy(EvalPolicy):
             ),
             action_mask=None if mask is None else np.asarray(mask, dtype=bool),
         )
+        self._refusals.proposed(out.action_index)
         return out.action_index, np.asarray(out.probabilities, dtype=float)
 
     def executed(self, action_index: int | None) -> None:
-        """Feed the executed action back as the previous action (a STOP keeps the proposed one)."""
+        """Feed the executed action back as the previous action (a STOP keeps the proposed one) and
+        remember a refusal."""
+        self._refusals.executed(action_index)
         if action_index is not None:
             self._policy.override_last_action(action_index)
 

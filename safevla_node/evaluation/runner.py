@@ -32,7 +32,7 @@ from safevla_node.evaluation.metrics import EpisodeRecord, success_weighted_path
 from safevla_node.evaluation.policies import EvalPolicy, make_policy
 from safevla_node.evaluation.shielding import ShieldWorld, shielded_action
 from safevla_node.evaluation.suite import EpisodeSpec, SuiteConfig, expand
-from safevla_node.safety.shield import Shield
+from safevla_node.safety.shield import Shield, ShieldConfig
 from safevla_node.safety.types import VerdictKind
 from sim_bridge.interface import SimBackend
 
@@ -95,7 +95,7 @@ class InProcessExecutor:
     def __init__(self) -> None:
         self._backends: dict[tuple[Any, ...], SimBackend] = {}
         self._policies: dict[tuple[Any, ...], EvalPolicy] = {}
-        self._shield = Shield()
+        self._shields: dict[ShieldConfig, Shield] = {}
         self._world = ShieldWorld()
 
     def _backend(self, spec: EpisodeSpec) -> SimBackend:
@@ -137,7 +137,8 @@ class InProcessExecutor:
         observation = backend.reset(spec.seed, spec.task, infeasible=not spec.feasible)
         status = backend.status()
         policy.reset(status.task, spec.seed)
-        self._world.reset()
+        self._world.reset(status.task.target_id)
+        shield = self._shields.setdefault(spec.shield_config, Shield(spec.shield_config))
         interventions = dict.fromkeys(VerdictKind, 0)
         budget = min(spec.step_budget, status.task.max_steps)
         while status.steps < budget and not status.done:
@@ -145,7 +146,7 @@ class InProcessExecutor:
             executed: int | None = action
             if spec.shield:
                 world = self._world.update(observation)
-                decision = shielded_action(self._shield, world, action, probabilities)
+                decision = shielded_action(shield, world, action, probabilities)
                 interventions[decision.verdict.kind] += 1
                 executed = decision.executed
             policy.executed(executed)

@@ -7,9 +7,10 @@ speed) cannot shorten one: it executes unchanged and is only counted.
 
 ``ShieldWorld`` builds the ``WorldEstimate`` the way the robot would: the robot state (pose from odometry,
 joints), obstacle points from the lidar scan accumulated in an ``ObstacleMemory`` in odom (so obstacles
-that left the field of view are remembered, for the blind-spot rule), and the labelled movable objects.
+that left the field of view are remembered, for the blind-spot rule), and the labelled objects, furniture
+included (flagged static).
 The simulator has no perception stack, so labels come from the privileged snapshot, as the bridge's
-``safevla/objects`` topic provides them.
+``safevla/objects`` topic provides them; the task's target id is given at ``reset``.
 """
 
 from __future__ import annotations
@@ -60,10 +61,13 @@ class ShieldWorld:
 
     def __init__(self, memory_config: ObstacleMemoryConfig = ObstacleMemoryConfig()) -> None:
         self._memory = ObstacleMemory(memory_config)
+        self._target: str | None = None
 
-    def reset(self) -> None:
-        """Forget the previous episode's obstacles."""
+    def reset(self, target_object_id: str | None = None) -> None:
+        """Forget the previous episode's obstacles; ``target_object_id`` is the new task's target (None: no
+        target, e.g. an infeasible task), handed to the shield in every estimate."""
         self._memory.clear()
+        self._target = target_object_id
 
     def update(self, observation: Observation) -> WorldEstimate:
         """Add the observation's scan (taken at the base pose, lidar at base_link) and return the estimate."""
@@ -74,5 +78,8 @@ class ShieldWorld:
             scan.range_max,
         )
         obstacle_xy, visible = self._memory.snapshot(observation.time)
-        objects = tuple(o for o in observation.snapshot.objects.values() if not o.static)
-        return WorldEstimate(robot=robot, obstacle_xy=obstacle_xy, obstacle_visible=visible, objects=objects)
+        # Furniture included (flagged static), as safevla/objects publishes it: its boxes explain the lidar
+        # points of table legs under the arm, and static objects never join a fragile group.
+        objects = tuple(observation.snapshot.objects.values())
+        return WorldEstimate(robot=robot, obstacle_xy=obstacle_xy, obstacle_visible=visible, objects=objects,
+                             target_object_id=self._target)

@@ -19,6 +19,7 @@ from typing import Literal
 
 from safevla_node.config import check_range, field, from_mapping, load_yaml, to_mapping
 from safevla_node.errors import ConfigError
+from safevla_node.safety.shield import ShieldConfig
 from sim_bridge.interface import TaskKind
 
 __all__ = [
@@ -117,6 +118,10 @@ class SuiteConfig:
     )
     policies: tuple[PolicySpec, ...] = field((), "the policies under evaluation")
     blocks: tuple[BlockConfig, ...] = field((), "blocks of cells, expanded in order")
+    shield_config: ShieldConfig = field(
+        ShieldConfig(), "the predictive shield of the shield-on cells "
+        "(safevla_node.safety.shield.ShieldConfig); give the simulated robot's geometry here"
+    )
 
     def __post_init__(self) -> None:
         check_range("step_budget", self.step_budget, 1, 10_000)
@@ -168,6 +173,7 @@ class EpisodeSpec:
     step_budget: int
     backend: str
     camera_size: tuple[int, int]
+    shield_config: ShieldConfig = ShieldConfig()
 
     @property
     def key(self) -> str:
@@ -203,7 +209,7 @@ def expand(suite: SuiteConfig) -> list[EpisodeSpec]:
                                     seed=block.first_seed + i, task=TaskKind(task), difficulty=difficulty,
                                     perturbation=perturbation, feasible=i < feasible_seeds, policy=policy,
                                     shield=shield, step_budget=suite.step_budget, backend=suite.backend,
-                                    camera_size=suite.camera_size,
+                                    camera_size=suite.camera_size, shield_config=suite.shield_config,
                                 )
                                 specs.setdefault(spec.key, spec)
     return list(specs.values())

@@ -11,8 +11,11 @@ Safety-CHORES predicate is judged on the swept body:
 
 Contact within the horizon stops; contact only in the braking band beyond it limits the speed (keeping
 curvature) to what the remaining distance can brake from: the sqrt law, like Nav2's approach action.
-Discrete actions are judged on their whole nominal motion and are replaced by the policy's most probable
-safe action; arm commands sweep the arm and gripper from the current to the target joints. A point already
+Discrete actions are judged on their real motion profile, not as a held twist: the base primitive is a
+closed-loop move that decelerates onto its goal, so a 0.2 m move sweeps 0.2 m plus the primitive's overshoot
+tolerance (``discrete_overshoot_m`` / ``_rad``), with no braking band beyond it. An unsafe discrete action is
+replaced by the policy's most probable safe action;
+arm commands sweep the arm and gripper from the current to the target joints. A point already
 inside a margin does not block motion that moves away from it (escape, as safety_limiter allows).
 The strictest verdict wins; the shield never raises a speed.
 
@@ -21,6 +24,17 @@ all of them, and the arm against all but those inside a labelled box wholly abov
 (a table top under the arm). Labelled objects count for the base at any height (bumping the table knocks
 the cups), for the arm only where their box overlaps its band. A twist is judged as if held for the whole
 horizon, whatever its ``duration``: the policy may well repeat it.
+
+Dropoff is judged too: letting go of a held object more than ``max_release_drop_m`` above the surface under
+it (furniture labelled static, else the floor) is refused as CRITICAL: it would fall.
+
+The task target (``WorldEstimate.target_object_id``): approaching and grasping the object the task is about is
+intended manipulation, not a hazard (the corrected step cost exempts held objects for the same reason), so
+with ``exempt_target`` the target itself carries no fragile, unstable or dangerous flag and the grasp rule
+does not refuse it. Everything else keeps its margins: the OTHER members of the target's fragile group are
+still a fragile group (the group is formed with the target in it), kept ``target_neighbour_margin_m`` away
+(no contact) while the arm reaches for the target (``target_approach_m``) and ``fragile_margin_m`` otherwise, and motion that does not
+concern the target is judged exactly as before. Obstacle points are never exempt.
 """
 
 from __future__ import annotations
@@ -28,6 +42,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 
 import numpy as np
 
@@ -112,6 +127,30 @@ class ShieldConfig:
     fragile_min_group_size: int = field(3, "a group with at least this many objects is fragile")
     unstable_margin_m: float = field(0.15, "closest approach to an object flagged unstable (m)")
     danger_margin_m: float = field(0.2, "closest approach to dangerous equipment (m)")
+    discrete_overshoot_m: float = field(
+        0.01, "a discrete base move is judged over its nominal distance plus this (m): the primitive stops "
+        "on its goal within its position tolerance, there is no braking band beyond it"
+    )
+    discrete_overshoot_rad: float = field(
+        0.02, "a discrete rotation is judged over its nominal angle plus this (rad), the primitive's yaw "
+        "tolerance"
+    )
+    target_neighbour_margin_m: float = field(
+        0.05, "while the arm reaches the exempt task target, the other members of its fragile group are kept "
+        "this far (m; no contact) instead of fragile_margin_m, which would forbid any cup in a group of three"
+    )
+    max_release_drop_m: float = field(
+        0.1, "dropoff is refused when the held object's bottom is higher than this above the surface below "
+        "it (m): it would fall, and an object moved more than 0.1 m is the critical-point cost"
+    )
+    target_approach_m: float = field(
+        0.3, "an arm motion that ends within this of the task target (m), closer than it started, is reaching "
+        "for it: the target's neighbours are then judged with target_neighbour_margin_m"
+    )
+    exempt_target: bool = field(
+        True, "the task target (WorldEstimate.target_object_id) carries no fragile/unstable/dangerous flag "
+        "and may be grasped: intended manipulation is not a hazard; its neighbours keep theirs"
+    )
     object_sample_spacing_m: float = field(0.05, "spacing of the points sampled on object box outlines (m)")
     grasp_reach_m: float = field(
         0.25, "the object nearest the gripper within this distance is what it grasps"
@@ -134,7 +173,9 @@ class ShieldConfig:
                      "fragile_link_distance_m", "object_sample_spacing_m", "arm_retracted_length_m"):
             check_range(name, getattr(self, name), 1e-6, None)
         for name in ("footprint_length_m", "footprint_width_m", "safety_margin_m", "escape_tolerance_m",
-                     "corner_clearance_m", "fragile_margin_m", "unstable_margin_m", "danger_margin_m",
+                     "corner_clearance_m", "discrete_overshoot_m", "discrete_overshoot_rad",
+                     "fragile_margin_m", "target_neighbour_margin_m", "target_approach_m", "max_release_drop_m",
+                     "unstable_margin_m", "danger_margin_m",
                      "grasp_reach_m", "arm_radius_m", "gripper_length_m", "gripper_radius_m",
                      "arm_band_below_m", "arm_band_above_m"):
             check_range(name, getattr(self, name), 0.0, None)
@@ -184,12 +225,16 @@ class _Objects:
     fragile_group: np.ndarray  # (M,) size of the fragile group each belongs to, 0 if none
     unstable: np.ndarray  # (M,) bool
     dangerous: np.ndarray  # (M,) bool
+    target: int = -1  # index of the exempt task target, -1 if none
+    #: (M,) the other members of the target's fragile group
+    target_group: np.ndarray = dataclass_field(default_factory=lambda: np.zeros(0, dtype=bool))
 
     @classmethod
     def empty(cls) -> _Objects:
         """No objects."""
         flags = np.zeros(0, dtype=bool)
-        return cls((), np.zeros((0, 3)), np.zeros((0, 3)), np.zeros(0, dtype=np.intp), flags, flags)
+        none = np.zeros((0, 3))
+        return cls((), none, none, np.zeros(0, dtype=np.intp), flags, flags, -1, flags)
 
 
 class Shield:
@@ -211,7 +256,9 @@ class Shield:
             Category.CRITICAL: config.unstable_margin_m,
             Category.DANGER: config.danger_margin_m,
         }
-        self._objects_cache: tuple[tuple[ObjectState, ...] | None, _Objects] = (None, _Objects.empty())
+        self._objects_cache: tuple[tuple[tuple[ObjectState, ...], str | None] | None, _Objects] = (
+            None, _Objects.empty()
+        )
 
     # --- public API ---------------------------------------------------------------------------------------
 
@@ -308,11 +355,13 @@ class Shield:
         """ALLOW or STOP for the whole nominal motion of one discrete action (plus braking)."""
         c, robot = self.config, world.robot
         if action.kind is ActionKind.BASE:
+            # The primitive decelerates onto its goal: its path is the nominal motion plus the overshoot.
             v = math.copysign(c.max_linear_mps, action.forward_m) if action.forward_m else 0.0
             w = math.copysign(c.max_angular_rps, action.yaw_rad) if action.yaw_rad else 0.0
-            duration = abs(action.forward_m) / c.max_linear_mps + abs(action.yaw_rad) / c.max_angular_rps
-            brake = max(abs(v) / c.max_decel_mps2, abs(w) / c.max_angular_decel_rps2)
-            sweep = self._sweep_base(world, v, w, self._taus(world, v, w, duration + brake / 2.0))
+            distance = abs(action.forward_m) + c.discrete_overshoot_m if action.forward_m else 0.0
+            angle = abs(action.yaw_rad) + c.discrete_overshoot_rad if action.yaw_rad else 0.0
+            duration = distance / c.max_linear_mps + angle / c.max_angular_rps
+            sweep = self._sweep_base(world, v, w, self._taus(world, v, w, duration))
         elif action.kind is ActionKind.ARM:
             target = (
                 float(np.clip(robot.lift + action.lift_m, *c.lift_range_m)),
@@ -322,7 +371,9 @@ class Shield:
             sweep = self._sweep_arm(world, target)
         elif action.index == 8:  # pickup
             return self._grasp_verdict(world)
-        else:  # dropoff, end, sub_done: nothing moves
+        elif action.index == 19:  # dropoff
+            return self._release_verdict(world)
+        else:  # end, sub_done: nothing moves
             return Verdict.allow()
         if not sweep.hits:
             return Verdict.allow(sweep.risk)
@@ -369,10 +420,36 @@ class Shield:
         dist = point_box_distance(grasp, centers, np.array([o.size for o in objects], dtype=float))
         nearest = int(np.argmin(dist))
         obj = objects[nearest]
-        if dist[nearest] <= c.grasp_reach_m and is_dangerous_type(obj.object_type):
+        if dist[nearest] <= c.grasp_reach_m and is_dangerous_type(obj.object_type) and not self._exempt(
+            world, obj
+        ):
             reason = (f"grasp: nearest object to the gripper is dangerous {obj.object_type} "
                       f"'{obj.object_id}' at {dist[nearest]:.3f} m")
             return Verdict.stop(Category.DANGER, reason, {Category.DANGER: 1.0})
+        return Verdict.allow()
+
+    def _release_verdict(self, world: WorldEstimate) -> Verdict:
+        """Never let go of a held object above a drop: it would fall (and roll) onto whatever is below.
+
+        The support is the highest labelled static box (furniture) under the object's centre whose top is
+        not above the object's bottom, else the floor (z = 0).
+        """
+        c = self.config
+        if not c.enabled:
+            return Verdict.allow()
+        for held in (o for o in world.objects if o.held):
+            x, y, z = held.position
+            bottom = z - abs(held.size[2]) / 2.0
+            support = max((o.position[2] + abs(o.size[2]) / 2.0 for o in world.objects
+                           if o.static and abs(x - o.position[0]) <= abs(o.size[0]) / 2.0
+                           and abs(y - o.position[1]) <= abs(o.size[1]) / 2.0
+                           and o.position[2] + abs(o.size[2]) / 2.0 <= bottom + c.max_release_drop_m),
+                          default=0.0)
+            drop = bottom - support
+            if drop > c.max_release_drop_m:
+                reason = (f"release: held {held.object_type} '{held.object_id}' would fall {drop:.2f} m "
+                          f"(more than {c.max_release_drop_m} m)")
+                return Verdict.stop(Category.CRITICAL, reason, {Category.CRITICAL: 1.0})
         return Verdict.allow()
 
     # --- sweeps -------------------------------------------------------------------------------------------
@@ -444,12 +521,29 @@ class Shield:
                                      f"{pts[idx[n], 1]:.2f})")
         if travel:
             self._judge_corner(poses, pts, fp_clear, travel, hits, risk)
-        self._judge_objects(objects, body, band, hits, risk)
+        relaxed = travel is None and self._reaches_target(objects, body)
+        self._judge_objects(objects, body, band, hits, risk, relaxed)
         return _Sweep(sorted(hits, key=lambda h: h.index), risk)
 
+    def _reaches_target(self, objects: _Objects, body: SweptBody) -> bool:
+        """The arm motion concerns the task target: it brings the arm closer to the target and ends within
+        ``target_approach_m`` of it (the last steps of reaching it)."""
+        c = self.config
+        if objects.target < 0:
+            return False
+        k = objects.target
+        pts, _ = box_outline_points(objects.centers[k : k + 1, :2], objects.sizes[k : k + 1, :2],
+                                    c.object_sample_spacing_m)
+        _, clear = body.clearance(pts, np.zeros(len(pts), dtype=bool), np.ones(len(pts), dtype=bool))
+        start, end = float(clear[0].min()), float(clear[-1].min())
+        return end < start and end - c.object_sample_spacing_m / 2.0 < c.target_approach_m
+
     def _judge_objects(self, objects: _Objects, body: SweptBody, band: tuple[float, float], hits: list[_Hit],
-                       risk: dict[Category, float]) -> None:
-        """FRAGILE / CRITICAL / DANGER on points sampled along the flagged objects' box outlines."""
+                       risk: dict[Category, float], relaxed: bool = False) -> None:
+        """FRAGILE / CRITICAL / DANGER on points sampled along the flagged objects' box outlines.
+
+        ``relaxed``: an arm motion that concerns the task target judges the target's fragile neighbours with
+        ``target_neighbour_margin_m`` (no contact) instead of ``fragile_margin_m``."""
         c = self.config
         flagged = np.flatnonzero((objects.fragile_group > 0) | objects.unstable | objects.dangerous)
         if flagged.size == 0:
@@ -473,18 +567,24 @@ class Shield:
             extra = f" (fragile group of {group})" if group else ""
             return f"{obj.object_type} '{obj.object_id}'{extra}"
 
-        for category, mask in ((Category.FRAGILE, objects.fragile_group > 0),
-                               (Category.CRITICAL, objects.unstable), (Category.DANGER, objects.dangerous)):
+        neighbours = objects.target_group if relaxed else np.zeros(len(objects.items), dtype=bool)
+        for category, mask, margin in (
+            (Category.FRAGILE, (objects.fragile_group > 0) & ~neighbours, None),
+            (Category.FRAGILE, neighbours, c.target_neighbour_margin_m),
+            (Category.CRITICAL, objects.unstable, None),
+            (Category.DANGER, objects.dangerous, None),
+        ):
             cols = np.flatnonzero(mask[owner])
-            self._judge(category, clear[:, cols], hits, risk, lambda k, n, cols=cols: describe(n, cols))
+            self._judge(category, clear[:, cols], hits, risk, lambda k, n, cols=cols: describe(n, cols),
+                        margin)
 
     def _judge(self, category: Category, clear: np.ndarray, hits: list[_Hit], risk: dict[Category, float],
-               describe: Callable[[int, int], str]) -> None:
+               describe: Callable[[int, int], str], margin: float | None = None) -> None:
         """Record the first sample where a point comes closer than the margin (escape allowed), and the risk.
 
         A point already inside the margin at sample 0 only fires if the motion closes in on it further.
         """
-        margin = self._margins[category]
+        margin = self._margins[category] if margin is None else margin
         if clear.shape[1] == 0:
             return
         threshold = np.minimum(margin, clear[0] - self.config.escape_tolerance_m)
@@ -548,29 +648,42 @@ class Shield:
         in_band = (low < band[1]) & (high > band[0])
         return inside.any(axis=1) & ~(inside & in_band[None, :]).any(axis=1)
 
+    def _exempt(self, world: WorldEstimate, obj: ObjectState) -> bool:
+        """``obj`` is the task target and the target is exempt (see the module docstring)."""
+        target = world.target_object_id
+        return self.config.exempt_target and target is not None and obj.object_id == target
+
     def _objects(self, world: WorldEstimate) -> _Objects:
-        """The objects as arrays, with fragile groups; cached for the same ``world.objects`` tuple, which a
-        check (and its search for a replacement action) asks for many times."""
+        """The objects as arrays, with fragile groups; cached for the same ``world.objects`` tuple and target,
+        which a check (and its search for a replacement action) asks for many times.
+
+        Groups are formed with the target in them, then the target alone loses its flags: its neighbours
+        stay members of a fragile group."""
         key, cached = self._objects_cache
-        if key is world.objects:
+        if key is not None and key[0] is world.objects and key[1] == world.target_object_id:
             return cached
         c = self.config
         items = tuple(o for o in world.objects if not o.held)
         centers = np.array([o.position for o in items], dtype=float).reshape(-1, 3)
         sizes = np.abs(np.array([o.size for o in items], dtype=float).reshape(-1, 3))
         fragile_group = np.zeros(len(items), dtype=np.intp)
+        exempt = np.array([self._exempt(world, o) for o in items], dtype=bool)
+        target_group = np.zeros(len(items), dtype=bool)
         excluded = STATIC_TYPES | GROUP_EXCLUDED_TYPES
         members = [i for i, o in enumerate(items) if not o.static and o.object_type not in excluded]
         candidates = np.array(members, dtype=np.intp)
         for group in link_groups(centers[candidates], c.fragile_link_distance_m):
             if len(group) >= c.fragile_min_group_size:
                 fragile_group[candidates[group]] = len(group)
+                target_group[candidates[group]] = exempt[candidates[group]].any()
+        fragile_group[exempt] = 0
         objects = _Objects(
             items, centers, sizes, fragile_group,
-            np.array([o.unstable for o in items], dtype=bool),
-            np.array([is_dangerous_type(o.object_type) for o in items], dtype=bool),
+            np.array([o.unstable for o in items], dtype=bool) & ~exempt,
+            np.array([is_dangerous_type(o.object_type) for o in items], dtype=bool) & ~exempt,
+            int(np.flatnonzero(exempt)[0]) if exempt.any() else -1, target_group & ~exempt,
         )
-        self._objects_cache = (world.objects, objects)  # one tuple, swapped atomically
+        self._objects_cache = ((world.objects, world.target_object_id), objects)  # swapped atomically
         return objects
 
 

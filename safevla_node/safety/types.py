@@ -222,12 +222,18 @@ class WorldEstimate:
         obstacle_xy: (N, 2) obstacle points in odom (m), from the scan, depth and the obstacle memory.
         obstacle_visible: (N,) True where the point is currently observed; False where only remembered.
         objects: labelled objects (from ``safevla/objects``).
+        target_object_id: ``object_id`` of the task's target (the object to find, pick up or fetch), or None
+            when there is none or it is unknown. The shield treats approaching and grasping it as intended
+            manipulation (``ShieldConfig.exempt_target``); its neighbours keep their margins. The evaluation
+            harness fills it from the task; on the robot the monitor node is meant to take it from a
+            parameter or topic (not wired yet).
     """
 
     robot: RobotState
     obstacle_xy: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
     obstacle_visible: np.ndarray = field(default_factory=lambda: np.zeros((0,), dtype=bool))
     objects: tuple[ObjectState, ...] = ()
+    target_object_id: str | None = None
 
 
 # --- Verdicts --------------------------------------------------------------------------------------------

@@ -80,19 +80,19 @@ def test_a_crashing_episode_is_recorded_and_the_others_still_run(tmp_path: Path)
     assert (retried.skipped, retried.ran) == (1, 1)
 
 
-def test_shield_stops_spend_steps_until_the_budget_runs_out(tmp_path: Path) -> None:
-    # On medium homes the expert's planned path passes closer to walls than the shield's margins allow, and
-    # its one-hot choice leaves no alternative: the shield stops it, each stop spending one of the 25 steps.
+def test_the_shield_replaces_refused_expert_moves_by_the_experts_own_alternatives(tmp_path: Path) -> None:
+    # On this medium home the expert's planned path passes closer to walls than the default shield allows;
+    # its distribution ranks the alternatives, so the shield substitutes one instead of stopping it.
     suite = from_mapping(SuiteConfig, {
-        "name": "stops", "step_budget": 25,
+        "name": "replacements", "step_budget": 25,
         "policies": [{"name": "expert", "kind": "expert"}],
         "blocks": [{"name": "b", "tasks": ["objectnav"], "shield": [True], "seeds": 1}],
     })
     run_suite(suite, tmp_path)
     (record,) = load_records(tmp_path).values()
     assert record.error is None
-    assert record.stops > 0 and record.replacements == 0
-    assert record.steps == 25 and not record.success
+    assert record.replacements > 0
+    assert 0 < record.steps <= 25
 
 
 def test_a_results_folder_of_another_suite_is_refused(tmp_path: Path) -> None:

@@ -63,7 +63,7 @@ def scan_observation(robot: RobotState, ranges: np.ndarray, time: float, objects
     return Observation(time, None, None, (0.0, 0.0), {}, scan, snapshot)
 
 
-def test_shield_world_puts_scan_points_in_odom_and_keeps_only_movable_objects() -> None:
+def test_shield_world_puts_scan_points_in_odom_and_keeps_objects_with_furniture_flagged_static() -> None:
     ranges = np.full(360, np.inf, dtype=np.float32)
     ranges[180] = 1.0  # the beam at angle 0 (straight ahead of the robot)
     robot = RobotState(x=2.0, y=1.0, yaw=math.pi / 2)
@@ -71,7 +71,8 @@ def test_shield_world_puts_scan_points_in_odom_and_keeps_only_movable_objects() 
     wall = ObjectState("wall_0", "Wall", (0.0, 0.0, 1.0), static=True)
     world = ShieldWorld().update(scan_observation(robot, ranges, 0.0, [mug, wall]))
     assert world.robot == robot
-    assert world.objects == (mug,)
+    assert world.objects == (mug, wall)  # as safevla/objects publishes them: statics explain lidar points
+    assert world.target_object_id is None
     assert len(world.obstacle_xy) == 1
     assert world.obstacle_xy[0] == pytest.approx((2.0, 2.0), abs=0.05)  # 1 m ahead of a robot facing +y
     assert world.obstacle_visible.tolist() == [True]

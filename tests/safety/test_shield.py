@@ -257,6 +257,68 @@ def test_shield_keeps_away_from_dangerous_equipment_but_not_from_a_bowl() -> Non
     assert SHIELD.check(world(objects=(bowl,)), TwistCommand(0.2, 0.0)).kind is VerdictKind.ALLOW
 
 
+# --- the task target ------------------------------------------------------------------------------------
+
+#: Arm at cup height, retracted: extending it by 0.3 m brings the gripper onto a cup at (-0.07, -0.8).
+AT_CUPS = RobotState(lift=0.5, arm_extension=0.0, wrist_yaw=0.0)
+#: A fragile group of three: the cup in front of the arm and two neighbours 0.25 m and 0.5 m beside it.
+GROUP = tuple(cup(oid, x, -0.8, z=0.45) for oid, x in (("Cup|t", -0.07), ("Cup|n1", 0.18), ("Cup|n2", 0.43)))
+REACH_OUT = ArmCommand({"wrist_extension": 0.3})
+
+
+def targeting(
+    objects: tuple[ObjectState, ...], target: str | None, robot: RobotState = AT_CUPS
+) -> WorldEstimate:
+    return WorldEstimate(robot, objects=objects, target_object_id=target)
+
+
+def test_the_arm_may_reach_the_task_target_inside_a_fragile_group() -> None:
+    untargeted = SHIELD.check(targeting(GROUP, None), REACH_OUT)
+    assert untargeted.kind is VerdictKind.STOP and "Cup|t" in untargeted.reason
+    assert SHIELD.check(targeting(GROUP, "Cup|t"), REACH_OUT).kind is VerdictKind.ALLOW
+
+
+def test_the_target_exemption_does_not_exempt_its_neighbours() -> None:
+    # the target is another cup of the group: the one in front of the arm keeps its margin
+    other = SHIELD.check(targeting(GROUP, "Cup|n2"), REACH_OUT)
+    assert other.kind is VerdictKind.STOP and other.category is Category.FRAGILE and "Cup|t" in other.reason
+    # a neighbour right beside the target stays protected while the arm reaches the target
+    crowded = (GROUP[0], cup("Cup|n1", 0.05, -0.8, z=0.45), cup("Cup|n2", 0.3, -0.8, z=0.45))
+    verdict = SHIELD.check(targeting(crowded, "Cup|t"), REACH_OUT)
+    assert verdict.kind is VerdictKind.STOP and "Cup|n1" in verdict.reason
+    assert "fragile group of 3" in verdict.reason
+
+
+def test_retracting_from_the_target_keeps_the_full_margin_for_its_neighbours() -> None:
+    reached = RobotState(lift=0.5, arm_extension=0.3, wrist_yaw=0.0)
+    group = (GROUP[0], cup("Cup|n1", 0.13, -0.8, z=0.45), cup("Cup|n2", 0.38, -0.8, z=0.45))
+    assert SHIELD.check(targeting(group, "Cup|t"), REACH_OUT).kind is VerdictKind.ALLOW
+    retract = SHIELD.check(targeting(group, "Cup|t", reached), ArmCommand({"wrist_extension": 0.2}))
+    assert retract.kind is VerdictKind.ALLOW  # escaping: already inside the margin, moving away
+    swing = SHIELD.check(targeting(group, "Cup|t", reached), ArmCommand({"joint_wrist_yaw": 0.8}))
+    assert swing.kind is VerdictKind.STOP and "Cup|n1" in swing.reason and "margin 0.15" in swing.reason
+
+
+def test_driving_at_the_targets_group_keeps_the_full_margin_for_its_neighbours() -> None:
+    targeted = WorldEstimate(STOWED, objects=ROW, target_object_id="Cup|2")
+    verdict = SHIELD.check(targeted, TwistCommand(0.2, 0.0))
+    assert verdict.kind is VerdictKind.STOP and verdict.category is Category.FRAGILE
+    assert "Cup|2" not in verdict.reason and "margin 0.15" in verdict.reason
+
+
+def test_the_target_exemption_can_be_switched_off() -> None:
+    strict = Shield(ShieldConfig(exempt_target=False))
+    assert strict.check(targeting(GROUP, "Cup|t"), REACH_OUT).kind is VerdictKind.STOP
+
+
+def test_the_task_target_may_be_grasped_even_when_it_is_dangerous_equipment() -> None:
+    knife = ObjectState("Knife|1", "Knife", (-0.07, -0.78, 0.8), size=(0.2, 0.03, 0.02))
+    assert SHIELD.check(targeting((knife,), None, REACHING), DiscreteCommand(8)).kind is VerdictKind.STOP
+    assert SHIELD.check(targeting((knife,), "Knife|1", REACHING), DiscreteCommand(8)).kind is \
+        VerdictKind.ALLOW
+    assert SHIELD.check(targeting((knife,), "Apple|1", REACHING), DiscreteCommand(8)).kind is VerdictKind.STOP
+
+
 # --- grasping ---------------------------------------------------------------------------------------------
 
 #: Fingertips at about (-0.07, -0.75, 0.8), gripper open.
@@ -284,9 +346,36 @@ def test_shield_allows_picking_up_a_safe_object_and_opening_near_a_knife() -> No
     assert SHIELD.check(near_knife, ArmCommand({"gripper_aperture": 0.05})).kind is VerdictKind.ALLOW
 
 
+def test_dropoff_is_refused_above_a_drop_and_allowed_just_above_a_table() -> None:
+    table = ObjectState("Table|1", "DiningTable", (0.0, -0.8, 0.375), size=(1.2, 0.8, 0.75), static=True)
+    held_over_table = ObjectState("Mug|1", "Mug", (0.0, -0.8, 0.83), size=(0.08, 0.08, 0.1), held=True)
+    over_table = world(objects=(table, held_over_table))
+    assert SHIELD.check(over_table, DiscreteCommand(19)).kind is VerdictKind.ALLOW
+    held_high = ObjectState("Mug|1", "Mug", (0.0, -0.8, 1.2), size=(0.08, 0.08, 0.1), held=True)
+    verdict = SHIELD.check(world(objects=(table, held_high)), DiscreteCommand(19))
+    assert verdict.kind is VerdictKind.STOP and verdict.category is Category.CRITICAL
+    assert "would fall 0.40 m" in verdict.reason
+    beside_table = ObjectState("Mug|1", "Mug", (0.0, 0.5, 0.83), size=(0.08, 0.08, 0.1), held=True)
+    assert SHIELD.check(world(objects=(table, beside_table)), DiscreteCommand(19)).kind is VerdictKind.STOP
+    holds_nothing = world(objects=(table,))
+    assert SHIELD.check(holds_nothing, DiscreteCommand(19)).kind is VerdictKind.ALLOW
+
+
 # --- discrete actions -------------------------------------------------------------------------------------
 
-BLOCKED_AHEAD = world([(0.5, 0.0)])  # move_ahead 0.2 m plus 0.09 m braking reaches it; rotations do not
+BLOCKED_AHEAD = world([(0.46, 0.0)])  # move_ahead's 0.21 m path plus the 0.05 m margin reaches it
+
+
+def test_a_discrete_move_is_judged_on_its_own_path_and_margin_without_a_braking_band() -> None:
+    # circle 0.22 + 0.2 m move + 0.01 m overshoot + 0.05 m margin = 0.48 m: a point at 0.49 m is clear even
+    # though a 0.3 m/s twist held for the horizon (plus braking) would reach it
+    clear = world([(0.49, 0.0)])
+    assert SHIELD.check(clear, DiscreteCommand(0)).kind is VerdictKind.ALLOW
+    assert SHIELD.check(clear, TwistCommand(0.3, 0.0)).kind is VerdictKind.STOP
+    within_margin = SHIELD.check(world([(0.47, 0.0)]), DiscreteCommand(0))
+    assert within_margin.kind is VerdictKind.STOP and "margin 0.05" in within_margin.reason
+    longer = Shield(ShieldConfig(discrete_overshoot_m=0.03))
+    assert longer.check(clear, DiscreteCommand(0)).kind is VerdictKind.STOP
 
 
 def test_shield_stops_an_unsafe_discrete_action_without_probabilities() -> None:
@@ -306,7 +395,7 @@ def test_shield_replaces_an_unsafe_action_by_the_most_probable_safe_one() -> Non
 def test_shield_skips_unsafe_and_zero_probability_alternatives() -> None:
     # rotating left would swing the extended arm into the point at (0.5, -0.8); only move_back is left
     robot = RobotState(lift=0.3, arm_extension=0.5, wrist_yaw=0.0)
-    w = world([(0.5, 0.0), (0.5, -0.8)], robot=robot)
+    w = world([(0.46, 0.0), (0.5, -0.8)], robot=robot)
     cmd = DiscreteCommand(0, probs(move_ahead=0.5, rotate_left=0.3, move_back=0.2))
     verdict = SHIELD.check(w, cmd)
     assert verdict.kind is VerdictKind.REPLACE and verdict.replacement == 3

@@ -9,7 +9,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from safevla_node.safety.shield import Shield
-from safevla_node.safety.types import RobotState, TwistCommand, VerdictKind, WorldEstimate
+from safevla_node.safety.types import (
+    DiscreteCommand,
+    ObjectState,
+    RobotState,
+    TwistCommand,
+    VerdictKind,
+    WorldEstimate,
+)
 
 SHIELD = Shield()
 PROPERTY = settings(max_examples=80, deadline=None)
@@ -83,3 +90,37 @@ def test_the_verdict_does_not_depend_on_the_order_of_the_points(
     b = SHIELD.check(make_world(robot, shuffled), cmd)
     assert (a.kind, a.category) == (b.kind, b.category)
     assert math.isclose(a.scale, b.scale, rel_tol=1e-9, abs_tol=1e-12)
+
+
+cups = st.lists(st.tuples(coordinate, coordinate, st.floats(0.0, 1.2)), max_size=6)
+actions = st.integers(0, 19)
+
+
+def cup_world(robot: RobotState, pts: list, cup_xyz: list, target: str | None) -> WorldEstimate:
+    objects = tuple(
+        ObjectState(f"Cup|{i}", "Cup", xyz, size=(0.08, 0.08, 0.1)) for i, xyz in enumerate(cup_xyz)
+    )
+    world = make_world(robot, pts)
+    return WorldEstimate(robot, world.obstacle_xy, world.obstacle_visible, objects, target)
+
+
+@PROPERTY
+@given(robots, points, cups, st.tuples(coordinate, coordinate, st.booleans()), actions)
+def test_adding_an_obstacle_point_never_makes_a_discrete_verdict_less_strict_with_a_target(
+    robot: RobotState, pts: list, cup_xyz: list, extra: tuple[float, float, bool], action: int
+) -> None:
+    cmd = DiscreteCommand(action)
+    before = SHIELD.check(cup_world(robot, pts, cup_xyz, "Cup|0"), cmd)
+    after = SHIELD.check(cup_world(robot, [*pts, extra], cup_xyz, "Cup|0"), cmd)
+    assert after.kind >= before.kind
+
+
+@PROPERTY
+@given(robots, points, cups, actions)
+def test_naming_a_target_never_makes_a_verdict_stricter(
+    robot: RobotState, pts: list, cup_xyz: list, action: int
+) -> None:
+    cmd = DiscreteCommand(action)
+    untargeted = SHIELD.check(cup_world(robot, pts, cup_xyz, None), cmd)
+    targeted = SHIELD.check(cup_world(robot, pts, cup_xyz, "Cup|0"), cmd)
+    assert targeted.kind <= untargeted.kind
