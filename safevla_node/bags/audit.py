@@ -31,18 +31,12 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from safevla_node.bags.adapters import (
-    costmap_to_scan,
-    joints_from_msg,
-    odom_from_msg,
-    scan_from_msg,
-    stamp_s,
-    twist_from_msg,
-)
+from safevla_node.bags.adapters import costmap_to_scan, stamp_s
 from safevla_node.bags.audit_report import AuditReport, Interval, SourceHealth
 from safevla_node.bags.reader import BagMessage, BagReader, open_bag
 from safevla_node.config import check_range, field, from_mapping, load_yaml
 from safevla_node.errors import BagError, MessageError
+from safevla_node.msg_decode import joint_state_from_msg, odom_from_msg, scan_from_msg, twist_from_msg
 from safevla_node.safety.monitor import MonitorConfig, SafetyMonitor
 from safevla_node.safety.monitor_types import Source
 from safevla_node.safety.types import Category, DiscreteCommand, VerdictKind
@@ -253,7 +247,7 @@ class _Auditor:
         elif role == "odom":
             m.on_odom(now, odom_from_msg(decoded))
         elif role == "joint_states":
-            m.on_joint_states(now, joints_from_msg(decoded))
+            m.on_joint_states(now, joint_state_from_msg(decoded))
 
     def tick(self, now: float) -> None:
         if self.policy is not None and now >= self.next_policy:

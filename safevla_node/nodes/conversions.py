@@ -2,7 +2,8 @@
 
 Every ``*_from_msg`` validates what it reads and raises ``MessageError`` naming the field and the bad value
 (NaN/Inf, wrong array sizes, unknown encodings, wrong frames), so a node can drop the message, count it and
-fail safe. Every ``*_to_msg`` builds the message a ``*_from_msg`` reads back. The safety monitor, the sim
+fail safe. The readers the offline bag audit shares live in ``safevla_node.msg_decode`` (no ROS import) and
+are re-exported here. Every ``*_to_msg`` builds the message a ``*_from_msg`` reads back. The safety monitor, the sim
 bridge, the policy node and the bag audit all use these, so every component agrees on the encodings below.
 
 Encodings defined by this project (standard message types, no custom interfaces to build):
@@ -42,6 +43,17 @@ from visualization_msgs.msg import Marker, MarkerArray
 
 from safevla_node.actions import NUM_ACTIONS
 from safevla_node.errors import MessageError
+from safevla_node.msg_decode import (
+    check_finite,
+    check_frame,
+    duration_to_seconds,
+    joint_state_from_msg,
+    odom_from_msg,
+    quaternion_to_rpy,
+    scan_from_msg,
+    time_to_seconds,
+    twist_from_msg,
+)
 from safevla_node.policy_runner import PolicyReport, RunnerState
 from safevla_node.safety.monitor_types import (
     DepthFrame,
@@ -104,35 +116,13 @@ ACTION_PROPOSAL_SIZE = 1 + NUM_ACTIONS
 _PROBABILITY_SUM_TOLERANCE = 1e-3
 
 
-def _finite(where: str, *values: float) -> None:
-    for value in values:
-        if not math.isfinite(value):
-            raise MessageError(f"{where} is not finite: {value!r}")
-
-
-def _frame(where: str, actual: str, expected: str) -> None:
-    if actual != expected:
-        raise MessageError(f"{where} is {actual!r}, expected {expected!r} (no tf2 here: publish in that "
-                           "frame or set the frames.* parameter)")
-
-
 # --- time ----------------------------------------------------------------------------------------------
-
-
-def time_to_seconds(stamp: Time) -> float:
-    """A builtin_interfaces/Time as float seconds."""
-    return stamp.sec + stamp.nanosec * 1e-9
 
 
 def seconds_to_time(seconds: float) -> Time:
     """Float seconds (>= 0) as builtin_interfaces/Time."""
     nanoseconds = round(seconds * 1e9)
     return Time(sec=nanoseconds // 1_000_000_000, nanosec=nanoseconds % 1_000_000_000)
-
-
-def duration_to_seconds(duration: Duration) -> float:
-    """A builtin_interfaces/Duration as float seconds."""
-    return duration.sec + duration.nanosec * 1e-9
 
 
 def seconds_to_duration(seconds: float) -> Duration:
@@ -153,34 +143,7 @@ def rpy_to_quaternion(roll: float, pitch: float, yaw: float) -> Quaternion:
                       z=cr * cp * sy - sr * sp * cy, w=cr * cp * cy + sr * sp * sy)
 
 
-def quaternion_to_rpy(q: Quaternion, where: str = "orientation") -> tuple[float, float, float]:
-    """Roll, pitch, yaw (rad) of a unit quaternion.
-
-    Raises:
-        MessageError: a non-finite or non-unit (|q| off 1 by more than 1e-3) quaternion.
-    """
-    _finite(where, q.x, q.y, q.z, q.w)
-    norm = math.sqrt(q.x * q.x + q.y * q.y + q.z * q.z + q.w * q.w)
-    if abs(norm - 1.0) > 1e-3:
-        raise MessageError(f"{where} is not a unit quaternion (norm {norm:.6f})")
-    x, y, z, w = q.x / norm, q.y / norm, q.z / norm, q.w / norm
-    roll = math.atan2(2 * (w * x + y * z), 1 - 2 * (x * x + y * y))
-    pitch = math.asin(max(-1.0, min(1.0, 2 * (w * y - z * x))))
-    yaw = math.atan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z))
-    return roll, pitch, yaw
-
-
 # --- commands ------------------------------------------------------------------------------------------
-
-
-def twist_from_msg(msg: Twist, duration: float = 0.5) -> TwistCommand:
-    """A base twist (linear.x, angular.z; the other components of a differential base are ignored).
-
-    Raises:
-        MessageError: any of the six components is NaN or infinite.
-    """
-    _finite("twist", msg.linear.x, msg.linear.y, msg.linear.z, msg.angular.x, msg.angular.y, msg.angular.z)
-    return TwistCommand(msg.linear.x, msg.angular.z, duration)
 
 
 def twist_to_msg(command: TwistCommand) -> Twist:
@@ -252,7 +215,7 @@ def trajectory_from_msg(msg: JointTrajectory) -> ArmTrajectory:
         if len(point.positions) != len(names):
             raise MessageError(f"trajectory point {i} has {len(point.positions)} positions "
                                f"for {len(names)} joints")
-        _finite(f"trajectory point {i} positions", *point.positions)
+        check_finite(f"trajectory point {i} positions", *point.positions)
         t = duration_to_seconds(point.time_from_start)
         if t < previous:
             raise MessageError(f"trajectory point {i} time_from_start {t} s is negative or decreasing")
@@ -289,28 +252,6 @@ def instruction_from_msg(msg: String) -> str:
 # --- sensors -------------------------------------------------------------------------------------------
 
 
-def scan_from_msg(msg: LaserScan, expected_frame: str) -> LaserScanData:
-    """A planar scan. Per REP-117, non-finite range entries are legal (no return / too close) and kept.
-
-    Raises:
-        MessageError: wrong frame, non-finite or inconsistent geometry (angle fields, range limits), or a
-            ranges/intensities length that does not match the angles.
-    """
-    _frame("scan frame_id", msg.header.frame_id, expected_frame)
-    _finite("scan angle/range fields", msg.angle_min, msg.angle_max, msg.angle_increment, msg.range_min,
-            msg.range_max)
-    if msg.angle_increment == 0.0 or not 0.0 <= msg.range_min < msg.range_max:
-        raise MessageError(f"scan geometry invalid: angle_increment={msg.angle_increment}, "
-                           f"range_min={msg.range_min}, range_max={msg.range_max}")
-    expected = round((msg.angle_max - msg.angle_min) / msg.angle_increment) + 1
-    ranges = np.asarray(msg.ranges, dtype=np.float32)
-    if ranges.size != expected:
-        raise MessageError(f"scan has {ranges.size} ranges but its angles imply {expected}")
-    if len(msg.intensities) not in (0, ranges.size):
-        raise MessageError(f"scan has {len(msg.intensities)} intensities for {ranges.size} ranges")
-    return LaserScanData(msg.angle_min, msg.angle_increment, msg.range_min, msg.range_max, ranges)
-
-
 def scan_to_msg(scan: LaserScanData, stamp: Time, frame_id: str) -> LaserScan:
     """The LaserScan of a planar scan."""
     msg = LaserScan()
@@ -323,20 +264,6 @@ def scan_to_msg(scan: LaserScanData, stamp: Time, frame_id: str) -> LaserScan:
     return msg
 
 
-def odom_from_msg(msg: Odometry, odom_frame: str, base_frame: str) -> OdometryData:
-    """Planar pose and body velocity.
-
-    Raises:
-        MessageError: wrong frame or child frame, non-finite values, or a non-unit orientation.
-    """
-    _frame("odometry frame_id", msg.header.frame_id, odom_frame)
-    _frame("odometry child_frame_id", msg.child_frame_id, base_frame)
-    p, v = msg.pose.pose.position, msg.twist.twist
-    _finite("odometry pose/twist", p.x, p.y, p.z, v.linear.x, v.linear.y, v.angular.z)
-    _, _, yaw = quaternion_to_rpy(msg.pose.pose.orientation, "odometry orientation")
-    return OdometryData(p.x, p.y, yaw, v.linear.x, v.angular.z)
-
-
 def odom_to_msg(
     odom: OdometryData, stamp: Time, odom_frame: str = "odom", base_frame: str = "base_link"
 ) -> Odometry:
@@ -347,26 +274,6 @@ def odom_to_msg(
     msg.pose.pose.orientation = rpy_to_quaternion(0.0, 0.0, odom.yaw)
     msg.twist.twist.linear.x, msg.twist.twist.angular.z = float(odom.linear_x), float(odom.angular_z)
     return msg
-
-
-def joint_state_from_msg(msg: JointState) -> dict[str, float]:
-    """Joint positions by name.
-
-    Raises:
-        MessageError: duplicate names, position/velocity/effort arrays of the wrong length, non-finite
-            positions.
-    """
-    names = list(msg.name)
-    if len(set(names)) != len(names):
-        raise MessageError(f"joint_states names are not unique: {names}")
-    if len(msg.position) != len(names):
-        raise MessageError(f"joint_states has {len(msg.position)} positions for {len(names)} names")
-    for field_name in ("velocity", "effort"):
-        if len(getattr(msg, field_name)) not in (0, len(names)):
-            raise MessageError(f"joint_states has {len(getattr(msg, field_name))} {field_name} values "
-                               f"for {len(names)} names")
-    _finite("joint_states positions", *msg.position)
-    return {n: float(p) for n, p in zip(names, msg.position)}
 
 
 def joint_state_to_msg(joints: Mapping[str, float], stamp: Time) -> JointState:
@@ -403,8 +310,8 @@ def depth_from_msg(image: Image, info: CameraInfo, expected_frame: str) -> Depth
         MessageError: wrong frame, an encoding other than 16UC1 (mm) / 32FC1 (m), a data size that does not
             match height x step, an image size that differs from camera_info, or invalid intrinsics.
     """
-    _frame("depth image frame_id", image.header.frame_id, expected_frame)
-    _frame("camera_info frame_id", info.header.frame_id, expected_frame)
+    check_frame("depth image frame_id", image.header.frame_id, expected_frame)
+    check_frame("camera_info frame_id", info.header.frame_id, expected_frame)
     if image.encoding not in _DEPTH_DTYPES:
         raise MessageError(f"depth encoding {image.encoding!r} unsupported; expected 16UC1 (mm) or 32FC1 (m)")
     dtype, scale = _DEPTH_DTYPES[image.encoding]
@@ -416,7 +323,7 @@ def depth_from_msg(image: Image, info: CameraInfo, expected_frame: str) -> Depth
         raise MessageError(f"depth data has {len(image.data)} bytes, expected height {image.height} x step "
                            f"{image.step} (>= {row_bytes})")
     fx, fy, cx, cy = info.k[0], info.k[4], info.k[2], info.k[5]
-    _finite("camera_info k", fx, fy, cx, cy)
+    check_finite("camera_info k", fx, fy, cx, cy)
     if fx <= 0 or fy <= 0:
         raise MessageError(f"camera_info focal lengths must be positive, got fx={fx}, fy={fy}")
     raw = np.frombuffer(bytes(image.data), dtype=dtype.newbyteorder(">" if image.is_bigendian else "<"))
@@ -525,9 +432,9 @@ def objects_from_msg(msg: MarkerArray, expected_frame: str) -> tuple[ObjectState
         if marker.type != Marker.CUBE or marker.action != Marker.ADD:
             raise MessageError(f"object marker {i} has type {marker.type}, action {marker.action}; "
                                f"expected CUBE ({Marker.CUBE}) ADD ({Marker.ADD})")
-        _frame(f"object marker {i} frame_id", marker.header.frame_id, expected_frame)
+        check_frame(f"object marker {i} frame_id", marker.header.frame_id, expected_frame)
         p, s = marker.pose.position, marker.scale
-        _finite(f"object marker {i} position/scale", p.x, p.y, p.z, s.x, s.y, s.z)
+        check_finite(f"object marker {i} position/scale", p.x, p.y, p.z, s.x, s.y, s.z)
         if min(s.x, s.y, s.z) < 0:
             raise MessageError(f"object marker {i} has a negative size {(s.x, s.y, s.z)}")
         rpy = quaternion_to_rpy(marker.pose.orientation, f"object marker {i} orientation")

@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from safevla_node.bags.adapters import costmap_to_scan, odom_from_msg, scan_from_msg, twist_from_msg
+from safevla_node.bags.adapters import costmap_to_scan
+from safevla_node.msg_decode import odom_from_msg, scan_from_msg, twist_from_msg
 from safevla_node.bags.audit import AuditConfig, load_monitor_config, run_audit
 from safevla_node.bags.audit_report import AuditReport
 from safevla_node.bags.typestore import make_typestore
