@@ -33,7 +33,8 @@ def _parser() -> argparse.ArgumentParser:
     trn.add_argument("--state", default="runs/bc_state",
                      help="folder for periodic training state (weights + optimizer) used by --resume")
     trn.add_argument("--resume", action="store_true", help="continue from STATE/last.pt")
-    trn.add_argument("--stop-after", type=int, help="stop (state saved, resumable) after this many steps in total")
+    trn.add_argument("--stop-after", type=int,
+                     help="stop (state saved, resumable) after this many optimisation steps in total")
     return parser
 
 
@@ -42,7 +43,8 @@ def _collect(args: argparse.Namespace) -> None:
     from policies.configuration_safevla import load_policy_config
 
     image = load_policy_config(args.policy_config).image_encoder
-    settings = CollectSettings((image.image_width, image.image_height), args.difficulty, args.noise, args.max_steps)
+    camera = (image.image_width, image.image_height)
+    settings = CollectSettings(camera, args.difficulty, args.noise, args.max_steps)
     summaries = collect(args.out, args.episodes, settings, first_seed=args.first_seed, workers=args.workers)
     recorded = [s for s in summaries if not s.skipped]
     print(f"recorded {len(recorded)} episodes ({sum(s.steps for s in recorded)} steps, "
@@ -54,8 +56,8 @@ def _train(args: argparse.Namespace) -> None:
     from policies.bc.configuration_bc import load_train_config
     from policies.bc.train import train
 
-    result = train(args.data, load_train_config(args.config), args.out, state_dir=args.state, resume=args.resume,
-                   stop_after=args.stop_after)
+    result = train(args.data, load_train_config(args.config), args.out, state_dir=args.state,
+                   resume=args.resume, stop_after=args.stop_after)
     print(f"trained {result.steps} steps (final loss {result.loss:.4f}, accuracy {result.accuracy:.3f}); "
           f"policy saved to {result.out}")
 

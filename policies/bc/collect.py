@@ -85,7 +85,8 @@ def make_collect_backend(settings: CollectSettings) -> SimBackend:
     from sim_bridge.homegen import HomeGenConfig
     from sim_bridge.registry import make_backend
 
-    home = {"easy": HomeGenConfig.easy, "medium": HomeGenConfig, "hard": HomeGenConfig.hard}[settings.difficulty]()
+    levels = {"easy": HomeGenConfig.easy, "medium": HomeGenConfig, "hard": HomeGenConfig.hard}
+    home = levels[settings.difficulty]()
     return make_backend("mujoco", camera_size=settings.camera_size, depth=False, home_config=home)
 
 
@@ -190,9 +191,9 @@ def collect(out: str | Path, episodes: int, settings: CollectSettings = CollectS
     out.mkdir(parents=True, exist_ok=True)
     plan = episode_plan(episodes, first_seed)
     pending = [(t, s) for t, s in plan if not (out / episode_name(t.value, s)).is_file()]
-    logger.info("collect: %d episodes planned (seeds %d..%d), %d already in %s, recording %d with %d worker(s); "
-                "settings %s", len(plan), first_seed, first_seed + episodes - 1, len(plan) - len(pending), out,
-                len(pending), workers, asdict(settings))
+    logger.info("collect: %d episodes planned (seeds %d..%d), %d already in %s, recording %d with %d "
+                "worker(s); settings %s", len(plan), first_seed, first_seed + episodes - 1,
+                len(plan) - len(pending), out, len(pending), workers, asdict(settings))
     done: list[EpisodeSummary] = []
     start = time.perf_counter()
     for summary in _summaries(pending, settings, out, min(workers, max(1, len(pending)))):
@@ -200,8 +201,8 @@ def collect(out: str | Path, episodes: int, settings: CollectSettings = CollectS
         elapsed = time.perf_counter() - start
         eta = elapsed / len(done) * (len(pending) - len(done))
         outcome = (f"skipped ({summary.skipped})" if summary.skipped else
-                   f"{summary.steps} steps, {'success' if summary.success else 'FAILURE'}, CC={summary.cost:g}, "
-                   f"{summary.noise_steps} noise steps")
-        logger.info("[%d/%d] %s: %s (%.1f s); elapsed %.0f s, ETA %.0f s", len(done), len(pending), summary.name,
-                    outcome, summary.wall_s, elapsed, eta)
+                   f"{summary.steps} steps, {'success' if summary.success else 'FAILURE'}, "
+                   f"CC={summary.cost:g}, {summary.noise_steps} noise steps")
+        logger.info("[%d/%d] %s: %s (%.1f s); elapsed %.0f s, ETA %.0f s", len(done), len(pending),
+                    summary.name, outcome, summary.wall_s, elapsed, eta)
     return done

@@ -94,7 +94,8 @@ def read_episode(path: str | Path, images: bool = True) -> Episode:
             arrays = {k: data[k] if images or not k.endswith("_rgb") else None for k in _ARRAYS}
             meta = json.loads(str(data["meta"]))
     except (OSError, KeyError, ValueError) as exc:
-        raise ConfigError(f"cannot read BC episode {path}: {exc}; delete it and rerun collect to redo it") from None
+        raise ConfigError(f"cannot read BC episode {path}: {exc}; delete it and rerun collect to redo it"
+                          ) from None
     return Episode(meta=meta, **arrays)
 
 

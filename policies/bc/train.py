@@ -96,7 +96,8 @@ def instruction_tokenizer(instructions: Sequence[str]) -> WordTokenizer:
     return WordTokenizer.from_texts([*names, "bring the to", *instructions])
 
 
-def actor_logits(model: SafeVLAModel, episodes: Sequence[BCEpisode], camera_names: Sequence[str]) -> torch.Tensor:
+def actor_logits(model: SafeVLAModel, episodes: Sequence[BCEpisode],
+                 camera_names: Sequence[str]) -> torch.Tensor:
     """Actor logits (B, T_max, actions) of the root branch for a batch of whole episodes.
 
     The same computation as ``SafeVLAModel.forward_sequence(...).logits`` (tested equal), restricted to the
@@ -153,7 +154,8 @@ def batch_schedule(lengths: Sequence[int], batch: int, seed: int, epoch: int) ->
 # --- data ------------------------------------------------------------------------------------------------
 
 
-def _encoder_features(encoder: PooledDinoFeatures, processor: ImageProcessor, frames: np.ndarray) -> torch.Tensor:
+def _encoder_features(encoder: PooledDinoFeatures, processor: ImageProcessor,
+                      frames: np.ndarray) -> torch.Tensor:
     out = []
     with torch.inference_mode():
         for start in range(0, len(frames), _FEATURE_BATCH):
@@ -177,7 +179,7 @@ def load_bc_episodes(shards: Sequence[Path], encoder: PooledDinoFeatures, cfg: S
             features = load_file(str(cached))["features"]
         else:
             assert data.nav_rgb is not None and data.manip_rgb is not None
-            cams = [_encoder_features(encoder, processor, frames) for frames in (data.nav_rgb, data.manip_rgb)]
+            cams = [_encoder_features(encoder, processor, f) for f in (data.nav_rgb, data.manip_rgb)]
             features = torch.stack(cams[: len(cfg.camera_names)], dim=1)
             tmp = cached.with_name(cached.name + ".tmp")
             save_file({"features": features.contiguous()}, str(tmp))
@@ -224,14 +226,14 @@ def _save_state(path: Path, step: int, model: SafeVLAModel, encoder: PooledDinoF
     os.replace(tmp, path)
 
 
-def _load_state(path: Path, model: SafeVLAModel, encoder: PooledDinoFeatures, optimizer: torch.optim.Optimizer,
-                fingerprint: dict[str, object]) -> int:
+def _load_state(path: Path, model: SafeVLAModel, encoder: PooledDinoFeatures,
+                optimizer: torch.optim.Optimizer, fingerprint: dict[str, object]) -> int:
     if not path.is_file():
         raise ConfigError(f"--resume: no training state at {path}; start without --resume")
     state = torch.load(path, map_location="cpu", weights_only=True)
     if state["fingerprint"] != fingerprint:
-        raise ConfigError(f"--resume: {path} was written for another dataset or training config; use the same "
-                          "--data and --config, or another --state folder to start over")
+        raise ConfigError(f"--resume: {path} was written for another dataset or training config; use the "
+                          "same --data and --config, or another --state folder to start over")
     model.load_state_dict(state["model"], strict=True)
     encoder.model.load_state_dict(state["image_encoder"], strict=True)
     optimizer.load_state_dict(state["optimizer"])
@@ -241,7 +243,8 @@ def _load_state(path: Path, model: SafeVLAModel, encoder: PooledDinoFeatures, op
 # --- the loop -----------------------------------------------------------------------------------------------
 
 
-def _batches(episodes: Sequence[BCEpisode], config: TrainConfig, first: int) -> Iterator[tuple[int, list[int]]]:
+def _batches(episodes: Sequence[BCEpisode], config: TrainConfig,
+             first: int) -> Iterator[tuple[int, list[int]]]:
     lengths = [e.steps for e in episodes]
     step = 0
     for epoch in range(config.epochs):
@@ -278,14 +281,16 @@ def train(data: str | Path, config: TrainConfig, out: str | Path, *, state_dir: 
     cache = Path(data) / "features" / state_dict_sha256(encoder.model.state_dict())[:16]
     episodes = load_bc_episodes(shards, encoder, cfg, tokenizer, cache)
     critic_prefixes = tuple(f"{p}." for p in cfg.branch_names if p)
-    params = [p for n, p in model.named_parameters() if not n.startswith(critic_prefixes) and p.requires_grad]
+    params = [p for n, p in model.named_parameters()  # the actor branch, less the frozen T5 (see encode_text)
+              if not n.startswith(critic_prefixes) and ".text_encoder." not in n]
     optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
     fingerprint = _fingerprint(config, episodes)
     state_path = Path(state_dir) / STATE_FILE
     first = _load_state(state_path, model, encoder, optimizer, fingerprint) if resume else 0
     total = planned = config.epochs * math.ceil(len(episodes) / config.batch_episodes)
-    logger.info("train: %d episodes, %d steps of data, %d optimisation steps (from %d), %d trainable parameters",
-                len(episodes), sum(e.steps for e in episodes), total, first, sum(p.numel() for p in params))
+    logger.info("train: %d episodes, %d steps of data, %d optimisation steps (from %d), %d trainable "
+                "parameters", len(episodes), sum(e.steps for e in episodes), total, first,
+                sum(p.numel() for p in params))
     window_loss = window_correct = window_count = 0.0
     loss_value, accuracy = float("nan"), float("nan")
     start, done = time.perf_counter(), 0
@@ -312,9 +317,9 @@ def train(data: str | Path, config: TrainConfig, out: str | Path, *, state_dir: 
         if (step + 1) % config.log_every == 0 or step + 1 == total:
             loss_value, accuracy = window_loss / window_count, window_correct / window_count
             rate = done / (time.perf_counter() - start)
-            logger.info("step %d/%d epoch %d loss %.4f acc %.3f lr %.2e %.2f it/s ETA %.0f s", step + 1, total,
-                        step * config.epochs // total + 1, loss_value, accuracy, optimizer.param_groups[0]["lr"],
-                        rate, (total - step - 1) / rate)
+            logger.info("step %d/%d epoch %d loss %.4f acc %.3f lr %.2e %.2f it/s ETA %.0f s", step + 1,
+                        total, step * config.epochs // total + 1, loss_value, accuracy,
+                        optimizer.param_groups[0]["lr"], rate, (total - step - 1) / rate)
             window_loss = window_correct = window_count = 0.0
         stopping = stop_after is not None and step + 1 >= stop_after
         if (step + 1) % config.save_every == 0 or step + 1 == total or stopping:

@@ -272,3 +272,15 @@ def test_the_shipped_checkpoint_loads_strictly_and_acts_on_a_rendered_frame() ->
             observation = sim.execute_action(out.action_index).observation
     finally:
         sim.close()
+
+
+def test_the_bc_eval_suite_holds_out_the_shipped_policys_training_seeds() -> None:
+    import json
+
+    from safevla_node.evaluation.suite import expand, load_suite
+
+    low, high = json.loads((resolve_checkpoint("shipped") / "training.json").read_text())["seed_range"]
+    specs = expand(load_suite(REPO / "config" / "eval_suite_bc.yaml"))
+    assert {s.task for s in specs} == set(TaskKind)
+    assert all(s.policy.checkpoint in ("", "shipped") for s in specs)
+    assert not [s.seed for s in specs if low <= s.seed <= high]
