@@ -147,8 +147,8 @@ def resolve_checkpoint(checkpoint: str) -> Path:
     if not path.exists():
         hint = "check the suite's checkpoint path"
         if checkpoint == "shipped":
-            hint = (f"'shipped' is {path}, written by the training pipeline (python -m policies.bc train --out "
-                    f"{path}); train or copy a policy there, or give a checkpoint path")
+            hint = (f"'shipped' is {path}, written by the training pipeline (python -m policies.bc train "
+                    f"--out {path}); train or copy a policy there, or give a checkpoint path")
         raise PolicyLoadError(f"policy checkpoint {path} does not exist: {hint}")
     return path
 
