@@ -23,7 +23,7 @@ setup(
     name=PACKAGE_NAME,
     version="0.1.0",
     packages=find_packages(include=["safevla_node*", "sim_bridge*", "policies*"]),
-    package_data={"": ["py.typed"]},
+    package_data={"": ["py.typed"], "policies": ["checkpoints/bc_tiny/*"]},  # the shipped BC policy
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE_NAME}"]),
         (f"share/{PACKAGE_NAME}", ["package.xml"]),

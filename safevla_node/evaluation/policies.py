@@ -16,6 +16,7 @@ without it.
 
 from __future__ import annotations
 
+import importlib.util
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,7 +26,6 @@ import numpy as np
 from safevla_node.actions import ACTIONS, NUM_ACTIONS, ActionKind
 from safevla_node.errors import ConfigError, PolicyLoadError
 from safevla_node.evaluation.suite import PolicySpec
-from safevla_node.paths import share_dir
 from sim_bridge.interface import Observation, SimBackend, TaskSpec
 
 if TYPE_CHECKING:
@@ -42,8 +42,9 @@ __all__ = [
     "resolve_checkpoint",
 ]
 
-#: Where ``checkpoint: shipped`` points, relative to the package's share folder (source checkout or install).
-SHIPPED_CHECKPOINT = Path("models") / "safevla_shipped"
+#: Where ``checkpoint: shipped`` points, relative to the ``policies`` package (source checkout or install):
+#: the behaviour-cloned tiny policy committed with the code (``python -m policies.bc``).
+SHIPPED_CHECKPOINT = Path("checkpoints") / "bc_tiny"
 
 Proposal = tuple[int, np.ndarray | None]
 
@@ -203,17 +204,25 @@ class NoisyExpertPolicy(ExpertPolicy):
 
 
 def resolve_checkpoint(checkpoint: str) -> Path:
-    """The path behind a suite's ``checkpoint`` entry ('shipped' -> ``share_dir() / SHIPPED_CHECKPOINT``).
+    """The path behind a suite's ``checkpoint`` entry ('shipped' -> the ``policies`` package's
+    ``SHIPPED_CHECKPOINT``, found without importing torch).
 
     Raises:
         PolicyLoadError: the path does not exist (the message says what 'shipped' means).
     """
-    path = share_dir() / SHIPPED_CHECKPOINT if checkpoint == "shipped" else Path(checkpoint).expanduser()
+    if checkpoint == "shipped":
+        spec = importlib.util.find_spec("policies")
+        if spec is None or not spec.submodule_search_locations:
+            raise PolicyLoadError("'shipped' lives in the policies package, which is not importable here; "
+                                  "install the project or give a checkpoint path")
+        path = Path(next(iter(spec.submodule_search_locations))) / SHIPPED_CHECKPOINT
+    else:
+        path = Path(checkpoint).expanduser()
     if not path.exists():
         hint = "check the suite's checkpoint path"
         if checkpoint == "shipped":
-            hint = (f"'shipped' is {path}, written by the training pipeline; train or copy a policy there, "
-                    "or give a checkpoint path")
+            hint = (f"'shipped' is {path}, written by the training pipeline (python -m policies.bc train "
+                    f"--out {path}); train or copy a policy there, or give a checkpoint path")
         raise PolicyLoadError(f"policy checkpoint {path} does not exist: {hint}")
     return path
 

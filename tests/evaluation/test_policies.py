@@ -135,11 +135,16 @@ def test_a_missing_checkpoint_is_a_policy_load_error_naming_the_path(tmp_path: P
         resolve_checkpoint(str(tmp_path / "absent"))
 
 
-def test_the_shipped_checkpoint_error_says_where_it_is_expected() -> None:
-    if (REPO / "models" / "safevla_shipped").exists():
-        pytest.skip("a shipped policy is installed in this checkout")
-    with pytest.raises(PolicyLoadError, match=r"'shipped' is .*models/safevla_shipped, written by the training"):
+def test_the_shipped_checkpoint_error_says_where_it_is_expected(monkeypatch: pytest.MonkeyPatch) -> None:
+    import safevla_node.evaluation.policies as adapters
+
+    monkeypatch.setattr(adapters, "SHIPPED_CHECKPOINT", Path("checkpoints") / "absent_policy")
+    with pytest.raises(PolicyLoadError, match=r"'shipped' is .*policies/checkpoints/absent_policy, written by the tr"):
         resolve_checkpoint("shipped")
+
+
+def test_shipped_resolves_to_the_committed_bc_checkpoint() -> None:
+    assert resolve_checkpoint("shipped") == REPO / "policies" / "checkpoints" / "bc_tiny"
 
 
 @pytest.fixture(scope="module")
