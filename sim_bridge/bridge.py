@@ -91,13 +91,15 @@ class BridgeConfig:
 
 @dataclass(frozen=True)
 class BridgeStep:
-    """One bridge step: the observation and which streams are due at its time."""
+    """One bridge step: the observation, which streams are due at its time, and the cost of a step the
+    bridge closed on its own (``fallback_step_s`` of motion without a primitive), if it did."""
 
     observation: Observation
     cameras: bool
     scan: bool
     state: bool
     objects: bool
+    closed_cost: StepCost | None = None
 
 
 def scene_source(config: BridgeConfig) -> Callable[[int], Scene] | None:
@@ -246,14 +248,17 @@ class SimBridge:
             self._twist_time = None
         if not self.status().done:
             self.backend.advance(c.physics_dt_s)
+        closed = None
         if self._moving_since_step and self._time - self._last_step_time >= c.fallback_step_s:
-            self._close_step(self.backend.commit_step())
+            closed = self.backend.commit_step()
+            self._close_step(closed)
         due = {name: s.due(self._time + c.physics_dt_s) for name, s in self._schedules.items()}
         observation = self.backend.observe(render=c.render and due["cameras"])
         if c.scan_fov_deg < 360.0:
             observation = replace(observation, scan=crop_scan(observation.scan, math.radians(c.scan_fov_deg)))
         self._time = observation.time
-        return BridgeStep(observation, due["cameras"] and c.render, due["scan"], due["state"], due["objects"])
+        return BridgeStep(observation, due["cameras"] and c.render, due["scan"], due["state"], due["objects"],
+                          closed)
 
     def status(self) -> EpisodeStatus:
         """Progress of the current episode."""

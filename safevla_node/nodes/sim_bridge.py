@@ -197,7 +197,10 @@ class SimBridgeNode(Node):
     # --- simulation -------------------------------------------------------------------------------------
 
     def _on_tick(self) -> None:
-        self._publish_step(self.bridge.step())
+        step = self.bridge.step()
+        if step.closed_cost is not None:
+            self._cost_pub.publish(_step_cost_msg(step.closed_cost))
+        self._publish_step(step)
 
     def _publish_step(self, step: BridgeStep, force_all: bool = False) -> None:
         obs, c = step.observation, self.config

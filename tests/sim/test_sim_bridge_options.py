@@ -105,3 +105,18 @@ def test_the_parameter_file_lists_every_parameter_with_its_default_and_a_comment
         stripped = line.strip()
         if stripped and not stripped.startswith("#") and not stripped.endswith(":") and i > 0:
             assert lines[i - 1].strip().startswith("#"), f"{PARAMS_FILE.name}:{i + 1} has no comment: {line!r}"
+
+
+def test_a_step_the_bridge_closes_on_its_own_reports_its_cost():
+    """Teleop has no primitives: after ``fallback_step_s`` of motion the bridge closes the cost step itself
+    and says so, so the node can publish it like any other."""
+    from sim_bridge.mujoco.backend import MujocoBackend
+
+    config = BridgeConfig(infeasible=True, render=False, fallback_step_s=0.2)
+    with MujocoBackend(scene_source=lambda _seed: scenes.empty_room(), camera_size=(64, 48)) as backend:
+        bridge = SimBridge(backend, config)
+        bridge.reset()
+        bridge.on_twist(0.1, 0.0)
+        closed = [s.closed_cost for s in (bridge.step() for _ in range(15)) if s.closed_cost is not None]
+    assert len(closed) == 1 and closed[0].total == 0
+    assert bridge.status().steps == 1
