@@ -9,8 +9,8 @@ the Stretch driver does with its 0.5 s deadman.
 Step accounting follows the safety monitor's motion primitives: each finished primitive
 (``safevla/primitive_status`` DONE or ABORTED) closes one Safety-CHORES cost step, and ``end``/``sub_done``
 run through the backend's discrete action so it judges success exactly as in-process evaluation does. With
-no primitive for ``fallback_step_s`` of sim time while the base moves (teleop, Nav2), the bridge closes a
-step on its own so costs are still charged.
+no primitive running for ``fallback_step_s`` of sim time while the base moves (teleop, Nav2), the bridge
+closes a step on its own so costs are still charged.
 
 Two test-bench settings: ``scene_file`` replaces the generated homes with one purpose-made scene (a hazard
 placed exactly where a hardware-in-the-loop test needs it), and ``scan_fov_deg`` crops the published scan to
@@ -175,6 +175,7 @@ class SimBridge:
             ("objects", c.objects_rate_hz))}
         self._twist_time: float | None = None
         self._moving_since_step = False
+        self._primitive_running = False
         self._last_step_time = 0.0
         self._gripper_closed: bool | None = None
 
@@ -224,6 +225,10 @@ class SimBridge:
                 (self.backend.pickup if closed else self.backend.release)()
                 self._gripper_closed = closed
 
+    def on_primitive_started(self) -> None:
+        """A primitive runs: its end closes the step, so the motion it commands must not close one meanwhile."""
+        self._primitive_running = True
+
     def on_primitive_finished(self, executed_action: int) -> StepCost:
         """Close the cost step of one finished primitive (``end``/``sub_done`` go through the backend)."""
         if 0 <= executed_action < len(ACTIONS) and ACTIONS[executed_action].kind is ActionKind.EPISODE:
@@ -236,6 +241,7 @@ class SimBridge:
     def _close_step(self, cost: StepCost) -> None:
         self.last_cost = cost
         self._moving_since_step = False
+        self._primitive_running = False
         self._last_step_time = self._time
         if cost.total:
             LOG.warning("step cost %d: %s", cost.total, dict(cost.details))
@@ -249,7 +255,8 @@ class SimBridge:
         if not self.status().done:
             self.backend.advance(c.physics_dt_s)
         closed = None
-        if self._moving_since_step and self._time - self._last_step_time >= c.fallback_step_s:
+        if (self._moving_since_step and not self._primitive_running
+                and self._time - self._last_step_time >= c.fallback_step_s):
             closed = self.backend.commit_step()
             self._close_step(closed)
         due = {name: s.due(self._time + c.physics_dt_s) for name, s in self._schedules.items()}

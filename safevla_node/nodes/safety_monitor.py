@@ -19,9 +19,10 @@ Subscribed
     ``joint_states`` (sensor_msgs/JointState), ``safevla/objects`` (visualization_msgs/MarkerArray):
     all with SensorDataQoS (best effort, so they match reliable publishers too).
     ``safevla/policy_heartbeat`` (std_msgs/Header, reliable): the proposer of discrete actions is alive; a
-    primitive running while it is older than ``source_timeout_s.policy_heartbeat`` (or missing once seen)
-    is aborted with STOP, within one control period of the timeout (DDS itself notices a killed process
-    only after its lease, ~20 s).
+    primitive running while it is older than ``source_timeout_s.policy_heartbeat`` is aborted with STOP,
+    within one control period of the timeout (DDS itself notices a killed process only after its lease,
+    ~20 s). A primitive is supervised once the heartbeat was fresh at its proposal or arrived during it
+    (always, with ``policy_heartbeat`` in ``required_sources``); see ``SafetyMonitor``'s rule 4.
     ``safevla/episode_reset`` (std_msgs/Empty, reliable): a new episode; the obstacle memory, the objects
     and a running primitive are dropped (the e-stop latch is kept).
 

@@ -189,7 +189,9 @@ class SimBridgeNode(Node):
         except MessageError as exc:
             self.get_logger().error(f"ignored primitive status: {exc}", throttle_duration_sec=1.0)
             return
-        if status.phase in (PrimitivePhase.DONE, PrimitivePhase.ABORTED) and not self.bridge.status().done:
+        if status.phase is PrimitivePhase.RUNNING:
+            self.bridge.on_primitive_started()
+        elif status.phase in (PrimitivePhase.DONE, PrimitivePhase.ABORTED) and not self.bridge.status().done:
             cost = self.bridge.on_primitive_finished(status.executed)
             self._cost_pub.publish(_step_cost_msg(cost))
             self._publish_status()

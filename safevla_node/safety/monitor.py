@@ -11,9 +11,12 @@ Rules, strictest first (like Nav2's collision monitor, but stricter):
    ``fault_hold_s`` ago: STOP.
 3. a required source is older than its timeout or was never received: STOP.
 4. a discrete primitive runs while its proposer is lost: the policy heartbeat
-   (``safevla/policy_heartbeat``) is older than ``source_timeout_s.policy_heartbeat``, or missing once one
-   was received (always missing counts when ``policy_heartbeat`` is a required source): the primitive is
+   (``safevla/policy_heartbeat``) is older than ``source_timeout_s.policy_heartbeat``: the primitive is
    aborted, STOP (FAULT "policy lost"). DDS would notice a killed proposer only after its lease (~20 s).
+   A primitive is supervised so once the heartbeat was fresh when it was proposed or arrived while it runs;
+   a heartbeat already stale at the proposal belongs to an earlier proposer (a restarted policy's first
+   proposal can overtake its heartbeat, whose DDS endpoint is matched separately). With
+   ``policy_heartbeat`` among ``required_sources`` every primitive is supervised, from its proposal.
    Twists from ``cmd_vel_in`` are not affected: rule 5 and the deadman govern them.
 5. otherwise the active command is judged by the predictive shield: a twist from ``cmd_vel_in`` through
    ``Shield.safe_twist`` every tick; a discrete action proposal is checked before it starts (REPLACE runs the
@@ -182,6 +185,7 @@ class SafetyMonitor:
         self._status = PrimitiveStatus(PrimitivePhase.IDLE)
         self._statuses: list[PrimitiveStatus] = []
         self._proposals = 0
+        self._heartbeat_armed = False  # the running primitive is supervised by the policy heartbeat
         self._pending_arm: ArmTrajectory | None = None
         self._proposal_verdict: Verdict | None = None  # the shield's word on the last proposal, one tick
         self._arm_joints: tuple[str, ...] = ()
@@ -240,6 +244,7 @@ class SafetyMonitor:
     def on_policy_heartbeat(self, now: float) -> None:
         """The proposer is alive (its heartbeat timer runs beside its inference)."""
         self._accept(Source.POLICY_HEARTBEAT, now)
+        self._heartbeat_armed = True
 
     def on_twist(self, now: float, twist: TwistCommand) -> TwistCommand:
         """A twist from ``cmd_vel_in``; returns what to publish at once (the same rules as ``tick``).
@@ -265,6 +270,8 @@ class SafetyMonitor:
         self._finish_primitive(PrimitivePhase.ABORTED, "preempted by a new action proposal")
         self._twist = None
         self._proposals += 1
+        age = self.age(Source.POLICY_HEARTBEAT, now)
+        self._heartbeat_armed = age is not None and age <= self.config.source_timeout_s.policy_heartbeat
         self._set_status(PrimitiveStatus(PrimitivePhase.RUNNING, self._proposals, command.action_index,
                                          command.action_index))
         gate = self._gate(now)
@@ -388,14 +395,15 @@ class SafetyMonitor:
         return None
 
     def _policy_lost(self, now: float) -> Verdict | None:
-        """STOP when the proposer of discrete actions is lost (rule 4), else None."""
+        """STOP when the proposer of the running primitive is lost (rule 4), else None."""
         age = self.age(Source.POLICY_HEARTBEAT, now)
         timeout = self.config.source_timeout_s.policy_heartbeat
-        if age is None and self.config.is_required(Source.POLICY_HEARTBEAT):
+        if (age is not None and age <= timeout) or not (
+                self._heartbeat_armed or self.config.is_required(Source.POLICY_HEARTBEAT)):
+            return None
+        if age is None:
             return Verdict.stop(Category.FAULT, "policy lost: no heartbeat received")
-        if age is not None and age > timeout:
-            return Verdict.stop(Category.FAULT, f"policy lost: heartbeat stale ({age:.2f} s > {timeout:g} s)")
-        return None
+        return Verdict.stop(Category.FAULT, f"policy lost: heartbeat stale ({age:.2f} s > {timeout:g} s)")
 
     def _set_status(self, status: PrimitiveStatus) -> None:
         self._status = status

@@ -22,7 +22,7 @@ from nav_msgs.msg import Odometry
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import JointState
-from std_msgs.msg import Float32MultiArray, String
+from std_msgs.msg import Float32MultiArray, Header, String
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 from visualization_msgs.msg import MarkerArray
@@ -159,8 +159,8 @@ class Probe:
     cmd_vel: list[Event] = field(default_factory=list)
     verdicts: list[Event] = field(default_factory=list)
     primitives: list[Event] = field(default_factory=list)
-    proposals: list[Event] = field(default_factory=list)
     costs: list[Event] = field(default_factory=list)
+    heartbeats: list[Event] = field(default_factory=list)
     episode: dict = field(default_factory=dict)
     odom: Odometry | None = None
     joints: dict[str, float] = field(default_factory=dict)
@@ -176,10 +176,10 @@ class Probe:
                                  lambda m: self._add(self.verdicts, conv.verdict_from_status(m)[0]), RELIABLE)
         node.create_subscription(String, "safevla/primitive_status",
                                  lambda m: self._add(self.primitives, conv.primitive_status_from_msg(m)), RELIABLE)
-        node.create_subscription(Float32MultiArray, "safevla/action_proposal",
-                                 lambda m: self._add(self.proposals, conv.decode_action_proposal(m)), RELIABLE)
         node.create_subscription(DiagnosticStatus, "safevla/step_cost",
                                  lambda m: self._add(self.costs, {kv.key: kv.value for kv in m.values}), RELIABLE)
+        node.create_subscription(Header, "safevla/policy_heartbeat",
+                                 lambda m: self._add(self.heartbeats, conv.time_to_seconds(m.stamp)), RELIABLE)
         node.create_subscription(String, "safevla/episode_status",
                                  lambda m: setattr(self, "episode", json.loads(m.data)), RELIABLE)
         node.create_subscription(Odometry, "odom", lambda m: setattr(self, "odom", m), qos_profile_sensor_data)

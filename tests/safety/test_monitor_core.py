@@ -279,6 +279,20 @@ def test_without_any_heartbeat_primitives_run_unless_the_heartbeat_is_required()
     assert out.statuses[-1].phase is PrimitivePhase.ABORTED
 
 
+def test_a_restarted_policy_whose_heartbeat_lags_its_first_proposal_is_supervised_once_it_arrives():
+    monitor = make()
+    monitor.on_policy_heartbeat(0.0)  # the old policy, which then died
+    feed(monitor, 5.0)
+    monitor.on_action_proposal(5.0, DiscreteCommand(0))  # the new one's proposal overtakes its heartbeat
+    assert monitor.tick(5.05).twist.linear_x > 0.0
+    monitor.on_policy_heartbeat(5.1)
+    feed(monitor, 5.1)
+    assert monitor.tick(5.1).twist.linear_x > 0.0
+    feed(monitor, 5.45)
+    out = monitor.tick(5.45)  # and now that one is lost too
+    assert out.twist.linear_x == 0.0 and out.statuses[-1].reason.startswith("policy lost: heartbeat stale")
+
+
 def test_twists_are_governed_by_the_deadman_not_by_the_policy_heartbeat():
     monitor = make(required_sources=("scan", "odom", "joint_states", "policy_heartbeat"))
     monitor.on_policy_heartbeat(0.0)

@@ -120,3 +120,18 @@ def test_a_step_the_bridge_closes_on_its_own_reports_its_cost():
         closed = [s.closed_cost for s in (bridge.step() for _ in range(15)) if s.closed_cost is not None]
     assert len(closed) == 1 and closed[0].total == 0
     assert bridge.status().steps == 1
+
+
+def test_motion_of_a_running_primitive_never_closes_a_step_of_its_own():
+    """A move_ahead takes longer than ``fallback_step_s``: its DONE closes the one step, not the fallback."""
+    from sim_bridge.mujoco.backend import MujocoBackend
+
+    config = BridgeConfig(infeasible=True, render=False, fallback_step_s=0.2)
+    with MujocoBackend(scene_source=lambda _seed: scenes.empty_room(), camera_size=(64, 48)) as backend:
+        bridge = SimBridge(backend, config)
+        bridge.reset()
+        bridge.on_primitive_started()
+        bridge.on_twist(0.1, 0.0)
+        assert all(bridge.step().closed_cost is None for _ in range(30))
+        bridge.on_primitive_finished(0)
+    assert bridge.status().steps == 1
