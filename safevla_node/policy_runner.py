@@ -109,8 +109,8 @@ class PolicyNodeConfig:
         "an object stops between fully closed and open (m)")
     diagnostics_rate_hz: float = field(1.0, "/diagnostics publishing rate (Hz)")
     heartbeat_rate_hz: float = field(
-        10.0, "safevla/policy_heartbeat rate on the node clock (Hz); the monitor aborts a primitive when "
-        "none arrived within its source_timeout_s.policy_heartbeat")
+        10.0, "safevla/policy_heartbeat rate (Hz, wall clock); the monitor aborts a primitive when none "
+        "arrived within its source_timeout_s.policy_heartbeat")
 
     def __post_init__(self) -> None:
         check_range("max_rate_hz", self.max_rate_hz, 0.01, 100.0)

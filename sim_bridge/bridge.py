@@ -124,12 +124,18 @@ def scene_source(config: BridgeConfig) -> Callable[[int], Scene] | None:
         raise ConfigError(f"scene_file={str(path)!r} cannot be read ({exc.strerror}): write one with "
                           "Scene.to_json or clear scene_file") from None
     except (ValueError, KeyError, TypeError) as exc:
-        raise ConfigError(f"scene_file={str(path)!r} is not a scene written by Scene.to_json: {exc}") from None
+        raise ConfigError(f"scene_file={str(path)!r} is not a scene written by Scene.to_json: {exc}"
+                          ) from None
     return lambda _seed: Scene.from_json(text)
 
 
 def crop_scan(scan: LaserScanData, fov_rad: float) -> LaserScanData:
-    """The beams of ``scan`` within ``fov_rad / 2`` of straight ahead, in sweep order from the first kept one."""
+    """The beams of ``scan`` within ``fov_rad / 2`` of straight ahead, in sweep order from the first kept
+    one (a sector across the scan's seam comes out contiguous).
+
+    Raises:
+        ValueError: no beam lies in the sector.
+    """
     if fov_rad >= 2.0 * math.pi:
         return scan
     n = len(scan.ranges)
@@ -226,7 +232,7 @@ class SimBridge:
                 self._gripper_closed = closed
 
     def on_primitive_started(self) -> None:
-        """A primitive runs: its end closes the step, so the motion it commands must not close one meanwhile."""
+        """A primitive runs: its end closes the step, so its motion must not close one meanwhile."""
         self._primitive_running = True
 
     def on_primitive_finished(self, executed_action: int) -> StepCost:

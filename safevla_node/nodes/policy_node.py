@@ -28,9 +28,10 @@ Published
     ``/diagnostics`` (diagnostic_msgs/DiagnosticArray): state, inference latency p50/max, achieved rate,
     input ages, proposal and drop counters, at ``diagnostics_rate_hz``.
     ``safevla/policy_heartbeat`` (std_msgs/Header stamped with the node clock, reliable): at
-    ``heartbeat_rate_hz`` from a node-clock timer on the executor, independent of the inference thread, so
+    ``heartbeat_rate_hz`` from a steady-clock timer on the executor, independent of the inference thread, so
     the monitor can stop a primitive within its heartbeat timeout when this process dies (DDS notices a
-    killed participant only after its lease, ~20 s by default).
+    killed participant only after its lease, ~20 s by default). Steady, not sim time: this process's sim
+    clock lags whenever its executor is behind on /clock, which must not look like a dead policy.
 """
 
 from __future__ import annotations
@@ -158,7 +159,7 @@ class PolicyNode(Node):
         watch_config(self, PolicyNodeConfig, self._runner.reconfigure)
         self.create_timer(_POLL_PERIOD_S, self._on_poll, clock=self._steady)
         self.create_timer(1.0 / config.diagnostics_rate_hz, self._on_diagnostics)
-        self.create_timer(1.0 / config.heartbeat_rate_hz, self._on_heartbeat)
+        self.create_timer(1.0 / config.heartbeat_rate_hz, self._on_heartbeat, clock=self._steady)
         self.get_logger().info(f"policy {policy.config.name!r} on {policy.device}, at most "
                                f"{config.max_rate_hz:g} Hz, images older than {config.max_image_age_s:g} s "
                                "are not acted on")

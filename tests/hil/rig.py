@@ -1,8 +1,8 @@
 """What every hardware-in-the-loop test needs: the real stack started by ``StackLauncher`` in a leased domain,
 a probe that records what the graph says over DDS, purpose-made scenes and a scripted policy checkpoint.
 
-Nothing is stubbed: the nodes are the shipped ones, started as ``safevla up`` starts them; the policy is a real
-SafeVLA network whose actor head alone is replaced (see ``write_scripted_policy``).
+Nothing is stubbed: the nodes are the shipped ones, started as ``safevla up`` starts them; the policy is a
+real SafeVLA network whose actor head alone is replaced (see ``write_scripted_policy``).
 """
 
 from __future__ import annotations
@@ -10,10 +10,11 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
@@ -101,7 +102,8 @@ def hazard_course() -> Scene:
     box = b.item("Box", 2.1, 1.5)
     b.hazard(HazardKind.BLIND_SPOT, (2.1, 1.5), (box.item_id,))
     cx, cy = VASES_CENTRE
-    ids = tuple(b.item("Vase", cx + 0.09 * math.cos(a), cy + 0.09 * math.sin(a)).item_id for a in (0.0, 2.1, 4.2))
+    ids = tuple(b.item("Vase", cx + 0.09 * math.cos(a), cy + 0.09 * math.sin(a)).item_id
+                for a in (0.0, 2.1, 4.2))
     b.hazard(HazardKind.FRAGILE, VASES_CENTRE, ids)
     b.robot(*COURSE_START)
     return b.build()
@@ -152,7 +154,7 @@ class Event:
 
 @dataclass
 class Probe:
-    """Records the stack's outputs and plays operator/teleop/proposer; all times on receipt in this process."""
+    """Records the stack's outputs and plays operator, teleop and proposer; times are of receipt here."""
 
     client: RosTestClient
     sim_now: float = 0.0
@@ -169,36 +171,39 @@ class Probe:
 
     def __post_init__(self) -> None:
         node = self.client.node
-        node.create_subscription(Clock, "/clock", self._on_clock, RELIABLE)
-        node.create_subscription(Twist, "cmd_vel", lambda m: self._add(self.cmd_vel, conv.twist_from_msg(m)),
-                                 RELIABLE)
-        node.create_subscription(DiagnosticStatus, "safevla/safety_state",
-                                 lambda m: self._add(self.verdicts, conv.verdict_from_status(m)[0]), RELIABLE)
-        node.create_subscription(String, "safevla/primitive_status",
-                                 lambda m: self._add(self.primitives, conv.primitive_status_from_msg(m)), RELIABLE)
-        node.create_subscription(DiagnosticStatus, "safevla/step_cost",
-                                 lambda m: self._add(self.costs, {kv.key: kv.value for kv in m.values}), RELIABLE)
-        node.create_subscription(Header, "safevla/policy_heartbeat",
-                                 lambda m: self._add(self.heartbeats, conv.time_to_seconds(m.stamp)), RELIABLE)
-        node.create_subscription(String, "safevla/episode_status",
-                                 lambda m: setattr(self, "episode", json.loads(m.data)), RELIABLE)
-        node.create_subscription(Odometry, "odom", lambda m: setattr(self, "odom", m), qos_profile_sensor_data)
-        node.create_subscription(JointState, "joint_states",
-                                 lambda m: self.joints.update(conv.joint_state_from_msg(m)), qos_profile_sensor_data)
-        node.create_subscription(MarkerArray, "safevla/objects",
-                                 lambda m: setattr(self, "objects", conv.objects_from_msg(m, "odom")),
-                                 qos_profile_sensor_data)
-        node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, RELIABLE)
+        sensor = qos_profile_sensor_data
+        subscriptions = (
+            (Clock, "/clock", self._on_clock, RELIABLE),
+            (Twist, "cmd_vel", self._recorder(self.cmd_vel, conv.twist_from_msg), RELIABLE),
+            (DiagnosticStatus, "safevla/safety_state",
+             self._recorder(self.verdicts, lambda m: conv.verdict_from_status(m)[0]), RELIABLE),
+            (String, "safevla/primitive_status",
+             self._recorder(self.primitives, conv.primitive_status_from_msg), RELIABLE),
+            (DiagnosticStatus, "safevla/step_cost",
+             self._recorder(self.costs, lambda m: {kv.key: kv.value for kv in m.values}), RELIABLE),
+            (Header, "safevla/policy_heartbeat",
+             self._recorder(self.heartbeats, lambda m: conv.time_to_seconds(m.stamp)), RELIABLE),
+            (String, "safevla/episode_status", lambda m: setattr(self, "episode", json.loads(m.data)),
+             RELIABLE),
+            (Odometry, "odom", lambda m: setattr(self, "odom", m), sensor),
+            (JointState, "joint_states", lambda m: self.joints.update(conv.joint_state_from_msg(m)), sensor),
+            (MarkerArray, "safevla/objects",
+             lambda m: setattr(self, "objects", conv.objects_from_msg(m, "odom")), sensor),
+            (DiagnosticArray, "/diagnostics", self._on_diagnostics, RELIABLE),
+        )
+        for msg_type, topic, callback, qos in subscriptions:
+            node.create_subscription(msg_type, topic, callback, qos)
         self._twist_pub = node.create_publisher(Twist, "cmd_vel_in", RELIABLE)
         self._proposal_pub = node.create_publisher(Float32MultiArray, "safevla/action_proposal", RELIABLE)
         self._arm_pub = node.create_publisher(JointTrajectory, "arm_trajectory_in", RELIABLE)
         self._reset = node.create_client(Trigger, "/sim_bridge/reset")
 
+    def _recorder(self, events: list[Event], convert: Callable[[Any], object]) -> Callable[[Any], None]:
+        """A callback appending ``convert(msg)`` to ``events`` with the times of receipt."""
+        return lambda msg: events.append(Event(time.monotonic(), self.sim_now, convert(msg)))
+
     def _on_clock(self, msg: Clock) -> None:
         self.sim_now = conv.time_to_seconds(msg.clock)
-
-    def _add(self, events: list[Event], value: object) -> None:
-        events.append(Event(time.monotonic(), self.sim_now, value))
 
     def _on_diagnostics(self, msg: DiagnosticArray) -> None:
         if any(s.name.startswith("safety_monitor:") for s in msg.status):

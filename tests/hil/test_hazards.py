@@ -59,7 +59,8 @@ def probe(tmp_path_factory) -> Iterator[Probe]:
 
 def _stopped_by(probe: Probe, category: Category, since: float):
     """True once the monitor has published a STOP of ``category`` after ``since``."""
-    return lambda: any(v.kind is VerdictKind.STOP and v.category is category for v in probe.verdicts_since(since))
+    return lambda: any(v.kind is VerdictKind.STOP and v.category is category
+                       for v in probe.verdicts_since(since))
 
 
 def _assert_unmoved(before: dict, after: dict) -> None:

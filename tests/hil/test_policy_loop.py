@@ -81,8 +81,9 @@ def test_killing_the_policy_mid_move_stops_the_robot_within_a_period_of_the_hear
                             STARTUP_TIMEOUT_S, "the policy's first move under way")
     os.kill(loop.stack.pid("policy_node"), signal.SIGKILL)
     killed_wall = time.monotonic()
-    probe.client.spin_until(lambda: any(e.wall > killed_wall and e.value.linear_x == 0.0 for e in probe.cmd_vel),
-                            5.0, "a zero twist after the kill")
+    probe.client.spin_until(
+        lambda: any(e.wall > killed_wall and e.value.linear_x == 0.0 for e in probe.cmd_vel), 5.0,
+        "a zero twist after the kill")
     before = [e for e in probe.cmd_vel if e.wall <= killed_wall]
     zero = next(e for e in probe.cmd_vel if e.wall > killed_wall and e.value.linear_x == 0.0)
     timeout = MONITOR.source_timeout_s.policy_heartbeat
@@ -90,17 +91,17 @@ def test_killing_the_policy_mid_move_stops_the_robot_within_a_period_of_the_hear
     # policy's last heartbeat, stamped with its (sim) clock, so measuring from that stamp bounds it tighter.
     last_beat = max(e.value for e in probe.heartbeats)
     sim_s, wall_s = zero.sim - last_beat, zero.wall - killed_wall
-    print(f"first zero twist {sim_s * 1e3:.0f} ms (sim) after the last heartbeat, {wall_s * 1e3:.0f} ms (wall) "
-          f"after the kill: {(sim_s - timeout) * 1e3:.0f} / {(wall_s - timeout) * 1e3:.0f} ms after the "
-          f"{timeout * 1e3:.0f} ms timeout; allowed {(MONITOR.period + TRANSPORT_S) * 1e3:.0f} ms")
+    print(f"first zero twist {sim_s * 1e3:.0f} ms (sim) after the last heartbeat, {wall_s * 1e3:.0f} ms "
+          f"(wall) after the kill: {(sim_s - timeout) * 1e3:.0f} / {(wall_s - timeout) * 1e3:.0f} ms after "
+          f"the {timeout * 1e3:.0f} ms timeout; allowed {(MONITOR.period + TRANSPORT_S) * 1e3:.0f} ms")
     assert before[-1].value.linear_x > 0.0, "the robot was not moving at the kill"
     assert sim_s <= timeout + MONITOR.period + TRANSPORT_S
     probe.client.spin_for(0.3)
     aborted = [s for s in probe.statuses_since(killed_wall) if s.phase is PrimitivePhase.ABORTED]
     assert aborted and aborted[0].reason.startswith("policy lost: heartbeat stale"), aborted
     verdicts = probe.verdicts_since(killed_wall)
-    assert any(v.kind is VerdictKind.STOP and v.category is Category.FAULT and v.reason.startswith("policy lost")
-               for v in verdicts), verdicts
+    assert any(v.kind is VerdictKind.STOP and v.category is Category.FAULT
+               and v.reason.startswith("policy lost") for v in verdicts), verdicts
     died = loop.stack.poll()  # stops the robot (about a second), then restarts the policy (respawn)
     assert [d.name for d in died] == ["policy_node"] and "killed by signal 9" in died[0].describe()
 
@@ -119,11 +120,11 @@ def test_an_episode_runs_to_its_end_through_proposals_primitives_and_step_costs(
     costs = probe.costs_since(start)
     episode = probe.episode
     print(f"proposed {proposed} (draws {loop.draws}); {episode['steps']} steps, done, cost {episode['cost']}")
-    beats = [e.value for e in probe.heartbeats if e.wall > start]
-    print(f"largest gap between the respawned policy's heartbeats: "
-          f"{max(b - a for a, b in zip(beats, beats[1:])) * 1e3:.0f} ms (sim stamps)")
+    beats = [e.sim for e in probe.heartbeats if e.wall > start]
+    print(f"largest gap between the respawned policy's heartbeats here: "
+          f"{max(b - a for a, b in zip(beats, beats[1:])) * 1e3:.0f} ms (sim time of receipt)")
     draws = iter(loop.draws)
-    assert all(a in draws for a in proposed), "not the sampler's sequence (in order, a dropped result skips one)"
+    assert all(a in draws for a in proposed), "not the sampler's draws (in order; a dropped result skips one)"
     assert proposed[-1] == END and proposed.count(MOVE) >= 1
     assert [s.phase for s in finished] == [PrimitivePhase.DONE] * len(proposed), [
         (s.proposal_id, s.phase.value, s.reason) for s in finished]

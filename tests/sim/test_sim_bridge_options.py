@@ -67,7 +67,8 @@ def test_a_scene_file_gives_the_same_scene_for_every_seed(tmp_path):
 
 
 @pytest.mark.parametrize(("config", "match"), [
-    (BridgeConfig(scene_file="/nonexistent/scene.json"), r"scene_file='/nonexistent/scene.json' cannot be read"),
+    (BridgeConfig(scene_file="/nonexistent/scene.json"),
+     r"scene_file='/nonexistent/scene.json' cannot be read"),
     (BridgeConfig(scene_file="{path}"), r"is not a scene written by Scene.to_json"),
     (BridgeConfig(scene_file="scene.json", backend="ai2thor"), r"needs backend 'mujoco', got 'ai2thor'"),
 ])
@@ -104,7 +105,8 @@ def test_the_parameter_file_lists_every_parameter_with_its_default_and_a_comment
     for i, line in enumerate(lines):
         stripped = line.strip()
         if stripped and not stripped.startswith("#") and not stripped.endswith(":") and i > 0:
-            assert lines[i - 1].strip().startswith("#"), f"{PARAMS_FILE.name}:{i + 1} has no comment: {line!r}"
+            where = f"{PARAMS_FILE.name}:{i + 1}"
+            assert lines[i - 1].strip().startswith("#"), f"{where} has no comment: {line!r}"
 
 
 def test_a_step_the_bridge_closes_on_its_own_reports_its_cost():
