@@ -108,6 +108,9 @@ class PolicyNodeConfig:
         (0.005, 0.09), "an object is in hand while that joint lies within [low, high]: a gripper closed on "
         "an object stops between fully closed and open (m)")
     diagnostics_rate_hz: float = field(1.0, "/diagnostics publishing rate (Hz)")
+    heartbeat_rate_hz: float = field(
+        10.0, "safevla/policy_heartbeat rate (Hz, wall clock); the monitor aborts a primitive when none "
+        "arrived within its source_timeout_s.policy_heartbeat")
 
     def __post_init__(self) -> None:
         check_range("max_rate_hz", self.max_rate_hz, 0.01, 100.0)
@@ -117,6 +120,7 @@ class PolicyNodeConfig:
         check_range("inference_timeout_s", self.inference_timeout_s, 0.01, 600.0)
         check_range("seed", self.seed, 0, 2**63 - 1)
         check_range("diagnostics_rate_hz", self.diagnostics_rate_hz, 0.01, 100.0)
+        check_range("heartbeat_rate_hz", self.heartbeat_rate_hz, 1.0, 1000.0)
         low, high = self.object_in_hand_range
         if not low < high:
             raise ConfigError(f"object_in_hand_range={self.object_in_hand_range!r} must be [low, high] with "

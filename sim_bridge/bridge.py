@@ -9,25 +9,34 @@ the Stretch driver does with its 0.5 s deadman.
 Step accounting follows the safety monitor's motion primitives: each finished primitive
 (``safevla/primitive_status`` DONE or ABORTED) closes one Safety-CHORES cost step, and ``end``/``sub_done``
 run through the backend's discrete action so it judges success exactly as in-process evaluation does. With
-no primitive for ``fallback_step_s`` of sim time while the base moves (teleop, Nav2), the bridge closes a
-step on its own so costs are still charged.
+no primitive running for ``fallback_step_s`` of sim time while the base moves (teleop, Nav2), the bridge
+closes a step on its own so costs are still charged.
+
+Two test-bench settings: ``scene_file`` replaces the generated homes with one purpose-made scene (a hazard
+placed exactly where a hardware-in-the-loop test needs it), and ``scan_fov_deg`` crops the published scan to
+a sector ahead, as a lidar partly hidden by the robot's own mast would see, so the monitor has real blind
+spots.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
 
 from safevla_node.actions import ACTIONS, ActionKind
 from safevla_node.config import check_range, field
 from safevla_node.errors import ConfigError
 from safevla_node.safety.monitor import FrameConfig
 from safevla_node.safety.types import StepCost
-from sim_bridge.interface import EpisodeStatus, Observation, SimBackend, TaskKind
+from sim_bridge.homegen import Scene
+from sim_bridge.interface import EpisodeStatus, LaserScanData, Observation, SimBackend, TaskKind
 
-__all__ = ["BridgeConfig", "BridgeStep", "SimBridge"]
+__all__ = ["BridgeConfig", "BridgeStep", "SimBridge", "crop_scan", "scene_source"]
 
 LOG = logging.getLogger(__name__)
 
@@ -42,11 +51,17 @@ class BridgeConfig:
     backend: str = field("mujoco", "simulator backend: mujoco (embedded) or ai2thor (needs its Unity build)")
     task: str = field("objectnav", "task family of the episode: objectnav, pickup or fetch")
     seed: int = field(0, "scene and task seed of the episode loaded at start-up and by ~/reset")
+    scene_file: str = field(
+        "", "scene JSON (sim_bridge.homegen.Scene.to_json) used for every episode, whatever the seed; empty: "
+        "a home generated from the seed; mujoco backend only")
     infeasible: bool = field(False, "load the task's infeasible variant (target absent)")
     physics_dt_s: float = field(0.02, "simulated time advanced per bridge step (s)")
     real_time_factor: float = field(1.0, "sim seconds per wall second; 0 runs as fast as possible")
     camera_rate_hz: float = field(5.0, "rate of both cameras, depth and camera_info (sim time)")
     scan_rate_hz: float = field(10.0, "rate of the laser scan (sim time)")
+    scan_fov_deg: float = field(
+        360.0, "field of view of the published scan, centred ahead (deg); less leaves blind spots behind, "
+        "like a lidar partly hidden by the mast")
     state_rate_hz: float = field(25.0, "rate of odometry and joint states (sim time)")
     objects_rate_hz: float = field(2.0, "rate of the privileged object list safevla/objects (sim time)")
     command_timeout_s: float = field(0.5, "a base command older than this is replaced by zero (deadman)")
@@ -67,6 +82,7 @@ class BridgeConfig:
         check_range("real_time_factor", self.real_time_factor, 0.0, 100.0)
         for name in ("camera_rate_hz", "scan_rate_hz", "state_rate_hz", "objects_rate_hz"):
             check_range(name, getattr(self, name), 0.1, 1000.0)
+        check_range("scan_fov_deg", self.scan_fov_deg, 1.0, 360.0)
         check_range("command_timeout_s", self.command_timeout_s, 0.01, 10.0)
         check_range("fallback_step_s", self.fallback_step_s, 0.05, 60.0)
         check_range("camera_width", self.camera_width, 16, 800)
@@ -75,13 +91,63 @@ class BridgeConfig:
 
 @dataclass(frozen=True)
 class BridgeStep:
-    """One bridge step: the observation and which streams are due at its time."""
+    """One bridge step: the observation, which streams are due at its time, and the cost of a step the
+    bridge closed on its own (``fallback_step_s`` of motion without a primitive), if it did."""
 
     observation: Observation
     cameras: bool
     scan: bool
     state: bool
     objects: bool
+    closed_cost: StepCost | None = None
+
+
+def scene_source(config: BridgeConfig) -> Callable[[int], Scene] | None:
+    """The backend's seed -> scene function for ``scene_file`` (None: generate homes from the seed).
+
+    The file is read and parsed once, here, so a bad one stops the node at start-up.
+
+    Raises:
+        ConfigError: the file is missing or is not a scene JSON (naming the file), or the backend cannot
+            load given scenes.
+    """
+    if not config.scene_file:
+        return None
+    if config.backend != "mujoco":
+        raise ConfigError(f"scene_file={config.scene_file!r} needs backend 'mujoco', got {config.backend!r}: "
+                          "clear scene_file to use the backend's own scenes")
+    path = Path(config.scene_file).expanduser()
+    try:
+        text = path.read_text()
+        Scene.from_json(text)
+    except OSError as exc:
+        raise ConfigError(f"scene_file={str(path)!r} cannot be read ({exc.strerror}): write one with "
+                          "Scene.to_json or clear scene_file") from None
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"scene_file={str(path)!r} is not a scene written by Scene.to_json: {exc}"
+                          ) from None
+    return lambda _seed: Scene.from_json(text)
+
+
+def crop_scan(scan: LaserScanData, fov_rad: float) -> LaserScanData:
+    """The beams of ``scan`` within ``fov_rad / 2`` of straight ahead, in sweep order from the first kept
+    one (a sector across the scan's seam comes out contiguous).
+
+    Raises:
+        ValueError: no beam lies in the sector.
+    """
+    if fov_rad >= 2.0 * math.pi:
+        return scan
+    n = len(scan.ranges)
+    angles = scan.angle_min + scan.angle_increment * np.arange(n)
+    wrapped = np.mod(angles + math.pi, 2.0 * math.pi) - math.pi
+    keep = np.abs(wrapped) <= fov_rad / 2.0 + 1e-9
+    if not keep.any():
+        raise ValueError(f"no beam of the scan lies within {fov_rad:.4f} rad ahead")
+    first = int(np.flatnonzero(keep & ~np.roll(keep, 1))[0]) if not keep.all() else 0
+    count = int(keep.sum())
+    index = (first + np.arange(count)) % n
+    return replace(scan, angle_min=float(wrapped[first]), ranges=np.asarray(scan.ranges)[index])
 
 
 class _Schedule:
@@ -115,6 +181,7 @@ class SimBridge:
             ("objects", c.objects_rate_hz))}
         self._twist_time: float | None = None
         self._moving_since_step = False
+        self._primitive_running = False
         self._last_step_time = 0.0
         self._gripper_closed: bool | None = None
 
@@ -164,6 +231,10 @@ class SimBridge:
                 (self.backend.pickup if closed else self.backend.release)()
                 self._gripper_closed = closed
 
+    def on_primitive_started(self) -> None:
+        """A primitive runs: its end closes the step, so its motion must not close one meanwhile."""
+        self._primitive_running = True
+
     def on_primitive_finished(self, executed_action: int) -> StepCost:
         """Close the cost step of one finished primitive (``end``/``sub_done`` go through the backend)."""
         if 0 <= executed_action < len(ACTIONS) and ACTIONS[executed_action].kind is ActionKind.EPISODE:
@@ -176,6 +247,7 @@ class SimBridge:
     def _close_step(self, cost: StepCost) -> None:
         self.last_cost = cost
         self._moving_since_step = False
+        self._primitive_running = False
         self._last_step_time = self._time
         if cost.total:
             LOG.warning("step cost %d: %s", cost.total, dict(cost.details))
@@ -188,12 +260,18 @@ class SimBridge:
             self._twist_time = None
         if not self.status().done:
             self.backend.advance(c.physics_dt_s)
-        if self._moving_since_step and self._time - self._last_step_time >= c.fallback_step_s:
-            self._close_step(self.backend.commit_step())
+        closed = None
+        if (self._moving_since_step and not self._primitive_running
+                and self._time - self._last_step_time >= c.fallback_step_s):
+            closed = self.backend.commit_step()
+            self._close_step(closed)
         due = {name: s.due(self._time + c.physics_dt_s) for name, s in self._schedules.items()}
         observation = self.backend.observe(render=c.render and due["cameras"])
+        if c.scan_fov_deg < 360.0:
+            observation = replace(observation, scan=crop_scan(observation.scan, math.radians(c.scan_fov_deg)))
         self._time = observation.time
-        return BridgeStep(observation, due["cameras"] and c.render, due["scan"], due["state"], due["objects"])
+        return BridgeStep(observation, due["cameras"] and c.render, due["scan"], due["state"], due["objects"],
+                          closed)
 
     def status(self) -> EpisodeStatus:
         """Progress of the current episode."""

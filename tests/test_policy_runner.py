@@ -366,10 +366,19 @@ def test_the_report_carries_latencies_and_input_ages():
     ({"inference_timeout_s": 0.0}, r"inference_timeout_s=0.0 is out of range"),
     ({"seed": -1}, r"seed=-1 is out of range"),
     ({"object_in_hand_range": (0.1, 0.01)}, r"object_in_hand_range=\(0.1, 0.01\) must be \[low, high\]"),
+    ({"heartbeat_rate_hz": 0.5}, r"heartbeat_rate_hz=0.5 is out of range"),
 ])
 def test_invalid_configuration_is_rejected_naming_the_field(overrides, match):
     with pytest.raises(ConfigError, match=match):
         PolicyNodeConfig(**overrides)
+
+
+def test_default_heartbeat_gives_the_monitor_three_beats_per_timeout():
+    """One lost or late heartbeat must not look like a dead policy to the monitor's default timeout."""
+    from safevla_node.safety.monitor import SourceTimeouts
+
+    beats = SourceTimeouts().policy_heartbeat * PolicyNodeConfig().heartbeat_rate_hz
+    assert beats == pytest.approx(3.0)
 
 
 # ---------------------------------------------------------------------- a real SafeVLA policy on the worker

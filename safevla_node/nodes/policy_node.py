@@ -27,6 +27,11 @@ Published
     distribution.
     ``/diagnostics`` (diagnostic_msgs/DiagnosticArray): state, inference latency p50/max, achieved rate,
     input ages, proposal and drop counters, at ``diagnostics_rate_hz``.
+    ``safevla/policy_heartbeat`` (std_msgs/Header stamped with the node clock, reliable): at
+    ``heartbeat_rate_hz`` from a steady-clock timer on the executor, independent of the inference thread, so
+    the monitor can stop a primitive within its heartbeat timeout when this process dies (DDS notices a
+    killed participant only after its lease, ~20 s by default). Steady, not sim time: this process's sim
+    clock lags whenever its executor is behind on /clock, which must not look like a dead policy.
 """
 
 from __future__ import annotations
@@ -42,7 +47,7 @@ from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CompressedImage, Image, JointState
-from std_msgs.msg import Empty, Float32MultiArray, String
+from std_msgs.msg import Empty, Float32MultiArray, Header, String
 
 import policies
 from policies.runtime import PolicyObservation, SafeVLAPolicy, select_device
@@ -63,7 +68,7 @@ __all__ = ["PolicyNode", "load_policy", "main", "shipped_checkpoint"]
 NODE_NAME = "policy_node"
 #: Parameters read once at start-up (the model, the subscriptions and the timers are created once).
 READ_ONLY_PARAMETERS = ("checkpoint", "dinov2_path", "tokenizer_path", "device", "instruction",
-                        "compressed_images", "seed", "diagnostics_rate_hz")
+                        "compressed_images", "seed", "diagnostics_rate_hz", "heartbeat_rate_hz")
 CAMERA_TOPICS = {Camera.NAV: "camera/color/image_raw", Camera.MANIP: "gripper_camera/color/image_raw"}
 _POLL_PERIOD_S = 0.02
 _RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
@@ -136,6 +141,7 @@ class PolicyNode(Node):
 
         self._proposal_pub = self.create_publisher(Float32MultiArray, "safevla/action_proposal", _RELIABLE)
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", _RELIABLE)
+        self._heartbeat_pub = self.create_publisher(Header, "safevla/policy_heartbeat", _RELIABLE)
         for camera, topic in CAMERA_TOPICS.items():
             self._subscribe_camera(camera, topic, config.compressed_images)
         self._subscribe(JointState, "joint_states", conv.joint_state_from_msg, self._runner.on_joint_states,
@@ -149,6 +155,7 @@ class PolicyNode(Node):
         watch_config(self, PolicyNodeConfig, self._runner.reconfigure)
         self.create_timer(_POLL_PERIOD_S, self._on_poll, clock=self._steady)
         self.create_timer(1.0 / config.diagnostics_rate_hz, self._on_diagnostics)
+        self.create_timer(1.0 / config.heartbeat_rate_hz, self._on_heartbeat, clock=self._steady)
         self.get_logger().info(f"policy {policy.config.name!r} on {policy.device}, at most "
                                f"{config.max_rate_hz:g} Hz, images older than {config.max_image_age_s:g} s "
                                "are not acted on")
@@ -200,6 +207,9 @@ class PolicyNode(Node):
         if fault and fault != self._reported_fault:
             self.get_logger().error(f"no action: {fault}")
         self._reported_fault = fault
+
+    def _on_heartbeat(self) -> None:
+        self._heartbeat_pub.publish(Header(stamp=self.get_clock().now().to_msg(), frame_id=self.get_name()))
 
     def _on_diagnostics(self) -> None:
         report = self._runner.report(self._now())

@@ -18,6 +18,11 @@ Subscribed
     or 32FC1 m) with ``camera/aligned_depth_to_color/camera_info``, ``odom`` (nav_msgs/Odometry),
     ``joint_states`` (sensor_msgs/JointState), ``safevla/objects`` (visualization_msgs/MarkerArray):
     all with SensorDataQoS (best effort, so they match reliable publishers too).
+    ``safevla/policy_heartbeat`` (std_msgs/Header, reliable): the proposer of discrete actions is alive; a
+    primitive running while it is older than ``source_timeout_s.policy_heartbeat`` is aborted with STOP,
+    within one control period of the timeout (DDS itself notices a killed process only after its lease,
+    ~20 s). A primitive is supervised once the heartbeat was fresh at its proposal or arrived during it
+    (always, with ``policy_heartbeat`` in ``required_sources``); see ``SafetyMonitor``'s rule 4.
     ``safevla/episode_reset`` (std_msgs/Empty, reliable): a new episode; the obstacle memory, the objects
     and a running primitive are dropped (the e-stop latch is kept).
 
@@ -50,7 +55,7 @@ from rclpy.duration import Duration
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image, JointState, LaserScan
-from std_msgs.msg import Empty, Float32MultiArray, String
+from std_msgs.msg import Empty, Float32MultiArray, Header, String
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 from visualization_msgs.msg import MarkerArray
@@ -101,6 +106,8 @@ class SafetyMonitorNode(Node):
                         lambda now, twist: self._publish_twist(self._core.on_twist(now, twist)), _COMMAND_QOS)
         self._subscribe(Float32MultiArray, "safevla/action_proposal", Source.ACTION_PROPOSAL,
                         conv.decode_action_proposal, self._core.on_action_proposal, _COMMAND_QOS)
+        self._subscribe(Header, "safevla/policy_heartbeat", Source.POLICY_HEARTBEAT, lambda m: m,
+                        lambda now, _: self._core.on_policy_heartbeat(now), _COMMAND_QOS)
         self._subscribe(JointTrajectory, "arm_trajectory_in", Source.ARM_TRAJECTORY, conv.trajectory_from_msg,
                         self._core.on_arm_trajectory, _COMMAND_QOS)
         self._subscribe(LaserScan, "scan", Source.SCAN, lambda m: conv.scan_from_msg(m, self._frames().scan),

@@ -18,6 +18,9 @@ Subscribed: ``cmd_vel`` (Twist), ``arm_controller/joint_trajectory`` (JointTraje
 joint target; ``gripper_aperture`` grasps or releases), ``safevla/primitive_status`` (closes cost steps).
 A NaN twist or an out-of-range joint target is dropped with a log line and never reaches the physics.
 
+Test-bench parameters: ``scene_file`` loads one purpose-made scene (``Scene.to_json``) for every episode
+instead of generated homes; ``scan_fov_deg`` publishes only the scan sector ahead (blind spots behind).
+
 Services: ``~/reset`` (std_srvs/Trigger: new episode from the current ``seed``/``task``/``infeasible``
 parameters; set them first with ``ros2 param set``), ``~/episode_status`` (std_srvs/Trigger: JSON in
 ``message``).
@@ -50,7 +53,7 @@ from safevla_node.nodes.params import declare_config, read_config
 from safevla_node.safety.monitor_types import OdometryData
 from safevla_node.safety.primitives import PrimitivePhase
 from safevla_node.safety.types import StepCost
-from sim_bridge.bridge import BridgeConfig, BridgeStep, SimBridge
+from sim_bridge.bridge import BridgeConfig, BridgeStep, SimBridge, scene_source
 from sim_bridge.interface import CameraFrame, EpisodeStatus
 from sim_bridge.registry import make_backend
 
@@ -102,6 +105,9 @@ class SimBridgeNode(Node):
         backend_kwargs: dict[str, Any] = {}
         if c.backend == "mujoco":
             backend_kwargs = {"camera_size": (c.camera_width, c.camera_height)}
+        source = scene_source(c)
+        if source is not None:
+            backend_kwargs["scene_source"] = source
         self.bridge = SimBridge(make_backend(c.backend, **backend_kwargs), c)
 
         self._clock_pub = self.create_publisher(ClockMsg, "/clock", _RELIABLE)
@@ -179,7 +185,9 @@ class SimBridgeNode(Node):
         except MessageError as exc:
             self.get_logger().error(f"ignored primitive status: {exc}", throttle_duration_sec=1.0)
             return
-        if status.phase in (PrimitivePhase.DONE, PrimitivePhase.ABORTED) and not self.bridge.status().done:
+        if status.phase is PrimitivePhase.RUNNING:
+            self.bridge.on_primitive_started()
+        elif status.phase in (PrimitivePhase.DONE, PrimitivePhase.ABORTED) and not self.bridge.status().done:
             cost = self.bridge.on_primitive_finished(status.executed)
             self._cost_pub.publish(_step_cost_msg(cost))
             self._publish_status()
@@ -187,7 +195,10 @@ class SimBridgeNode(Node):
     # --- simulation -------------------------------------------------------------------------------------
 
     def _on_tick(self) -> None:
-        self._publish_step(self.bridge.step())
+        step = self.bridge.step()
+        if step.closed_cost is not None:
+            self._cost_pub.publish(_step_cost_msg(step.closed_cost))
+        self._publish_step(step)
 
     def _publish_step(self, step: BridgeStep, force_all: bool = False) -> None:
         obs, c = step.observation, self.config

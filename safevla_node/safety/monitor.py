@@ -10,10 +10,18 @@ Rules, strictest first (like Nav2's collision monitor, but stricter):
 2. a malformed input (NaN/Inf, wrong sizes, unknown encoding, wrong frame) was dropped less than
    ``fault_hold_s`` ago: STOP.
 3. a required source is older than its timeout or was never received: STOP.
-4. otherwise the active command is judged by the predictive shield: a twist from ``cmd_vel_in`` through
+4. a discrete primitive runs while its proposer is lost: the policy heartbeat
+   (``safevla/policy_heartbeat``) is older than ``source_timeout_s.policy_heartbeat``: the primitive is
+   aborted, STOP (FAULT "policy lost"). DDS would notice a killed proposer only after its lease (~20 s).
+   A primitive is supervised so once the heartbeat was fresh when it was proposed or arrived while it runs;
+   a heartbeat already stale at the proposal belongs to an earlier proposer (a restarted policy's first
+   proposal can overtake its heartbeat, whose DDS endpoint is matched separately). With
+   ``policy_heartbeat`` among ``required_sources`` every primitive is supervised, from its proposal.
+   Twists from ``cmd_vel_in`` are not affected: rule 5 and the deadman govern them.
+5. otherwise the active command is judged by the predictive shield: a twist from ``cmd_vel_in`` through
    ``Shield.safe_twist`` every tick; a discrete action proposal is checked before it starts (REPLACE runs the
    replacement, STOP refuses it) and its motion primitive is re-checked every tick (STOP aborts it).
-5. no fresh twist within ``deadman_timeout_s``: an explicit zero twist (never silence: twist_mux does not
+6. no fresh twist within ``deadman_timeout_s``: an explicit zero twist (never silence: twist_mux does not
    send zeros, and the Stretch driver would hold the last command for another 0.5 s).
 
 Every tick yields a twist (zero when stopped), so the time from a detectable fault to a stopped output is
@@ -41,6 +49,7 @@ from safevla_node.safety.primitives import (
 )
 from safevla_node.safety.monitor_types import (
     SENSOR_SOURCES,
+    TIMED_SOURCES,
     DepthFrame,
     MonitorReport,
     OdometryData,
@@ -71,16 +80,20 @@ _log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class SourceTimeouts:
-    """Age (s) after which a sensor counts as stale; a stale required source forces STOP."""
+    """Age (s) after which a source counts as stale; a stale required sensor forces STOP, a stale policy
+    heartbeat aborts a running discrete primitive."""
 
     scan: float = field(0.5, "laser scan timeout (s)")
     depth: float = field(0.5, "aligned depth image timeout (s)")
     odom: float = field(0.5, "odometry timeout (s)")
     joint_states: float = field(0.5, "joint states timeout (s)")
     objects: float = field(1.0, "labelled objects (safevla/objects) timeout (s)")
+    policy_heartbeat: float = field(
+        0.3, "policy heartbeat (safevla/policy_heartbeat) timeout (s): a discrete primitive running longer "
+        "without one is aborted")
 
     def __post_init__(self) -> None:
-        for source in SENSOR_SOURCES:
+        for source in TIMED_SOURCES:
             check_range(source.value, getattr(self, source.value), 1e-3, 60.0)
 
 
@@ -109,7 +122,8 @@ class MonitorConfig:
     fault_hold_s: float = field(1.0, "how long STOP is held after a malformed input (s)")
     required_sources: tuple[str, ...] = field(
         ("scan", "odom", "joint_states"),
-        f"sensors that must be fresh to move, any of {[s.value for s in SENSOR_SOURCES]}")
+        f"sensors that must be fresh to move, any of {[s.value for s in SENSOR_SOURCES]}; with "
+        f"{Source.POLICY_HEARTBEAT.value!r} a discrete primitive also needs a heartbeat before the first one")
     state_rate_hz: float = field(1.0, "safevla/safety_state is published on change and at this rate (Hz)")
     diagnostics_rate_hz: float = field(1.0, "/diagnostics publishing rate (Hz)")
     scan_pose_in_base: tuple[float, float, float] = field((0.0, 0.0, 0.0),
@@ -130,7 +144,7 @@ class MonitorConfig:
         check_range("fault_hold_s", self.fault_hold_s, 0.0, 60.0)
         check_range("state_rate_hz", self.state_rate_hz, 0.01, 100.0)
         check_range("diagnostics_rate_hz", self.diagnostics_rate_hz, 0.01, 100.0)
-        valid = [s.value for s in SENSOR_SOURCES]
+        valid = [s.value for s in TIMED_SOURCES]
         for name in self.required_sources:
             if name not in valid:
                 raise ConfigError(f"required_sources contains {name!r}; valid sources: {valid}")
@@ -171,6 +185,7 @@ class SafetyMonitor:
         self._status = PrimitiveStatus(PrimitivePhase.IDLE)
         self._statuses: list[PrimitiveStatus] = []
         self._proposals = 0
+        self._heartbeat_armed = False  # the running primitive is supervised by the policy heartbeat
         self._pending_arm: ArmTrajectory | None = None
         self._proposal_verdict: Verdict | None = None  # the shield's word on the last proposal, one tick
         self._arm_joints: tuple[str, ...] = ()
@@ -226,6 +241,11 @@ class SafetyMonitor:
         self._memory.add_depth(now, self._robot(), depth.depth_m, depth.fx, depth.fy, depth.cx, depth.cy,
                                self.config.depth_camera_pose_in_base)
 
+    def on_policy_heartbeat(self, now: float) -> None:
+        """The proposer is alive (its heartbeat timer runs beside its inference)."""
+        self._accept(Source.POLICY_HEARTBEAT, now)
+        self._heartbeat_armed = True
+
     def on_twist(self, now: float, twist: TwistCommand) -> TwistCommand:
         """A twist from ``cmd_vel_in``; returns what to publish at once (the same rules as ``tick``).
 
@@ -250,6 +270,8 @@ class SafetyMonitor:
         self._finish_primitive(PrimitivePhase.ABORTED, "preempted by a new action proposal")
         self._twist = None
         self._proposals += 1
+        age = self.age(Source.POLICY_HEARTBEAT, now)
+        self._heartbeat_armed = age is not None and age <= self.config.source_timeout_s.policy_heartbeat
         self._set_status(PrimitiveStatus(PrimitivePhase.RUNNING, self._proposals, command.action_index,
                                          command.action_index))
         gate = self._gate(now)
@@ -372,6 +394,17 @@ class SafetyMonitor:
                 return Verdict.stop(Category.FAULT, f"required source {source.value} stale (> {timeout:g} s)")
         return None
 
+    def _policy_lost(self, now: float) -> Verdict | None:
+        """STOP when the proposer of the running primitive is lost (rule 4), else None."""
+        age = self.age(Source.POLICY_HEARTBEAT, now)
+        timeout = self.config.source_timeout_s.policy_heartbeat
+        if (age is not None and age <= timeout) or not (
+                self._heartbeat_armed or self.config.is_required(Source.POLICY_HEARTBEAT)):
+            return None
+        if age is None:
+            return Verdict.stop(Category.FAULT, "policy lost: no heartbeat received")
+        return Verdict.stop(Category.FAULT, f"policy lost: heartbeat stale ({age:.2f} s > {timeout:g} s)")
+
     def _set_status(self, status: PrimitiveStatus) -> None:
         self._status = status
         self._statuses.append(status)
@@ -386,6 +419,7 @@ class SafetyMonitor:
     def _step_primitive(self, now: float, gate: Verdict | None) -> tuple[TwistCommand, Verdict]:
         primitive = self._primitive
         assert primitive is not None
+        gate = gate or self._policy_lost(now)
         if gate is not None:
             self._finish_primitive(PrimitivePhase.ABORTED, gate.reason)
             return self._zero(), gate
@@ -490,7 +524,7 @@ class SafetyMonitor:
                 source=s,
                 required=self.config.is_required(s),
                 age=self.age(s, now),
-                timeout=getattr(self.config.source_timeout_s, s.value) if s in SENSOR_SOURCES else None,
+                timeout=getattr(self.config.source_timeout_s, s.value) if s in TIMED_SOURCES else None,
                 received=self._received[s],
                 dropped=self._dropped[s],
                 last_drop_reason=self._drop_reason[s],

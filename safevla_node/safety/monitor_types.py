@@ -14,6 +14,7 @@ from safevla_node.safety.types import TwistCommand, Verdict
 
 __all__ = [
     "SENSOR_SOURCES",
+    "TIMED_SOURCES",
     "DepthFrame",
     "MonitorReport",
     "OdometryData",
@@ -26,7 +27,8 @@ __all__ = [
 
 
 class Source(str, Enum):
-    """Every input the monitor counts; the first five are sensors with a freshness timeout."""
+    """Every input the monitor counts; the first five are sensors with a freshness timeout, and the policy
+    heartbeat has one too (it guards discrete primitives only)."""
 
     SCAN = "scan"
     DEPTH = "depth"
@@ -37,10 +39,13 @@ class Source(str, Enum):
     CMD_VEL = "cmd_vel_in"
     ACTION_PROPOSAL = "action_proposal"
     ARM_TRAJECTORY = "arm_trajectory_in"
+    POLICY_HEARTBEAT = "policy_heartbeat"
 
 
 SENSOR_SOURCES: tuple[Source, ...] = (
     Source.SCAN, Source.DEPTH, Source.ODOM, Source.JOINT_STATES, Source.OBJECTS)
+#: Sources with a freshness timeout (``SourceTimeouts``): the sensors and the proposer's liveliness.
+TIMED_SOURCES: tuple[Source, ...] = (*SENSOR_SOURCES, Source.POLICY_HEARTBEAT)
 
 
 # --- Inputs the node converts messages into ------------------------------------------------------------

@@ -241,6 +241,66 @@ def test_proposal_with_a_distribution_is_replaced_by_the_most_probable_safe_acti
         PrimitivePhase.RUNNING, 0, 2)
 
 
+def test_running_primitive_aborts_within_a_period_of_the_policy_heartbeat_going_stale():
+    monitor = make()
+    timeout = monitor.config.source_timeout_s.policy_heartbeat
+    feed(monitor, 0.0)
+    monitor.on_policy_heartbeat(0.0)
+    monitor.on_action_proposal(0.0, DiscreteCommand(0))
+    last_beat, t, statuses = 0.2, 0.0, []
+    while t < 2.0:
+        feed(monitor, t)
+        if t <= last_beat:
+            monitor.on_policy_heartbeat(t)  # the policy process dies after this one
+        out = monitor.tick(t)
+        statuses += out.statuses
+        if statuses[-1].phase is not PrimitivePhase.RUNNING:
+            break
+        assert out.twist.linear_x > 0.0, f"stopped early at {t}"
+        t += PERIOD
+    assert last_beat + timeout < t <= last_beat + timeout + PERIOD + 1e-9
+    assert out.twist.linear_x == 0.0
+    assert out.verdict.kind is VerdictKind.STOP and out.verdict.category is Category.FAULT
+    assert statuses[-1].phase is PrimitivePhase.ABORTED and statuses[-1].reason.startswith("policy lost")
+    report = {s.source: s for s in monitor.report(t).sources}
+    assert report[Source.POLICY_HEARTBEAT].stale and report[Source.POLICY_HEARTBEAT].timeout == timeout
+
+
+def test_without_any_heartbeat_primitives_run_unless_the_heartbeat_is_required():
+    optional = make()
+    feed(optional, 0.0)
+    optional.on_action_proposal(0.0, DiscreteCommand(0))
+    assert optional.tick(0.05).twist.linear_x > 0.0
+    required = make(required_sources=("scan", "odom", "joint_states", "policy_heartbeat"))
+    feed(required, 0.0)
+    required.on_action_proposal(0.0, DiscreteCommand(0))
+    out = required.tick(0.05)
+    assert out.twist.linear_x == 0.0 and out.verdict.reason == "policy lost: no heartbeat received"
+    assert out.statuses[-1].phase is PrimitivePhase.ABORTED
+
+
+def test_a_restarted_policy_whose_heartbeat_lags_its_first_proposal_is_supervised_once_it_arrives():
+    monitor = make()
+    monitor.on_policy_heartbeat(0.0)  # the old policy, which then died
+    feed(monitor, 5.0)
+    monitor.on_action_proposal(5.0, DiscreteCommand(0))  # the new one's proposal overtakes its heartbeat
+    assert monitor.tick(5.05).twist.linear_x > 0.0
+    monitor.on_policy_heartbeat(5.1)
+    feed(monitor, 5.1)
+    assert monitor.tick(5.1).twist.linear_x > 0.0
+    feed(monitor, 5.45)
+    out = monitor.tick(5.45)  # and now that one is lost too
+    assert out.twist.linear_x == 0.0 and out.statuses[-1].reason.startswith("policy lost: heartbeat stale")
+
+
+def test_twists_are_governed_by_the_deadman_not_by_the_policy_heartbeat():
+    monitor = make(required_sources=("scan", "odom", "joint_states", "policy_heartbeat"))
+    monitor.on_policy_heartbeat(0.0)
+    feed(monitor, 5.0)
+    assert monitor.on_twist(5.0, FORWARD).linear_x == pytest.approx(0.2)
+    assert monitor.tick(5.01).twist.linear_x == pytest.approx(0.2)
+
+
 def test_twist_preempts_a_running_primitive():
     monitor = make()
     feed(monitor, 0.0)
@@ -299,6 +359,8 @@ def test_a_clock_jumping_back_forgets_every_input():
     ({"deadman_timeout_s": 0.01}, r"deadman_timeout_s=0.01 is out of range \[0.05"),
     ({"control_rate_hz": 0.0}, r"control_rate_hz=0.0 is out of range"),
     ({"source_timeout_s": {"scan": -1.0}}, r"source_timeout_s: scan=-1.0 is out of range"),
+    ({"source_timeout_s": {"policy_heartbeat": 0.0}},
+     r"source_timeout_s: policy_heartbeat=0.0 is out of range"),
     ({"scan_pose_in_base": [0.0, math.inf, 0.0]}, r"scan_pose_in_base=.* must be finite"),
     ({"frames": {"scan": ""}}, r"frames: scan must not be empty"),
     ({"shield": {"horizon_s": -1.0}}, r"shield: .*horizon_s"),
