@@ -68,6 +68,11 @@ __all__ = [
 
 _log = logging.getLogger(__name__)
 
+#: An instruction received this close to an episode reset (s) is taken as the new episode's goal.
+RESET_GRACE_S = 0.5
+#: A node clock that goes back by more than this (s) has jumped (sim time restarted), not jittered.
+CLOCK_JUMP_S = 0.05
+
 END_ACTION = ACTION_BY_CODE["end"].index
 _LATENCY_WINDOW = 100
 _RATE_WINDOW_S = 5.0
@@ -285,6 +290,7 @@ class PolicyRunner:
         self._override: int | None = None
         self._step_done: float | None = None
         self._last_start: float | None = None
+        self._latest_time = now
         self._last_action: int | None = None
         self._requests = 0
         self._n = _Counters()
@@ -296,8 +302,22 @@ class PolicyRunner:
         self.config = config
 
     # ------------------------------------------------------------------ inputs
+    def _see_time(self, now: float) -> None:
+        """Notice a node clock that jumped back (a simulator reset restarts sim time): every stored time is
+        then in the future, so frames are dropped (an old frame would look fresh) and the rate limit and
+        step timing restart; the instruction is kept with its age restarted."""
+        if now < self._latest_time - CLOCK_JUMP_S:
+            _log.warning("clock jumped back from %.3f s to %.3f s: dropping frames and restarting timers",
+                         self._latest_time, now)
+            self._frames = dict.fromkeys(Camera)
+            self._last_start = None
+            self._step_done = now
+            self._instruction_time = now
+        self._latest_time = now
+
     def on_frame(self, camera: Camera, now: float, load: FrameLoader) -> None:
         """Keep the latest frame of ``camera``; an unused one it replaces counts as dropped."""
+        self._see_time(now)
         previous = self._frames[camera]
         if previous is not None and not previous.used:
             self._n.frames_dropped += 1
@@ -326,8 +346,16 @@ class PolicyRunner:
         _log.info("episode %d: %r", self._episode, text)
 
     def on_episode_reset(self, now: float) -> None:
-        """End the episode; nothing is proposed until the next instruction."""
+        """End the episode; nothing is proposed until the next instruction.
+
+        A simulator publishes the reset and the new episode's instruction together, and the executor may
+        hand them over in either order: an instruction that arrived within ``RESET_GRACE_S`` of the reset
+        (or after it, on a clock that jumped back at the reset) belongs to the new episode and is kept.
+        """
         self._begin_episode(now)
+        if self._instruction is not None and now - self._instruction_time <= RESET_GRACE_S:
+            _log.info("episode reset: keeping the instruction that came with it: %r", self._instruction)
+            return
         self._instruction = None
         _log.info("episode reset: waiting for an instruction")
 
@@ -425,6 +453,7 @@ class PolicyRunner:
 
     def poll(self, now: float, wall: float) -> InferenceRequest | None:
         """The inference to start now, if any (it is then in flight until ``on_result``)."""
+        self._see_time(now)
         self._expire(now, wall)
         if self._blocker(now) is not None:
             return None

@@ -19,6 +19,7 @@ from safevla_node.policy_runner import (
     InferenceWorker,
     MalformedFrame,
     PolicyNodeConfig,
+    RESET_GRACE_S,
     PolicyRunner,
     RunnerState,
     StepExecutor,
@@ -241,11 +242,11 @@ def test_end_stops_proposing_until_a_reset_or_a_different_instruction():
 def test_an_episode_reset_waits_for_an_instruction_and_resets_the_policy():
     rig = Rig()
     rig.step(0.1)
-    rig.runner.on_episode_reset(0.2)
-    rig.frames(1.0)
-    assert rig.poll(1.0) is None and rig.state(1.0) is RunnerState.NO_INSTRUCTION
-    rig.runner.on_instruction(1.1, "find the mug")
-    request, _ = rig.step(1.2)
+    rig.runner.on_episode_reset(1.0)  # the instruction (t=0) is older than RESET_GRACE_S: it is withdrawn
+    rig.frames(1.5)
+    assert rig.poll(1.5) is None and rig.state(1.5) is RunnerState.NO_INSTRUCTION
+    rig.runner.on_instruction(1.6, "find the mug")
+    request, _ = rig.step(1.7)
     assert request.reset and request.episode == 3
 
 
@@ -554,3 +555,43 @@ def test_a_policy_that_hangs_is_detected_and_its_result_never_becomes_an_action(
     finally:
         release.set()
         assert worker.close()
+
+
+@pytest.mark.parametrize("order", ["reset_first", "instruction_first", "instruction_first_clock_jumped_back"])
+def test_an_instruction_that_comes_with_a_reset_starts_the_new_episode_in_either_order(order):
+    rig = Rig()
+    rig.step(40.0)  # the old episode, 40 s into sim time
+    if order == "reset_first":
+        rig.runner.on_episode_reset(45.0)
+        rig.runner.on_instruction(45.01, "pick up the apple")
+    elif order == "instruction_first":
+        rig.runner.on_instruction(45.0, "pick up the apple")
+        rig.runner.on_episode_reset(45.01)
+    else:  # a simulator reset restarts sim time: the reset is handled at a smaller time than the instruction
+        rig.runner.on_instruction(45.0, "pick up the apple")
+        rig.runner.on_episode_reset(0.01)
+    now = 45.1 if order != "instruction_first_clock_jumped_back" else 0.1
+    rig.frames(now)
+    request = rig.poll(now, wall=50.0)  # the wall clock never jumps back
+    assert request is not None and request.reset and request.instruction == "pick up the apple"
+
+
+def test_an_old_instruction_does_not_survive_an_episode_reset():
+    rig = Rig()
+    rig.step(0.1)
+    rig.runner.on_episode_reset(0.1 + RESET_GRACE_S + 1.0)
+    rig.frames(3.0)
+    assert rig.poll(3.0) is None and rig.state(3.0) is RunnerState.NO_INSTRUCTION
+
+
+def test_a_clock_that_jumps_back_drops_old_frames_and_restarts_the_rate_limit():
+    """A simulator reset restarts sim time: frames from before would look fresh and the rate limit would
+    hold until sim time caught up with the old episode."""
+    rig = Rig()
+    _, command = rig.step(40.0)
+    rig.runner.on_primitive_status(40.5, status(PrimitivePhase.DONE, 1, command.action_index))
+    rig.frames(40.6)  # last frames of the old episode
+    assert rig.poll(0.05, wall=41.0) is None  # the clock jumped back: the old frames are gone
+    assert rig.state(0.05) is RunnerState.STALE_IMAGES
+    rig.frames(0.1)
+    assert rig.poll(0.1, wall=41.1) is not None
