@@ -110,12 +110,22 @@ def _flatten(mapping: dict, prefix: str = "") -> dict:
     return out
 
 
-def test_the_parameter_file_lists_every_parameter_with_its_default_and_a_comment():
-    params = _flatten(yaml.safe_load(PARAMS_FILE.read_text())["safety_monitor"]["ros__parameters"])
-    assert params == {name: default for name, default, _ in flatten_fields(MonitorConfig)}
-    lines = PARAMS_FILE.read_text().splitlines()
+def _node_configs() -> list[tuple[str, type]]:
+    """(node name, config class) of every node whose parameters come from a config dataclass."""
+    from safevla_node.policy_runner import PolicyNodeConfig
+    from sim_bridge.bridge import BridgeConfig
+
+    return [("safety_monitor", MonitorConfig), ("policy_node", PolicyNodeConfig), ("sim_bridge", BridgeConfig)]
+
+
+@pytest.mark.parametrize(("node", "config_class"), _node_configs(), ids=lambda v: v if isinstance(v, str) else "")
+def test_the_parameter_file_lists_every_parameter_with_its_default_and_a_comment(node, config_class):
+    params_file = PARAMS_FILE.with_name(f"{node}.yaml")
+    params = _flatten(yaml.safe_load(params_file.read_text())[node]["ros__parameters"])
+    assert params == {name: default for name, default, _ in flatten_fields(config_class)}
+    lines = params_file.read_text().splitlines()
     for i, line in enumerate(lines):
         stripped = line.strip()
         if stripped and not stripped.startswith("#") and not stripped.endswith(":") and i > 0:
-            where = f"{PARAMS_FILE.name}:{i + 1}"
+            where = f"{params_file.name}:{i + 1}"
             assert lines[i - 1].strip().startswith("#"), f"{where} has no comment: {line!r}"

@@ -20,7 +20,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rosgraph_msgs.msg import Clock
@@ -30,18 +29,14 @@ from std_msgs.msg import Empty, Float32MultiArray, String
 from safevla_node.actions import ACTION_BY_CODE
 from safevla_node.dds import DomainLease
 from safevla_node.nodes import conversions as conv
-from safevla_node.nodes.params import flatten_fields
-from safevla_node.policy_runner import PolicyNodeConfig
 from safevla_node.safety.monitor_types import PrimitiveStatus
 from safevla_node.safety.primitives import PrimitivePhase
-from tests.nodes.test_params import _flatten
 from tests.ros_harness import NodeProcess, RosTestClient, ros_client, running_node
 from tests.test_policy_runner import make_tiny_policy
 
 pytestmark = pytest.mark.ros
 
 MODULE = "safevla_node.nodes.policy_node"
-PARAMS_FILE = Path(__file__).resolve().parents[2] / "config" / "policy_node.yaml"
 RATE_HZ = 2.0  # below what the tiny model and the answering monitor allow, so the cap shows
 IMAGE_AGE_S = 0.5
 PRIMITIVE_TIMEOUT_S = 1.0
@@ -293,13 +288,3 @@ def test_a_missing_checkpoint_exits_non_zero_naming_the_path(ros_domain, tmp_pat
     finally:
         proc.stop()
 
-
-def test_the_parameter_file_lists_every_parameter_with_its_default_and_a_comment():
-    params = _flatten(yaml.safe_load(PARAMS_FILE.read_text())["policy_node"]["ros__parameters"])
-    assert params == {name: default for name, default, _ in flatten_fields(PolicyNodeConfig)}
-    lines = PARAMS_FILE.read_text().splitlines()
-    for i, line in enumerate(lines):
-        stripped = line.strip()
-        if stripped and not stripped.startswith("#") and not stripped.endswith(":") and i > 0:
-            where = f"{PARAMS_FILE.name}:{i + 1}"
-            assert lines[i - 1].strip().startswith("#"), f"{where} has no comment: {line!r}"

@@ -5,20 +5,15 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 
 from safevla_node.errors import ConfigError
-from safevla_node.nodes.params import flatten_fields
 from sim_bridge.bridge import BridgeConfig, SimBridge, crop_scan, scene_source
 from sim_bridge.interface import LaserScanData
-from tests.nodes.test_params import _flatten
 from tests.sim import scenes
 
-PARAMS_FILE = Path(__file__).resolve().parents[2] / "config" / "sim_bridge.yaml"
 
 
 def lidar(first: float = -math.pi, beams: int = 360) -> LaserScanData:
@@ -97,16 +92,6 @@ def test_the_bridge_runs_the_scene_from_the_file_and_publishes_the_cropped_scan(
     box_ahead = step.observation.scan.ranges[90]  # straight ahead: the box 1.5 m away, less half its size
     assert 1.2 < box_ahead < 1.5
 
-
-def test_the_parameter_file_lists_every_parameter_with_its_default_and_a_comment():
-    params = _flatten(yaml.safe_load(PARAMS_FILE.read_text())["sim_bridge"]["ros__parameters"])
-    assert params == {name: default for name, default, _ in flatten_fields(BridgeConfig)}
-    lines = PARAMS_FILE.read_text().splitlines()
-    for i, line in enumerate(lines):
-        stripped = line.strip()
-        if stripped and not stripped.startswith("#") and not stripped.endswith(":") and i > 0:
-            where = f"{PARAMS_FILE.name}:{i + 1}"
-            assert lines[i - 1].strip().startswith("#"), f"{where} has no comment: {line!r}"
 
 
 def test_a_step_the_bridge_closes_on_its_own_reports_its_cost():
