@@ -21,6 +21,7 @@ from geometry_msgs.msg import Twist
 from rclpy.qos import QoSProfile
 from sensor_msgs.msg import LaserScan
 
+from safevla_node.bags.adapters import stamp_s
 from safevla_node.bags.audit import AuditConfig, run_audit
 from safevla_node.bags.reader import open_bag
 from safevla_node.dds import DomainLease
@@ -98,7 +99,9 @@ def test_recorded_graph_replayed_into_a_fresh_monitor_gets_the_verdicts_of_its_a
     report = run_audit(bag, AuditConfig(command_topics=("/cmd_vel_in",)),
                        monitor_config=MonitorConfig(required_sources=("scan",)))
     with open_bag(bag) as reader:
-        first_scan = (next(reader.messages(["/scan"])).time_ns - reader.start_ns) * 1e-9
+        first = next(reader.messages(["/scan"]))
+        first_scan = (first.time_ns - reader.start_ns) * 1e-9
+        first_stamp = stamp_s(reader.decode(first))
     audit_series = [(i.start_s, int(VerdictKind[i.kind]), i.category) for i in report.intervals] + [
         (i.end_s, int(VerdictKind[i.kind]), i.category) for i in report.intervals]
     audit_window = _collision_window(audit_series)
@@ -112,7 +115,7 @@ def test_recorded_graph_replayed_into_a_fresh_monitor_gets_the_verdicts_of_its_a
 
     # Replay into a fresh monitor; map its safety_state arrivals to bag time through the replayed scans.
     with DomainLease() as fresh:
-        scans: list[float] = []
+        scans: list[tuple[float, float]] = []  # (arrival, header stamp) of replayed scans
         states: list[tuple[float, int, Category | None]] = []
 
         def on_state(msg: DiagnosticStatus) -> None:
@@ -120,8 +123,8 @@ def test_recorded_graph_replayed_into_a_fresh_monitor_gets_the_verdicts_of_its_a
             states.append((time.monotonic(), int(verdict.kind), verdict.category))
 
         with running_node(MONITOR, fresh, params=MONITOR_PARAMS), ros_client(fresh) as client:
-            client.node.create_subscription(LaserScan, "/scan", lambda _m: scans.append(time.monotonic()),
-                                            QoSProfile(depth=100))
+            client.node.create_subscription(
+                LaserScan, "/scan", lambda m: scans.append((time.monotonic(), stamp_s(m))), QoSProfile(depth=100))
             client.node.create_subscription(DiagnosticStatus, "/safevla/safety_state", on_state, QoSProfile(depth=100))
             env = fresh.env()
             env["PYTHONPATH"] = f"{REPO_ROOT}:{env.get('PYTHONPATH', '')}".rstrip(":")
@@ -133,7 +136,10 @@ def test_recorded_graph_replayed_into_a_fresh_monitor_gets_the_verdicts_of_its_a
             client.spin_for(0.5)
             output, _ = replay.communicate(timeout=10)
         assert replay.returncode == 0, output
-    offset = scans[0] - first_scan  # monotonic time of bag time 0
+    # Monotonic time of bag time 0, from the first scan this client received: its recorded header stamp says
+    # which scan of the bag it is, so a subscription that matched late (missing the first scans) costs nothing.
+    arrival, stamp = scans[0]
+    offset = arrival - (first_scan + stamp - first_stamp)
     replay_window = _collision_window([(t - offset, kind, category) for t, kind, category in states])
     assert replay_window[0] == pytest.approx(audit_window[0], abs=TOLERANCE_S)
     assert replay_window[1] == pytest.approx(audit_window[1], abs=TOLERANCE_S + 1.0)  # state repeats at 1 Hz
