@@ -12,6 +12,7 @@ conventions only in the messages the bridge publishes.
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -23,6 +24,8 @@ from safevla_node.safety.types import StepCost, WorldSnapshot
 
 __all__ = [
     "JOINT_NAMES",
+    "check_dt",
+    "check_twist",
     "CameraFrame",
     "EpisodeStatus",
     "LaserScanData",
@@ -43,6 +46,27 @@ JOINT_NAMES: tuple[str, ...] = (
     "joint_head_pan",
     "joint_head_tilt",
 )
+
+
+def check_twist(linear_x: float, angular_z: float) -> None:
+    """The check every backend's ``set_base_twist`` runs before anything reaches its physics.
+
+    Raises:
+        ValueError: a non-finite component.
+    """
+    for name, value in (("linear_x", linear_x), ("angular_z", angular_z)):
+        if not math.isfinite(value):
+            raise ValueError(f"twist {name}={value!r} is not finite; the command was dropped")
+
+
+def check_dt(dt: float) -> None:
+    """The check every backend's ``advance`` runs.
+
+    Raises:
+        ValueError: ``dt`` is negative or not finite.
+    """
+    if not math.isfinite(dt) or dt < 0.0:
+        raise ValueError(f"dt={dt!r} must be a finite, non-negative number of seconds")
 
 
 class TaskKind(str, Enum):

@@ -61,6 +61,8 @@ from sim_bridge.interface import (
     StepResult,
     TaskKind,
     TaskSpec,
+    check_dt,
+    check_twist,
 )
 
 __all__ = ["Ai2ThorBackend", "ai2thor_controller"]
@@ -316,9 +318,7 @@ class Ai2ThorBackend(SimBackend):
 
     def set_base_twist(self, linear_x: float, angular_z: float) -> None:
         """Latch (m/s, rad/s). Raises ValueError on a non-finite value."""
-        for name, value in (("linear_x", linear_x), ("angular_z", angular_z)):
-            if not math.isfinite(value):
-                raise ValueError(f"twist {name}={value!r} is not finite; the command was dropped")
+        check_twist(linear_x, angular_z)
         self._twist = (float(linear_x), float(angular_z))
 
     def set_joint_targets(self, targets: Mapping[str, float]) -> None:
@@ -349,8 +349,7 @@ class Ai2ThorBackend(SimBackend):
         Raises:
             ValueError: ``dt`` is negative or not finite.
         """
-        if not math.isfinite(dt) or dt < 0.0:
-            raise ValueError(f"dt={dt!r} must be a finite, non-negative number of seconds")
+        check_dt(dt)
         self._require_episode()
         v, w = self._twist
         ahead, turn_deg = v * dt, -math.degrees(w * dt)

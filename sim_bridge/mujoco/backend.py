@@ -33,6 +33,8 @@ from sim_bridge.interface import (
     StepResult,
     TaskKind,
     TaskSpec,
+    check_dt,
+    check_twist,
 )
 from sim_bridge.mujoco import stretch_constants as C
 from sim_bridge.mujoco.model import SimModel
@@ -178,9 +180,7 @@ class MujocoBackend(SimBackend):
         Raises:
             ValueError: a non-finite value.
         """
-        for name, value in (("linear_x", linear_x), ("angular_z", angular_z)):
-            if not math.isfinite(value):
-                raise ValueError(f"set_base_twist: {name}={value!r} is not finite; the command was dropped")
+        check_twist(linear_x, angular_z)
         self._twist = (
             max(-C.MAX_LINEAR, min(C.MAX_LINEAR, float(linear_x))),
             max(-C.MAX_ANGULAR, min(C.MAX_ANGULAR, float(angular_z))),
@@ -267,8 +267,7 @@ class MujocoBackend(SimBackend):
         Raises:
             ValueError: ``dt`` is negative or not finite.
         """
-        if not math.isfinite(dt) or dt < 0:
-            raise ValueError(f"advance: dt={dt!r} must be a finite, non-negative number of seconds")
+        check_dt(dt)
         self._require()
         self._run(dt)
 
