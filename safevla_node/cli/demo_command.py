@@ -41,11 +41,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/demo"), help="report folder (default runs/demo)")
     parser.add_argument("--tasks", default=",".join(TASKS), help="comma-separated tasks (default: all three)")
     parser.add_argument("--seeds", default="1", help="comma-separated scene seeds per task (default: 1)")
-    parser.add_argument("--max-steps", type=int, default=30, help="step budget per episode (default 30)")
+    parser.add_argument("--max-steps", type=int, default=25, help="step budget per episode (default 25)")
     parser.add_argument("--episode-timeout", type=float, default=90.0, help="wall seconds per episode (default 90)")
     parser.add_argument("--checkpoint", default="", help="policy checkpoint (default: the shipped policy)")
     parser.add_argument("--shield", choices=("both", "on", "off"), default="both", help="shield settings to run")
-    parser.add_argument("--real-time-factor", type=float, default=1.0, help="sim seconds per wall second")
+    parser.add_argument("--real-time-factor", type=float, default=2.0,
+                        help="sim seconds per wall second (default 2: every node runs on sim time)")
     parser.add_argument("--no-bag", action="store_true", help="do not record the first episode to a rosbag")
 
 
