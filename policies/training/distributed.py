@@ -125,6 +125,9 @@ def assert_in_sync(model: nn.Module, ctx: DistContext) -> list[str]:
 
 
 def shutdown(ctx: DistContext) -> None:
-    """Leave the process group."""
+    """Leave the process group together: without the barrier a rank can tear gloo down while its peer
+    still talks to it, and the peer aborts (SIGABRT, "terminate called without an active exception").
+    If a rank failed, torchrun stops the others, so the barrier cannot hang a run."""
     if ctx.distributed and dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()
