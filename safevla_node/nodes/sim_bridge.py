@@ -232,7 +232,7 @@ class SimBridgeNode(Node):
         return conv.camera_info_to_msg(w, h, frame.fx, frame.fy, frame.cx, frame.cy, stamp, frame_id)
 
     def close(self) -> None:
-        """Stop the robot in the simulation and free the backend."""
+        """Free the backend (its renderer and simulator); the simulation ends with the process."""
         self.bridge.backend.close()
 
 
