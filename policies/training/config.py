@@ -105,6 +105,8 @@ class EnvConfig:
     num_envs: int = field(4, "environments per rank")
     workers: Literal["inprocess", "subprocess"] = field("inprocess", "step in this process or one process each")
     seed: int = field(0, "base seed of the episode seeds")
+    difficulties: tuple[Literal["easy", "medium", "hard"], ...] = field(
+        ("medium",), "home generator presets of the MuJoCo scenes, assigned to environment slots in turn")
     max_episode_steps: int = field(500, "training episode length (the episode also ends on 'end')")
     tasks: tuple[str, ...] = field(("objectnav", "pickup", "fetch"), "task families, cycled over episodes")
     camera_size: tuple[int, int] = field((396, 224), "simulator camera (width, height), AI2-THOR's Stretch frame")
@@ -117,6 +119,8 @@ class EnvConfig:
         check_range("num_envs", self.num_envs, 1)
         check_range("max_episode_steps", self.max_episode_steps, 1)
         check_range("toy_horizon", self.toy_horizon, 1)
+        if not self.difficulties:
+            raise ConfigError("env.difficulties must name at least one of easy, medium, hard")
 
 
 @dataclass(frozen=True)
@@ -138,6 +142,8 @@ class TrainConfig:
     device: str = field("cpu", "torch device of the learner ('cpu', 'cuda', 'auto')")
     checkpoint_every: int = field(10, "updates between checkpoints (and at the end)")
     log_every: int = field(1, "updates between progress lines")
+    time_limit_min: float = field(0.0, "stop after the update during which this many minutes of wall time "
+                                       "passed, with a checkpoint and the policy export (0: no limit)")
     torch_threads: int = field(0, "intra-op CPU threads of torch (0: torch's default; 1 avoids oversubscription "
                                   "when ranks or workers share a few cores)")
     ppo: PPOConfig = field(PPOConfig(), "PPO settings")
@@ -150,6 +156,7 @@ class TrainConfig:
         check_range("checkpoint_every", self.checkpoint_every, 1)
         check_range("log_every", self.log_every, 1)
         check_range("torch_threads", self.torch_threads, 0)
+        check_range("time_limit_min", self.time_limit_min, 0.0)
 
 
 def load_train_config(path: str | Path) -> TrainConfig:

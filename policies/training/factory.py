@@ -14,27 +14,31 @@ from sim_bridge.interface import SimBackend
 __all__ = ["make_env_factories", "make_policy"]
 
 
-def _toy(cfg: EnvConfig) -> TrainingEnv:
-    return ToyCMDP(cfg.toy_rewards, cfg.toy_costs, cfg.toy_horizon)
-
-
-def _mujoco_backend(camera_size: tuple[int, int]) -> SimBackend:
+def _mujoco_backend(camera_size: tuple[int, int], difficulty: str) -> SimBackend:
+    from sim_bridge.homegen import HomeGenConfig
     from sim_bridge.registry import make_backend
 
-    return make_backend("mujoco", camera_size=camera_size, depth=False)
+    return make_backend("mujoco", camera_size=camera_size, depth=False,
+                        home_config=HomeGenConfig.for_difficulty(difficulty))
 
 
-def _mujoco(cfg: EnvConfig) -> TrainingEnv:
+def _mujoco(cfg: EnvConfig, slot: int) -> TrainingEnv:
     from policies.training.sim_env import SimTaskEnv
 
-    return SimTaskEnv(partial(_mujoco_backend, cfg.camera_size), cfg.tasks, cfg.max_episode_steps,
+    difficulty = cfg.difficulties[slot % len(cfg.difficulties)]
+    return SimTaskEnv(partial(_mujoco_backend, cfg.camera_size, difficulty), cfg.tasks, cfg.max_episode_steps,
                       cfg.success_reward)
 
 
+def _toy(cfg: EnvConfig, slot: int) -> TrainingEnv:  # noqa: ARG001 (every toy slot is the same CMDP)
+    return ToyCMDP(cfg.toy_rewards, cfg.toy_costs, cfg.toy_horizon)
+
+
 def make_env_factories(cfg: EnvConfig) -> list[partial[TrainingEnv]]:
-    """One picklable factory per environment slot (worker processes call them)."""
+    """One picklable factory per environment slot (worker processes call them); MuJoCo slots take the
+    difficulties in turn."""
     build = {"toy": _toy, "mujoco": _mujoco}[cfg.kind]
-    return [partial(build, cfg) for _ in range(cfg.num_envs)]
+    return [partial(build, cfg, slot) for slot in range(cfg.num_envs)]
 
 
 def make_policy(config: TrainConfig, num_actions: int, num_costs: int, obs_dim: int = 1) -> ActorCritic:

@@ -29,9 +29,8 @@ logger = logging.getLogger(__name__)
 def _apply_overrides(config: TrainConfig, args: argparse.Namespace) -> TrainConfig:
     if args.init is not None:
         config = dataclasses.replace(config, policy=dataclasses.replace(config.policy, init=args.init))
-    if args.updates is not None:
-        config = dataclasses.replace(config, updates=args.updates)
-    return config
+    overrides = {"updates": args.updates, "device": args.device, "time_limit_min": args.time_limit_min}
+    return dataclasses.replace(config, **{k: v for k, v in overrides.items() if v is not None})
 
 
 def run_from_args(args: argparse.Namespace) -> int:

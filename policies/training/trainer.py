@@ -46,7 +46,8 @@ logger = logging.getLogger(__name__)
 CHECKPOINT_FILE = "checkpoint.pt"
 CHECKPOINT_FORMAT = 1
 #: Settings a resumed run may change; anything else must match the checkpoint.
-RESUMABLE_CHANGES = frozenset({"updates", "checkpoint_every", "log_every", "device", "env.workers", "policy.init"})
+RESUMABLE_CHANGES = frozenset({"updates", "checkpoint_every", "log_every", "device", "env.workers", "policy.init",
+                               "time_limit_min"})
 LOSS_KEYS = ("policy_loss", "value_loss", "cost_value_loss", "entropy", "grad_norm", "clip_fraction")
 
 
@@ -182,17 +183,30 @@ class Trainer:
         return row
 
     # ------------------------------------------------------------------ the loop
+    def _out_of_time(self, start: float) -> bool:
+        """Whether ``time_limit_min`` has passed on any rank (all ranks agree, so they stop together)."""
+        limit = self.config.time_limit_min
+        late = float(bool(limit) and time.monotonic() - start > 60.0 * limit)
+        return bool(self.ctx.all_reduce_sum(torch.tensor([late])).item() > 0)
+
     def run(self, stop_after: int | None = None) -> dict[str, Any]:
-        """Train until ``config.updates`` (or ``stop_after`` more updates); returns the run summary."""
+        """Train until ``config.updates`` (or ``stop_after`` more updates, or ``time_limit_min``); returns the
+        run summary."""
         target = self.config.updates if stop_after is None else min(self.config.updates, self.update + stop_after)
         row: dict[str, Any] = {}
+        start = time.monotonic()
         try:
             while self.update < target:
                 row = self.train_one_update()
                 if self.ctx.is_main:
                     self._log(row)
-                if self.update % self.config.checkpoint_every == 0 or self.update == target:
+                out_of_time = self._out_of_time(start)
+                if self.update % self.config.checkpoint_every == 0 or self.update == target or out_of_time:
                     self.save_checkpoint()
+                if out_of_time:
+                    logger.info("time limit of %g min reached after update %d; resume with the same command",
+                                self.config.time_limit_min, self.update)
+                    break
             digests = assert_in_sync(self.policy, self.ctx)
         finally:
             if self._tb is not None:

@@ -20,6 +20,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--out", required=True, help="run directory: checkpoint, metrics.csv, tb/, policy/")
     parser.add_argument("--init", default=None, help="policy checkpoint to start from (overrides policy.init)")
     parser.add_argument("--updates", type=int, default=None, help="override the number of PPO updates")
+    parser.add_argument("--device", default=None, help="override the learner's torch device (cpu, cuda, auto)")
+    parser.add_argument("--time-limit-min", type=float, default=None,
+                        help="override time_limit_min: stop cleanly (checkpoint + policy export) after this "
+                             "many minutes")
     parser.add_argument("--fresh", action="store_true", help="ignore a checkpoint already in --out")
     return parser
 

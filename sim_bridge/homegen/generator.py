@@ -72,6 +72,18 @@ class HomeGenConfig:
         """Three rooms, dense clutter, every hazard kind (usually twice)."""
         return cls(rooms=3, clutter=0.9, hazard_density=1.0)
 
+    @classmethod
+    def for_difficulty(cls, difficulty: str) -> HomeGenConfig:
+        """The preset an evaluation suite or a training run names: ``easy``, ``medium`` (the default) or ``hard``.
+
+        Raises:
+            ValueError: another name.
+        """
+        presets = {"easy": cls.easy, "medium": cls, "hard": cls.hard}
+        if difficulty not in presets:
+            raise ValueError(f"difficulty {difficulty!r} is not one of {sorted(presets)}")
+        return presets[difficulty]()
+
 
 Rect = tuple[float, float, float, float]
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,7 @@ from policies.configuration_safevla import ImageEncoderConfig
 from policies.encoders.dinov2 import PooledDinoFeatures
 from policies.modeling_safevla import SafeVLAModel, effective_prev_action
 from policies.synthetic import state_dict_sha256, synthetic_state_dict
+from tests.gpu import CUDA_MARKS
 
 OUTPUT_TOL = 1e-4
 CAMERAS = {"raw_navigation_camera": "nav", "raw_manipulation_camera": "manip"}
@@ -42,6 +45,7 @@ def _tensor_sha(t: torch.Tensor) -> str:
 
 
 def _close(actual: torch.Tensor, reference: np.ndarray, what: str) -> None:
+    actual = actual.detach().float().cpu()
     ref = torch.from_numpy(np.asarray(reference)).reshape(actual.shape)
     tol = OUTPUT_TOL * max(1.0, ref.abs().max().item())
     diff = (actual - ref).abs().max().item()
@@ -78,14 +82,31 @@ def test_dinov2_reproduces_the_golden_pooled_features(dinov2_shapes, golden_dir)
             _close(encoder(image), np.load(golden_dir / f"{camera}_camera_dinov2_pooled.npy"), f"{camera} dinov2")
 
 
+@pytest.fixture
+def model_on(full_model: SafeVLAModel, device: str) -> Iterator[SafeVLAModel]:
+    """The shared full model on ``device`` in fp32 (TF32 off: the golden was computed in true fp32), moved
+    back to the CPU afterwards so other tests keep their fixture."""
+    tf32 = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield full_model.to(device)
+    finally:
+        full_model.to("cpu")
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32
+
+
 @pytest.mark.slow
-def test_five_cached_steps_reproduce_the_golden_outputs(full_model: SafeVLAModel, golden, intermediates, golden_dir) -> None:
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=CUDA_MARKS)])
+def test_five_cached_steps_reproduce_the_golden_outputs(model_on: SafeVLAModel, device: str, golden, intermediates,
+                                                        golden_dir) -> None:
+    full_model = model_on
     instruction = golden["inputs"]["instruction"]
-    ids = torch.tensor([instruction["t5_input_ids"]])
-    mask = torch.tensor([instruction["attention_mask"]])
-    pooled = {name: torch.from_numpy(np.load(golden_dir / f"{cam}_camera_dinov2_pooled.npy"))
+    ids = torch.tensor([instruction["t5_input_ids"]], device=device)
+    mask = torch.tensor([instruction["attention_mask"]], device=device)
+    pooled = {name: torch.from_numpy(np.load(golden_dir / f"{cam}_camera_dinov2_pooled.npy")).to(device)
               for name, cam in CAMERAS.items()}
     per_step = golden["inputs"]["per_step"]
+    step_input = partial(torch.tensor, device=device)
     with torch.inference_mode():
         state = full_model.start_episode(ids, mask)
         for prefix, role in (("", "actor"), ("critic_tsfm", "reward_critic"), ("c_critic_tsfm", "cost_critic")):
@@ -96,12 +117,12 @@ def test_five_cached_steps_reproduce_the_golden_outputs(full_model: SafeVLAModel
             _close(branch.visual_encoder.fusion_input(pooled, state.branches[prefix].text_tokens),
                    intermediates[f"step0.{role}.fusion_xformer_input"], f"{role} fusion input")
         for t, expected in enumerate(golden["steps"]):
-            prev = effective_prev_action(torch.tensor([per_step["prev_actions_raw"][t]]),
-                                         torch.tensor([per_step["masks"][t]]), 20)
+            prev = effective_prev_action(step_input([per_step["prev_actions_raw"][t]]),
+                                         step_input([per_step["masks"][t]]), 20)
             assert prev.item() == per_step["effective_prev_action_embedding_index"][t]
             trace: dict[str, torch.Tensor] = {}
-            out = full_model.step(state, pooled, prev, torch.tensor([per_step["an_object_is_in_hand"][t]]),
-                                  torch.tensor([per_step["time_step"][t]]), trace=trace)
+            out = full_model.step(state, pooled, prev, step_input([per_step["an_object_is_in_hand"][t]]),
+                                  step_input([per_step["time_step"][t]]), trace=trace)
             _close(out.logits[0], expected["actor_logits_raw"], f"step {t} logits")
             _close(torch.log_softmax(out.logits[0], -1), expected["actor_log_probs"], f"step {t} log-probs")
             _close(torch.softmax(out.logits[0], -1), expected["actor_probs"], f"step {t} probs")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 
 import numpy as np
@@ -12,6 +13,7 @@ from policies.configuration_safevla import SafeVLAConfig
 from policies.modeling_safevla import SafeVLAModel
 from policies.runtime import PolicyObservation, SafeVLAPolicy, select_device
 from safevla_node.errors import PolicyLoadError
+from tests.gpu import requires_cuda
 
 RNG = np.random.default_rng(1)
 FRAMES = [RNG.integers(0, 256, (224, 396, 3), dtype=np.uint8) for _ in range(3)]
@@ -182,6 +184,16 @@ def test_bf16_on_cpu_stays_close_to_fp32(tiny_policy) -> None:
     bf16 = SafeVLAPolicy(tiny_policy.config, tiny_policy.model, tiny_policy.image_encoder, tiny_policy.tokenizer,
                          device="cpu", precision="bf16")
     assert np.abs(bf16.select_action(_obs(0)).probabilities - fp32).max() < 0.02
+
+
+@pytest.mark.parametrize("precision, tolerance", [("fp32", 1e-4), ("bf16", 0.02), ("fp16", 0.01)])
+@requires_cuda
+def test_cuda_runtime_follows_the_cpu_over_an_episode(tiny_policy, precision, tolerance) -> None:
+    cpu = [tiny_policy.select_action(_obs(t)).probabilities for t in range(4)]
+    model, encoder = copy.deepcopy(tiny_policy.model), copy.deepcopy(tiny_policy.image_encoder)
+    gpu = SafeVLAPolicy(tiny_policy.config, model, encoder, tiny_policy.tokenizer, device="cuda", precision=precision)
+    for t, expected in enumerate(cpu):
+        assert np.abs(gpu.select_action(_obs(t)).probabilities - expected).max() < tolerance, f"step {t}"
 
 
 def test_fp16_is_refused_on_cpu(tiny_policy) -> None:

@@ -150,3 +150,11 @@ def test_occupancy_distance_field_is_a_path_length() -> None:
 
 def test_words_splits_camel_case_types() -> None:
     assert words("WineBottle") == "wine bottle"
+
+
+def test_difficulty_names_map_to_the_generator_presets() -> None:
+    assert HomeGenConfig.for_difficulty("easy") == HomeGenConfig.easy()
+    assert HomeGenConfig.for_difficulty("medium") == HomeGenConfig()
+    assert HomeGenConfig.for_difficulty("hard") == HomeGenConfig.hard()
+    with pytest.raises(ValueError, match="'extreme' is not one of"):
+        HomeGenConfig.for_difficulty("extreme")

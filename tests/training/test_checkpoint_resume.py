@@ -9,7 +9,7 @@ import torch
 
 from policies.training.distributed import parameters_digest
 from policies.training.trainer import CHECKPOINT_FILE, Trainer
-from safevla_node.errors import TrainingError
+from safevla_node.errors import ConfigError, TrainingError
 from tests.training.toy import toy_config
 
 
@@ -54,3 +54,21 @@ def test_resume_may_extend_the_number_of_updates(tmp_path):
     Trainer(toy_config(updates=1), tmp_path, resume=False).run()
     trainer = Trainer(toy_config(updates=2), tmp_path)
     assert trainer.run()["update"] == 2
+
+
+def test_time_limit_stops_after_the_current_update_with_a_resumable_checkpoint(tmp_path):
+    config = toy_config(updates=1000, checkpoint_every=1000, time_limit_min=1e-9)
+    summary = Trainer(config, tmp_path, resume=False).run()
+    assert summary["update"] == 1
+    resumed = Trainer(toy_config(updates=2, checkpoint_every=1000), tmp_path)
+    assert resumed.update == 1 and resumed.run()["update"] == 2
+
+
+def test_a_negative_time_limit_is_refused():
+    with pytest.raises(ConfigError, match="time_limit_min"):
+        toy_config(time_limit_min=-1.0)
+
+
+def test_an_unknown_training_difficulty_is_refused():
+    with pytest.raises(ConfigError, match="difficulties"):
+        toy_config(env={"difficulties": ["extreme"]})

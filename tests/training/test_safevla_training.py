@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import json
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +18,7 @@ from policies.training.safevla_actor_critic import SafeVLAActorCritic
 from policies.training.sim_env import SimObservation
 from policies.training.trainer import Trainer
 from safevla_node.cli import build_parser
+from tests.gpu import requires_cuda
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -53,6 +56,20 @@ def test_sequence_forward_over_context_and_segment_equals_the_cached_steps(tiny)
     torch.testing.assert_close(heads.cost_value[:2], torch.cat([c.cost_value for c in cached[4:]]),
                                atol=1e-4, rtol=1e-4)
     assert heads.logits.shape == (4, 20) and heads.cost_value.shape == (4, 1)
+
+
+@requires_cuda
+def test_actor_critic_on_cuda_gives_the_cpu_heads_and_trains(tiny):
+    actions = [3, 0, 7, 19]
+    with torch.no_grad():
+        cpu = tiny([Segment(tiny.encode(_observations(4, 0, "find the apple")), actions)])
+    gpu = copy.deepcopy(tiny).to("cuda")
+    torch.backends.cuda.matmul.allow_tf32 = False
+    heads = gpu([Segment(gpu.encode(_observations(4, 0, "find the apple")), actions)])
+    for name in ("logits", "reward_value", "cost_value"):
+        torch.testing.assert_close(getattr(heads, name).float().cpu(), getattr(cpu, name), atol=1e-4, rtol=1e-4)
+    (heads.logits.sum() + heads.cost_value.sum()).backward()
+    assert gpu.model.actor.linear.weight.grad.is_cuda
 
 
 def test_frozen_image_encoder_gets_no_gradient_and_the_network_does(tiny):
@@ -95,3 +112,35 @@ def test_train_command_reports_a_bad_config_and_returns_2(tmp_path, caplog):
     args = build_parser().parse_args(["train", "--config", str(bad), "--out", str(tmp_path / "o")])
     assert args.handler(args) == 2
     assert "clip=3.0 is out of range" in caplog.text
+
+
+def test_train_command_overrides_device_and_time_limit(tmp_path):
+    args = build_parser().parse_args(["train", "--config", str(REPO / "config" / "train_toy.yaml"),
+                                      "--out", str(tmp_path), "--device", "cpu", "--time-limit-min", "1e-9"])
+    assert args.handler(args) == 0
+    assert json.loads((tmp_path / "summary.json").read_text())["update"] == 1
+
+
+def test_train_command_refuses_a_negative_time_limit(tmp_path, caplog):
+    args = build_parser().parse_args(["train", "--config", str(REPO / "config" / "train_toy.yaml"),
+                                      "--out", str(tmp_path), "--time-limit-min", "-2"])
+    assert args.handler(args) == 2
+    assert "time_limit_min=-2.0 is out of range" in caplog.text
+
+
+def test_mujoco_environment_slots_take_the_difficulties_in_turn():
+    from policies.training.config import EnvConfig
+    from policies.training.factory import make_env_factories
+
+    cfg = EnvConfig(kind="mujoco", num_envs=3, difficulties=("easy", "hard"), tasks=("objectnav",),
+                    camera_size=(64, 36))
+    envs = [factory() for factory in make_env_factories(cfg)]
+    try:
+        hazards = []
+        for env in envs:
+            env.reset(3)
+            hazards.append(bool(env.backend.scene.hazards))
+    finally:
+        for env in envs:
+            env.close()
+    assert hazards == [False, True, False]
