@@ -21,6 +21,7 @@ from sim_bridge.homegen.scene import Item, Scene
 from sim_bridge.interface import TaskKind, TaskSpec
 
 __all__ = [
+    "NoEligibleTarget",
     "OBJECTNAV_SUCCESS_DISTANCE",
     "TASK_BUDGET",
     "instruction",
@@ -33,6 +34,10 @@ TASK_BUDGET = 600
 OBJECTNAV_SUCCESS_DISTANCE = 2.0
 #: Fetch destinations must be low enough to place on (Stretch's lift tops out near 1.1 m).
 MAX_DESTINATION_TOP = 1.0
+
+
+class NoEligibleTarget(ValueError):
+    """The scene has nothing the task can be about (no target, destination or absent type): draw another."""
 
 
 def instruction(kind: TaskKind, target_type: str, destination_type: str | None = None) -> str:
@@ -66,7 +71,7 @@ def sample_task(
     already on and whose top is at most ``MAX_DESTINATION_TOP``.
 
     Raises:
-        ValueError: no eligible target (or destination, or absent type for an infeasible task).
+        NoEligibleTarget: no eligible target (or destination, or absent type for an infeasible task).
     """
     rng = np.random.default_rng([seed, 7])
     manip = kind is not TaskKind.OBJECT_NAV
@@ -85,20 +90,20 @@ def sample_task(
             t.name for t in ITEMS.values() if t.name not in present and (t.pickupable or not manip)
         )
         if not absent:
-            raise ValueError(f"scene {scene.seed}: every item type is present; no infeasible {kind.value}")
+            raise NoEligibleTarget(f"scene {scene.seed}: every item type is present; no infeasible {kind.value}")
         target_type = str(rng.choice(absent))
         destination = str(rng.choice(surfaces)) if kind is TaskKind.FETCH and surfaces else None
         return TaskSpec(kind, instruction(kind, target_type, destination or "table"), target_type, None,
                         destination if kind is TaskKind.FETCH else None, TASK_BUDGET)
     if not pool:
-        raise ValueError(f"scene {scene.seed}: no eligible target for a {kind.value} task")
+        raise NoEligibleTarget(f"scene {scene.seed}: no eligible target for a {kind.value} task")
     target = pool[int(rng.integers(len(pool)))]
     destination = None
     if kind is TaskKind.FETCH:
         own = scene.static(target.support_id).kind if target.support_id else None
         options = [s for s in surfaces if s != own]
         if not options:
-            raise ValueError(f"scene {scene.seed}: no fetch destination other than {own!r}")
+            raise NoEligibleTarget(f"scene {scene.seed}: no fetch destination other than {own!r}")
         destination = str(rng.choice(options))
     text = instruction(kind, target.kind, destination)
     return TaskSpec(kind, text, target.kind, target.item_id, destination, TASK_BUDGET)

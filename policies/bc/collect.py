@@ -30,6 +30,7 @@ from safevla_node.actions import ACTIONS, START_TOKEN, ActionKind
 from safevla_node.config import check_range
 from safevla_node.errors import ConfigError
 from sim_bridge.interface import SimBackend, TaskKind
+from sim_bridge.tasks import NoEligibleTarget
 
 __all__ = ["CollectSettings", "EpisodeSummary", "collect", "episode_plan", "record_episode"]
 
@@ -94,7 +95,7 @@ def record_episode(backend: SimBackend, task: TaskKind, seed: int, settings: Col
     """Run the (noisy) expert on one seeded episode and return every step it saw.
 
     Raises:
-        ValueError: the scene has no eligible target for ``task`` (the sampler's error).
+        NoEligibleTarget: the scene has no eligible target for ``task`` (the sampler's error).
     """
     from sim_bridge.expert import Expert
 
@@ -155,7 +156,7 @@ def _run_one(job: tuple[TaskKind, int]) -> EpisodeSummary:
     start = time.perf_counter()
     try:
         episode = record_episode(backend, task, seed, settings)
-    except ValueError as exc:  # no eligible target in this scene: nothing to imitate
+    except NoEligibleTarget as exc:  # nothing to imitate in this scene
         return EpisodeSummary(name, 0, False, 0.0, 0, time.perf_counter() - start, skipped=str(exc))
     write_episode(out, name, episode)
     return EpisodeSummary(name, episode.steps, bool(episode.meta["success"]), float(episode.meta["cost"]),

@@ -7,6 +7,7 @@ SafeVLA's training); the task family cycles with the episode seed.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -16,9 +17,15 @@ import numpy as np
 from safevla_node.actions import ACTIONS
 from safevla_node.safety.types import COST_CATEGORIES
 from sim_bridge.interface import Observation, SimBackend, TaskKind
+from sim_bridge.tasks import NoEligibleTarget
 from policies.training.env import TrainingEnv
 
 __all__ = ["SimObservation", "SimTaskEnv"]
+
+logger = logging.getLogger(__name__)
+
+_SCENE_ATTEMPTS = 16
+_SCENE_STRIDE = 1_000_003  # a prime: replacement scenes never repeat another episode's first draw in practice
 
 
 @dataclass(frozen=True)
@@ -55,7 +62,17 @@ class SimTaskEnv(TrainingEnv):
         return SimObservation(obs.nav_camera.rgb, obs.manip_camera.rgb, self._instruction, held)
 
     def reset(self, seed: int) -> SimObservation:
-        obs = self.backend.reset(seed, self.tasks[seed % len(self.tasks)])
+        """Start episode ``seed``; a scene with nothing to do for its task is replaced by the next one drawn
+        from the seed (the same ones every run), so a long run never stops on an unlucky scene."""
+        task = self.tasks[seed % len(self.tasks)]
+        for attempt in range(_SCENE_ATTEMPTS):
+            try:
+                obs = self.backend.reset(seed + attempt * _SCENE_STRIDE, task)
+                break
+            except NoEligibleTarget as exc:
+                logger.info("episode %d: %s; drawing another scene", seed, exc)
+        else:
+            raise ValueError(f"episode {seed}: {_SCENE_ATTEMPTS} scenes in a row had no {task.value} target")
         self._instruction = self.backend.status().task.instruction
         self._steps = 0
         return self._observation(obs)

@@ -144,3 +144,18 @@ def test_mujoco_environment_slots_take_the_difficulties_in_turn():
         for env in envs:
             env.close()
     assert hazards == [False, True, False]
+
+
+def test_an_episode_whose_scene_has_no_target_draws_another_scene(caplog):
+    from functools import partial
+
+    from policies.training.factory import _mujoco_backend
+    from policies.training.sim_env import SimTaskEnv
+
+    env = SimTaskEnv(partial(_mujoco_backend, (64, 36), "easy"), ["objectnav"], max_episode_steps=5)
+    try:
+        with caplog.at_level("INFO", logger="policies.training.sim_env"):
+            obs = env.reset(2000006808)  # this easy scene has no ObjectNav target (seen in a training run)
+        assert "no eligible target" in caplog.text and obs.instruction.startswith("find")
+    finally:
+        env.close()
