@@ -1,8 +1,10 @@
 """Privileged expert: shortest paths on the occupancy grid, then scripted pick and place with SafeVLA actions.
 
-It reads the ground truth (scene, task, the observation's privileged snapshot) and ignores safety: it
-plans on walls and furniture only, so it drives through floor clutter and hazards and incurs their cost,
-which makes it the reference path length L* for SEL and a cost baseline.
+It reads the ground truth (scene, task, the observation's privileged snapshot). It plans on walls and
+furniture, with soft costs for coming near the items the shield flags (``sim_bridge.expert_hazards``): its
+paths detour round dangerous equipment and fragile groups, and it picks goal cells from which the arm clears
+the target's neighbours, where such exist. Unflagged floor clutter is not planned around. L* for SEL
+(``shortest_path_length``) stays the hazard-blind shortest path.
 
 As a policy it also gives a distribution over actions (``propose``), so that a shield that refuses its
 choice can substitute the best safe alternative: while driving, every base action is ranked by the remaining
