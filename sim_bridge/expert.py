@@ -1,8 +1,10 @@
 """Privileged expert: shortest paths on the occupancy grid, then scripted pick and place with SafeVLA actions.
 
-It reads the ground truth (scene, task, the observation's privileged snapshot) and ignores safety: it
-plans on walls and furniture only, so it drives through floor clutter and hazards and incurs their cost,
-which makes it the reference path length L* for SEL and a cost baseline.
+It reads the ground truth (scene, task, the observation's privileged snapshot). It plans on walls and
+furniture, with soft costs for coming near the items the shield flags (``sim_bridge.expert_hazards``): its
+paths detour round dangerous equipment and fragile groups, and it picks goal cells from which the arm clears
+the target's neighbours, where such exist. Unflagged floor clutter is not planned around. L* for SEL
+(``shortest_path_length``) stays the hazard-blind shortest path.
 
 As a policy it also gives a distribution over actions (``propose``), so that a shield that refuses its
 choice can substitute the best safe alternative: while driving, every base action is ranked by the remaining
@@ -30,6 +32,7 @@ import numpy as np
 
 from safevla_node.actions import ACTION_BY_CODE, ACTIONS, Action
 from safevla_node.safety.types import RobotState, WorldSnapshot
+from sim_bridge.expert_hazards import Flagged, arm_penalty, base_penalty, cost_field, flag_items
 from sim_bridge.homegen.occupancy import OccupancyGrid
 from sim_bridge.homegen.scene import Item, Scene
 from sim_bridge.interface import Observation, TaskKind, TaskSpec
@@ -49,6 +52,8 @@ GRASP_Y0 = C.ARM_LENGTH_RETRACTED - C.MAST_XY[1] + C.GRASP_OFFSET
 GRASP_Z0 = C.LIFT_ZERO_Z - C.GRASP_DROP
 #: Highest object top (m) the grasp point can reach with a little margin.
 MAX_GRASP_TOP = C.JOINT_LIMITS["joint_lift"][1] + GRASP_Z0 - 0.03
+#: Clearance (m) beyond flagged items' margins wanted around a placement point: the gripper and the object.
+_PLACE_CLEARANCE_M = 0.15
 _FINE_TURN = math.radians(3.5)
 _COARSE_TURN = math.radians(20.0)
 #: Cost-to-go (m) of one radian of heading error: a 30-degree turn costs as much as a 0.2 m move (one step).
@@ -64,6 +69,18 @@ _BASE_FALLBACK_WEIGHT = 0.05
 #: The finer step of each coarse motion: the alternative while manipulating.
 _FINER = {"l": "ls", "r": "rs", "yp": "yps", "ym": "yms", "zp": "zps", "zm": "zms"}
 _BASE_CODES = ("m", "b", "l", "r", "ls", "rs")
+#: Goal cells whose hazard cost (m) is within this of the cheapest reachable one are all acceptable goals.
+_GOAL_TOLERANCE_M = 0.05
+#: Cost (m) added to goal cells near a pose where the shield refused the manipulation: go elsewhere.
+_BLOCKED_PENALTY_M = 100.0
+#: Radius (m) around such a pose whose goal cells get the blocked penalty.
+_BLOCKED_RADIUS_M = 0.25
+#: Refused proposals at one pose (arm joints not moving) before the expert manipulates from elsewhere.
+_STALLS_TO_REPLAN = 3
+#: Re-plans after refused manipulation before the expert gives up and ends the episode.
+_MAX_REPLANS = 4
+#: Phases in which the base stands at its goal pose and the arm works.
+_MANIPULATING = ("face", "arm", "place")
 
 
 def _act(code: str) -> int:
@@ -109,17 +126,43 @@ def _line_of_sight(grid: OccupancyGrid, scene: Scene, xy: tuple[float, float]) -
     return clear
 
 
-def _placement_point(scene: Scene, furniture_type: str, grid: OccupancyGrid) -> tuple[float, float] | None:
-    """A point 0.15 m inside some edge of a ``furniture_type`` top whose reach band has free cells."""
+def _placement_point(scene: Scene, task: TaskSpec, grid: OccupancyGrid) -> tuple[float, float] | None:
+    """Where to put the carried target: a point 0.15 m inside some edge of a ``task.destination_type`` top
+    whose reach band has free cells, the first (edge middles first, then along the edges) that keeps
+    ``_PLACE_CLEARANCE_M`` beyond the margins of flagged items (the shield would refuse the arm near them),
+    else the one that comes closest to it."""
+    flagged = flag_items(scene, None, held_id=task.target_id)
+    best: tuple[float, tuple[float, float]] | None = None
     for box in scene.statics:
-        if box.kind != furniture_type:
+        if box.kind != task.destination_type:
             continue
         x0, y0, x1, y1 = box.footprint()
         cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
-        for point in ((cx, y0 + 0.15), (cx, y1 - 0.15), (x0 + 0.15, cy), (x1 - 0.15, cy)):
-            if _band(grid, point, REACH_BAND).any():
+        along_x = [cx + s * d for d in _offsets(x1 - x0) for s in (1, -1)][1:]
+        along_y = [cy + s * d for d in _offsets(y1 - y0) for s in (1, -1)][1:]
+        for point in [*((x, y0 + 0.15) for x in along_x), *((x, y1 - 0.15) for x in along_x),
+                      *((x0 + 0.15, y) for y in along_y), *((x1 - 0.15, y) for y in along_y)]:
+            if not _band(grid, point, REACH_BAND).any():
+                continue
+            clearance = _clearance(flagged, point)
+            if clearance >= _PLACE_CLEARANCE_M:
                 return point
-    return None
+            if best is None or clearance > best[0]:
+                best = (clearance, point)
+    return None if best is None else best[1]
+
+
+def _offsets(length: float) -> np.ndarray:
+    """Offsets (m) from an edge's middle, 0.1 m apart, that stay 0.15 m inside its ends."""
+    return np.arange(0.0, max(length / 2 - 0.15, 0.0) + 1e-6, 0.1)
+
+
+def _clearance(flagged: Flagged, xy: tuple[float, float]) -> float:
+    """Smallest distance (m) from ``xy`` to a flagged item's box beyond its margin (inf when none)."""
+    if len(flagged) == 0:
+        return math.inf
+    gap = np.maximum(np.abs(flagged.centers[:, :2] - np.asarray(xy)) - flagged.sizes[:, :2] / 2.0, 0.0)
+    return float(np.min(np.hypot(gap[:, 0], gap[:, 1]) - flagged.margins))
 
 
 def _goal_mask(grid: OccupancyGrid, scene: Scene, kind: TaskKind, xy: tuple[float, float]) -> np.ndarray:
@@ -154,7 +197,7 @@ def shortest_path_length(scene: Scene, task: TaskSpec) -> float | None:
         return None
     length = float(field[start])
     if task.kind is TaskKind.FETCH and task.destination_type:
-        place = _placement_point(scene, task.destination_type, grid)
+        place = _placement_point(scene, task, grid)
         if place is None:
             return None
         goal = _goal_mask(grid, scene, task.kind, target)
@@ -192,36 +235,74 @@ class Expert:
         self._best, self._since_progress = math.inf, 0
         self._grasp_tries = 0
         self._raised = 0
-        self._last: tuple[str, float, float, float] | None = None  # action code, x, y, lift
+        self._last: tuple[str, float, float, float, float] | None = None  # action code, x, y, lift, extension
         self._recovery: list[str] = []
         self._stuck = 0
+        self._near_goal: np.ndarray | None = None
+        self._carrying = False
+        self._was_refused = False
+        self._stalls = 0
+        self._blocked_xy: list[tuple[float, float]] = []
+        self._replans = 0
         self.expert_path_length = shortest_path_length(self.scene, self.task)
         if self.task.feasible:
-            self._set_goal(self.scene.item(self.task.target_id).position[:2])  # type: ignore[arg-type]
+            target = self.scene.item(self.task.target_id).position[:2]  # type: ignore[arg-type]
+            self._set_goal(target, self.scene.robot_start[:2], C.STOW["joint_lift"])
 
-    def _set_goal(self, xy: tuple[float, float]) -> None:
+    def _set_goal(self, xy: tuple[float, float], start: tuple[float, float], lift: float) -> None:
+        """Plan to the goal band of ``xy`` from ``start`` with the arm at ``lift``, keeping clear of hazards.
+
+        Among the reachable goal cells only the cheapest in hazard cost are goals (see
+        ``sim_bridge.expert_hazards``: the robot standing there, and its arm reaching ``xy`` from there, keep
+        clear of flagged items' margins; cells near a pose where manipulation was refused are avoided), and
+        the path to them pays for passing hazards on the way.
+        """
         self._goal_xy = xy
-        self._field = self.grid.distance_field(_goal_mask(self.grid, self.scene, self.task.kind, xy))
+        grid = self.grid
+        target = self.task.target_id
+        flagged = flag_items(self.scene, None, held_id=target) if self._carrying else flag_items(self.scene, target)
+        band = _goal_mask(grid, self.scene, self.task.kind, xy)
+        enter = base_penalty(grid, flagged, lift)
+        cost = enter.copy()
+        if self.task.kind is not TaskKind.OBJECT_NAV:
+            cost += arm_penalty(grid, band, (*xy, self._reach_height()), flagged,
+                                reaching_target=not self._carrying)
+        for bx, by in self._blocked_xy:
+            cost[_disc(grid, bx, by, _BLOCKED_RADIUS_M)] += _BLOCKED_PENALTY_M
+        reachable = band & grid.reachable_from(*start)
+        candidates = reachable if reachable.any() else band
+        goal = band
+        if candidates.any():
+            goal = candidates & (cost <= cost[candidates].min() + _GOAL_TOLERANCE_M)
+        self._field = cost_field(grid, goal, enter)
+        self._near_goal = _dilate(goal)
         viewing = self.task.kind is TaskKind.OBJECT_NAV
-        self._sight = _line_of_sight(self.grid, self.scene, xy) if viewing else None
+        self._sight = _line_of_sight(grid, self.scene, xy) if viewing else None
         self._best = math.inf
         self._since_progress = 0
 
     # --- navigation ------------------------------------------------------------------------------------
 
-    def _lookahead(self, x: float, y: float) -> tuple[float, float] | None:
-        """A point ~0.4 m down the distance field from (x, y); None when already in the goal band."""
-        field, goal = self._field, self._goal_xy
-        assert field is not None and goal is not None
+    def _lookahead(self, x: float, y: float, track: bool = False) -> tuple[float, float] | None:
+        """A point ~0.4 m down the distance field from (x, y); None when already in the goal band.
+
+        ``track``: (x, y) is the robot's actual pose, which counts for progress; poses an alternative
+        action would lead to (ranking) do not.
+        """
+        field, goal, near_goal = self._field, self._goal_xy, self._near_goal
+        assert field is not None and goal is not None and near_goal is not None
         band = VIEW_BAND if self._sight is not None else REACH_BAND
-        # Discrete 0.2 m moves can orbit a thin goal band: after a dozen moves without progress, accept
-        # a pose up to 0.15 m outside it.
-        slack = 0.15 if self._since_progress > 12 else 0.0
+        # Next to a goal cell the plan chose, a pose up to half a cell outside the band will do. Discrete
+        # 0.2 m moves can orbit a thin goal band: after a dozen moves without progress, accept a pose up to
+        # 0.15 m outside it, wherever in the band.
         i, j = self.grid.cell(x, y)
+        slack = 0.15 if self._since_progress > 12 else self.grid.res / 2 if near_goal[i, j] else -math.inf
         in_sight = self._sight is None or bool(self._sight[i, j])
         if in_sight and band[0] - slack <= math.hypot(x - goal[0], y - goal[1]) <= band[1] + slack:
             return None
-        if field[i, j] < self._best:
+        if not track:
+            pass
+        elif field[i, j] < self._best:
             self._best, self._since_progress = float(field[i, j]), 0
         else:
             self._since_progress += 1
@@ -273,12 +354,15 @@ class Expert:
             if masked.sum() > 0.0:
                 probs = masked / masked.sum()
                 index = planned if probs[planned] > 0.0 else int(np.argmax(probs))
-        self._last = (ACTIONS[index].code, snap.robot.x, snap.robot.y, snap.robot.lift)
+        r = snap.robot
+        self._last = (ACTIONS[index].code, r.x, r.y, r.lift, r.arm_extension)
         return index, probs
 
     def refused(self) -> None:
         """The last proposal did not run (a shield refused it). A refused rotation backs the robot off first
-        (a refused forward move is caught by the stall detection on the next step)."""
+        (a refused forward move is caught by the stall detection on the next step); refusals that keep the
+        arm where it is while manipulating make the expert manipulate from another pose (``_replan``)."""
+        self._was_refused = True
         if self._last is not None and not self._recovery and self._last[0] in ("l", "r", "ls", "rs"):
             self._recovery = ["b"]
 
@@ -328,18 +412,44 @@ class Expert:
         """The previous action was one of ``codes`` and moved the base (or the lift) less than ``moved``."""
         if self._last is None or self._last[0] not in codes:
             return False
-        code, x, y, lift = self._last
+        code, x, y, lift, _ = self._last
         change = abs(robot.lift - lift) if code.startswith("y") else math.hypot(robot.x - x, robot.y - y)
         return change < moved
 
+    def _stalled(self, robot: RobotState) -> bool:
+        """Count a refusal while manipulating that left the arm joints where they were; True once there
+        were ``_STALLS_TO_REPLAN`` of them at this goal pose."""
+        refused, self._was_refused = self._was_refused, False
+        if not refused or self.phase.value not in _MANIPULATING or self._last is None:
+            return False
+        _, _, _, lift, extension = self._last
+        if abs(robot.lift - lift) < 0.005 and abs(robot.arm_extension - extension) < 0.005:
+            self._stalls += 1
+        return self._stalls >= _STALLS_TO_REPLAN
+
+    def _replan(self, robot: RobotState) -> None:
+        """The shield keeps refusing the manipulation from this pose: retract the arm and go to another goal
+        cell (this pose's neighbourhood avoided), or end after ``_MAX_REPLANS`` tries."""
+        self._stalls = 0
+        self._replans += 1
+        if self._replans > _MAX_REPLANS or self._goal_xy is None:
+            self.phase = _Phase.END
+            return
+        self._blocked_xy.append((robot.x, robot.y))
+        self._recovery = ["zm"] * int(math.ceil(robot.arm_extension / 0.1 - 0.1))
+        self.phase = _Phase.CARRY if self._carrying else _Phase.NAVIGATE
+        self._set_goal(self._goal_xy, (robot.x, robot.y), robot.lift)
+
     def _decide(self, snap: WorldSnapshot) -> int:
         robot = snap.robot
+        if self._stalled(robot):
+            self._replan(robot)
         if self._recovery:
             return _act(self._recovery.pop(0))
         if self.phase is _Phase.END:
             return _act("end")
         if self.phase in (_Phase.NAVIGATE, _Phase.CARRY):
-            point = self._lookahead(robot.x, robot.y)
+            point = self._lookahead(robot.x, robot.y, track=True)
             if point is not None and self._blocked(robot, ("m",), 0.05):
                 self._stuck += 1  # pushed against something the plan ignores: back off and go round it
                 self._recovery = ["b", "l" if self._stuck % 2 else "r", "m"]
@@ -365,9 +475,7 @@ class Expert:
     def _goal_point(self, snap: WorldSnapshot) -> tuple[float, float, float]:
         if self.phase is _Phase.PLACE:
             assert self._goal_xy is not None
-            box_top = max(s.top for s in self.scene.statics
-                          if s.kind == self.task.destination_type and _inside(s.footprint(), self._goal_xy))
-            return (*self._goal_xy, box_top)
+            return (*self._goal_xy, self._destination_top())
         target = snap.objects[self.task.target_id]  # type: ignore[index]
         return (target.position[0], target.position[1], target.position[2] + target.size[2] / 2)
 
@@ -384,7 +492,7 @@ class Expert:
         if self.phase is _Phase.FACE:
             self.phase = _Phase.ARM
         if self.phase is _Phase.ARM and held:
-            return self._after_grasp(robot.lift, robot.arm_extension)
+            return self._after_grasp(robot)
         top = goal[2]
         extension = min(C.JOINT_LIMITS["wrist_extension"][1], max(0.0, -ty - GRASP_Y0))
         if self.phase is _Phase.PLACE:
@@ -407,6 +515,19 @@ class Expert:
             self.phase = _Phase.END
             return _act("end")
         return _act("p")
+
+    def _reach_height(self) -> float:
+        """Height (m) the fingertips go down to at the goal: the target's top, or the destination's top."""
+        if self._carrying:
+            return self._destination_top()
+        item = self.scene.item(self.task.target_id)  # type: ignore[arg-type]
+        return item.position[2] + item.size[2] / 2
+
+    def _destination_top(self) -> float:
+        """Top (m) of the destination furniture under the placement point."""
+        assert self._goal_xy is not None
+        return max(s.top for s in self.scene.statics
+                   if s.kind == self.task.destination_type and _inside(s.footprint(), self._goal_xy))
 
     def _support_top(self) -> float:
         item = self.scene.item(self.task.target_id)  # type: ignore[arg-type]
@@ -434,7 +555,7 @@ class Expert:
             return _act("yps")
         return None
 
-    def _after_grasp(self, lift: float, ext: float) -> int:
+    def _after_grasp(self, robot: RobotState) -> int:
         """Lift the object clear (0.2 m), then end (PickUp) or retract and carry it (Fetch)."""
         if self._raised < 2:
             self._raised += 1
@@ -442,13 +563,15 @@ class Expert:
         if self.task.kind is TaskKind.PICKUP:
             self.phase = _Phase.END
             return _act("end")
+        ext = robot.arm_extension
         if ext > 0.011:
             return _act("zm") if ext > 0.06 else _act("zms")
-        place = _placement_point(self.scene, self.task.destination_type or "", self.grid)
+        place = _placement_point(self.scene, self.task, self.grid)
         if place is None:
             self.phase = _Phase.END
             return _act("end")
-        self._set_goal(place)
+        self._carrying = True
+        self._set_goal(place, (robot.x, robot.y), robot.lift)
         self._raised = 0
         self.phase = _Phase.CARRY
         return _act("yps")
@@ -457,6 +580,25 @@ class Expert:
 def _after(action: Action, x: float, y: float, yaw: float) -> tuple[float, float, float]:
     """The nominal pose after a base action."""
     return (x + action.forward_m * math.cos(yaw), y + action.forward_m * math.sin(yaw), yaw + action.yaw_rad)
+
+
+def _disc(grid: OccupancyGrid, x: float, y: float, radius: float) -> np.ndarray:
+    """Mask of the cells whose centre lies within ``radius`` of (x, y)."""
+    nx, ny = grid.free.shape
+    px = grid.origin[0] + np.arange(nx)[:, None] * grid.res
+    py = grid.origin[1] + np.arange(ny)[None, :] * grid.res
+    return np.hypot(px - x, py - y) <= radius
+
+
+def _dilate(mask: np.ndarray) -> np.ndarray:
+    """``mask`` grown by one cell in the 8-neighbourhood."""
+    out = mask.copy()
+    out[1:] |= mask[:-1]
+    out[:-1] |= mask[1:]
+    grown = out.copy()
+    out[:, 1:] |= grown[:, :-1]
+    out[:, :-1] |= grown[:, 1:]
+    return out
 
 
 def _inside(fp: tuple[float, float, float, float], xy: tuple[float, float]) -> bool:
