@@ -3,7 +3,8 @@
 Modules: ``lagrange`` (multipliers), ``ppo`` (buffer, GAE, loss), ``rollout`` (vectorised environments),
 ``trainer`` (loop, logs, checkpoints), ``distributed`` (torchrun / DDP), ``toy_cmdp`` (a CMDP with a known
 optimum), ``actor_critic`` (the protocol), ``safevla_actor_critic`` (the SafeVLA model behind it),
-``sim_env`` (a simulator backend as a training environment), ``launch`` (the command line).
+``sim_env`` (a simulator backend as a training environment), ``launch`` (the command line), ``curves``
+(metrics.csv as a PNG).
 """
 
 from policies.training.actor_critic import ActorCritic, Heads, Segment

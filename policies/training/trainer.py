@@ -11,7 +11,8 @@ snapshotted mid-episode), so it reproduces the uninterrupted run exactly when th
 boundaries (always for the toy CMDP with a horizon dividing the rollout length); otherwise the interrupted
 episodes are replayed from their start. Logs: ``metrics.csv`` (rows past the checkpoint are dropped on
 resume), TensorBoard events under ``tb/``, progress lines through ``logging``; ``summary.json`` at the end;
-``policy/`` holds the deployable export (SafeVLA checkpoint format) when the network has one.
+``policy/`` holds the deployable export (SafeVLA checkpoint format) when the network has one; ``curves.png`` the
+training curves (``policies.training.curves``).
 """
 
 from __future__ import annotations
@@ -217,6 +218,12 @@ class Trainer:
                    "param_digests": digests, "world_size": self.ctx.world_size}
         if self.ctx.is_main:
             (self.out_dir / "summary.json").write_text(json.dumps(summary, indent=1, default=float))
+            if (self.out_dir / "metrics.csv").is_file():
+                # imported here: ``python -m policies.training.curves`` must find the module not yet loaded
+                from policies.training.curves import CURVES_FILE, plot_curves, read_metrics
+
+                plot_curves(read_metrics(self.out_dir / "metrics.csv"), self.out_dir / CURVES_FILE,
+                            title=self.out_dir.name)
         return summary
 
     def close(self) -> None:
