@@ -23,6 +23,8 @@ Subscribed
     within one control period of the timeout (DDS itself notices a killed process only after its lease,
     ~20 s). A primitive is supervised once the heartbeat was fresh at its proposal or arrived during it
     (always, with ``policy_heartbeat`` in ``required_sources``); see ``SafetyMonitor``'s rule 4.
+    ``safevla/task_target`` (std_msgs/String, reliable + transient local): the current task's target object
+    id (empty: none), which the shield lets the arm reach; it replaces the ``target_object_id`` parameter.
     ``safevla/episode_reset`` (std_msgs/Empty, reliable): a new episode; the obstacle memory, the objects
     and a running primitive are dropped (the e-stop latch is kept).
 
@@ -53,7 +55,7 @@ from geometry_msgs.msg import Twist
 from nav_msgs.msg import Odometry
 from rclpy.duration import Duration
 from rclpy.node import Node
-from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image, JointState, LaserScan
 from std_msgs.msg import Empty, Float32MultiArray, Header, String
 from std_srvs.srv import Trigger
@@ -74,6 +76,7 @@ NODE_NAME = "safety_monitor"
 #: Parameters that only take effect at start-up (the timer is created once).
 READ_ONLY_PARAMETERS = ("control_rate_hz",)
 _COMMAND_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+_LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 M = TypeVar("M")
 V = TypeVar("V")
@@ -124,6 +127,8 @@ class SafetyMonitorNode(Node):
         self._subscribe(Image, "camera/aligned_depth_to_color/image_raw", Source.DEPTH, self._depth_from_msg,
                         self._core.on_depth)
 
+        self.create_subscription(String, "safevla/task_target", lambda msg: self._core.on_task_target(msg.data),
+                                 _LATCHED)
         self.create_subscription(Empty, "safevla/episode_reset",
                                  lambda _msg: self._core.on_episode_reset(self._now()), _COMMAND_QOS)
         self.create_service(Trigger, "~/estop", self._on_estop)

@@ -137,6 +137,9 @@ class MonitorConfig:
     primitive: PrimitiveConfig = field(PrimitiveConfig(), "motion primitives of discrete actions")
     shield: ShieldConfig = field(ShieldConfig(), "predictive shield")
     obstacle_memory: ObstacleMemoryConfig = field(ObstacleMemoryConfig(), "obstacle memory")
+    target_object_id: str = field(
+        "", "id of the task's target object, which the shield lets the arm reach (empty: none); a target on "
+        "safevla/task_target (the simulator publishes one per episode) takes precedence")
 
     def __post_init__(self) -> None:
         check_range("control_rate_hz", self.control_rate_hz, 1.0, 1000.0)
@@ -179,6 +182,7 @@ class SafetyMonitor:
         self._odom: OdometryData | None = None
         self._joints: dict[str, float] = {}
         self._objects: tuple[ObjectState, ...] = ()
+        self._task_target: str | None = None  # from safevla/task_target; None until one arrives
         self._twist: TwistCommand | None = None
         self._twist_time = -math.inf
         self._primitive: MotionPrimitive | None = None
@@ -224,6 +228,17 @@ class SafetyMonitor:
         """Latest labelled objects (each message is the complete set)."""
         self._accept(Source.OBJECTS, now)
         self._objects = objects
+
+    def on_task_target(self, object_id: str) -> None:
+        """The current task's target object id (empty: the task has none, e.g. an infeasible one); it
+        replaces the ``target_object_id`` parameter from now on."""
+        self._task_target = object_id
+
+    @property
+    def target_object_id(self) -> str | None:
+        """The target the shield exempts: the latest ``on_task_target``, else the parameter; None if empty."""
+        target = self.config.target_object_id if self._task_target is None else self._task_target
+        return target or None
 
     def on_camera_info(self, now: float) -> None:
         """Counts camera_info (its intrinsics travel with each DepthFrame)."""
@@ -272,14 +287,17 @@ class SafetyMonitor:
         self._proposals += 1
         age = self.age(Source.POLICY_HEARTBEAT, now)
         self._heartbeat_armed = age is not None and age <= self.config.source_timeout_s.policy_heartbeat
-        self._set_status(PrimitiveStatus(PrimitivePhase.RUNNING, self._proposals, command.action_index,
-                                         command.action_index))
+        # Provisional until decided: exactly one status reports the decision (RUNNING with the executed
+        # action, or ABORTED), so a discrete-execution simulator can act on it at once.
+        self._status = PrimitiveStatus(PrimitivePhase.RUNNING, self._proposals, command.action_index,
+                                       command.action_index)
         gate = self._gate(now)
         if gate is not None:
             self._finish_primitive(PrimitivePhase.ABORTED, f"refused: {gate.reason}")
             return
         verdict = self._shield.check(self._world(now), command)
         self._proposal_verdict = verdict
+        self._status = replace(self._status, verdict=verdict.kind.name.lower())
         if verdict.kind is VerdictKind.STOP:
             self._finish_primitive(PrimitivePhase.ABORTED, f"refused by the shield: {verdict.reason}")
             return
@@ -370,7 +388,7 @@ class SafetyMonitor:
 
     def _world(self, now: float) -> WorldEstimate:
         xy, visible = self._memory.snapshot(now)
-        return WorldEstimate(self._robot(), xy, visible, self._objects)
+        return WorldEstimate(self._robot(), xy, visible, self._objects, target_object_id=self.target_object_id)
 
     def age(self, source: Source, now: float) -> float | None:
         """Seconds since ``source`` was last accepted, None if never."""
@@ -410,10 +428,12 @@ class SafetyMonitor:
         self._statuses.append(status)
 
     def _finish_primitive(self, phase: PrimitivePhase, reason: str) -> None:
-        """End the running proposal (no-op when none runs)."""
+        """End the running proposal (no-op when none runs); only its deciding status carries the verdict."""
         if self._status.phase is not PrimitivePhase.RUNNING:
             return
-        self._set_status(replace(self._status, phase=phase, reason=reason))
+        decided = self._primitive is not None
+        self._set_status(replace(self._status, phase=phase, reason=reason,
+                                 verdict="" if decided else self._status.verdict))
         self._primitive = None
 
     def _step_primitive(self, now: float, gate: Verdict | None) -> tuple[TwistCommand, Verdict]:
