@@ -44,6 +44,7 @@ __all__ = [
     "Progress",
     "RunResult",
     "backend_kwargs",
+    "home_backend_kwargs",
     "load_records",
     "run_suite",
 ]
@@ -69,15 +70,22 @@ ExecutorFactory = Callable[[], EpisodeExecutor]
 
 def backend_kwargs(spec: EpisodeSpec) -> dict[str, Any]:
     """Constructor arguments of the MuJoCo backend for the spec's difficulty, perturbation and cameras."""
+    return home_backend_kwargs(spec.difficulty, spec.perturbation, spec.camera_size, depth=False)
+
+
+def home_backend_kwargs(difficulty: str, perturbation: str, camera_size: tuple[int, int],
+                        depth: bool) -> dict[str, Any]:
+    """Constructor arguments of the MuJoCo backend (shared with the sim_bridge node, so an episode through
+    ROS runs in the same home as in-process)."""
     from sim_bridge.homegen import HomeGenConfig
     from sim_bridge.mujoco.perturb import Perturbations
 
     home = {"easy": HomeGenConfig.easy(), "medium": HomeGenConfig(), "hard": HomeGenConfig.hard()}
-    p = spec.perturbation
+    p = perturbation
     perturb = Perturbations(colour=p in ("colour", "all"), lighting=p in ("light", "all"),
                             material=p in ("material", "all"))
-    return {"home_config": home[spec.difficulty], "perturbations": perturb, "camera_size": spec.camera_size,
-            "depth": False}
+    return {"home_config": home[difficulty], "perturbations": perturb, "camera_size": camera_size,
+            "depth": depth}
 
 
 def _error_summary(exc: BaseException) -> str:
