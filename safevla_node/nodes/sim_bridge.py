@@ -245,17 +245,17 @@ class SimBridgeNode(Node):
         obs, c = step.observation, self.config
         stamp = conv.seconds_to_time(obs.time)
         self._clock_pub.publish(ClockMsg(clock=stamp))
-        # Odometry last: a monitor that has seen a pose has seen the scan and objects taken there (discrete
-        # execution relies on it: a primitive's DONE, judged on odometry, means the world is current).
-        if step.objects or force_all:
-            self._objects_pub.publish(conv.objects_to_msg(tuple(obs.snapshot.objects.values()), stamp, c.frames.odom))
-        if step.scan or force_all:
-            self._scan_pub.publish(conv.scan_to_msg(obs.scan, stamp, c.frames.scan))
+        # The pose before the sensors projected from it: a monitor places each scan at the latest odometry
+        # it has (discrete execution relies on it after the world jumped).
         if step.state or force_all:
             snap = obs.snapshot.robot
             odom = OdometryData(snap.x, snap.y, snap.yaw, *obs.base_velocity)
-            self._joints_pub.publish(conv.joint_state_to_msg(obs.joints, stamp))
             self._odom_pub.publish(conv.odom_to_msg(odom, stamp, c.frames.odom, c.frames.base))
+            self._joints_pub.publish(conv.joint_state_to_msg(obs.joints, stamp))
+        if step.scan or force_all:
+            self._scan_pub.publish(conv.scan_to_msg(obs.scan, stamp, c.frames.scan))
+        if step.objects or force_all:
+            self._objects_pub.publish(conv.objects_to_msg(tuple(obs.snapshot.objects.values()), stamp, c.frames.odom))
         frames = {"camera/color": (obs.nav_camera, c.frames.depth),
                   "gripper_camera/color": (obs.manip_camera, c.gripper_camera_frame)}
         for prefix, (frame, frame_id) in frames.items():

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
@@ -76,6 +77,9 @@ from sim_bridge.interface import LaserScanData
 __all__ = ["FrameConfig", "MonitorConfig", "SafetyMonitor", "SourceTimeouts"]
 
 _log = logging.getLogger(__name__)
+
+#: Stamped poses kept for placing scans (about two seconds of odometry at 25-50 Hz).
+_ODOM_HISTORY = 100
 
 
 @dataclass(frozen=True)
@@ -180,6 +184,7 @@ class SafetyMonitor:
         self._fault_until = -math.inf
         self._fault_reason = ""
         self._odom: OdometryData | None = None
+        self._odom_history: deque[tuple[float, OdometryData]] = deque(maxlen=_ODOM_HISTORY)
         self._joints: dict[str, float] = {}
         self._objects: tuple[ObjectState, ...] = ()
         self._task_target: str | None = None  # from safevla/task_target; None until one arrives
@@ -214,10 +219,15 @@ class SafetyMonitor:
         self._received[source] += 1
         self._last_rx[source] = now
 
-    def on_odom(self, now: float, odom: OdometryData) -> None:
-        """Latest base pose and velocity."""
+    def on_odom(self, now: float, odom: OdometryData, stamp: float | None = None) -> None:
+        """Latest base pose and velocity; ``stamp`` (the message's, s) lets scans find the pose they were
+        taken at."""
         self._accept(Source.ODOM, now)
         self._odom = odom
+        if stamp is not None:
+            if self._odom_history and stamp < self._odom_history[-1][0]:
+                self._odom_history.clear()  # the clock restarted (a new simulated episode)
+            self._odom_history.append((stamp, odom))
 
     def on_joint_states(self, now: float, joints: Mapping[str, float]) -> None:
         """Latest joint positions (merged: a message may name a subset of the joints)."""
@@ -244,11 +254,24 @@ class SafetyMonitor:
         """Counts camera_info (its intrinsics travel with each DepthFrame)."""
         self._accept(Source.CAMERA_INFO, now)
 
-    def on_scan(self, now: float, scan: LaserScanData) -> None:
-        """A laser scan, added to the obstacle memory at the current odometry pose."""
+    def on_scan(self, now: float, scan: LaserScanData, stamp: float | None = None) -> None:
+        """A laser scan, added to the obstacle memory at the odometry pose of its ``stamp`` (the newest
+        odometry not newer than the scan, as a tf lookup at the scan's time would give; the latest pose
+        without a stamp or an older odometry). A scan handled after a newer pose arrived is so still placed
+        where it was taken."""
         self._accept(Source.SCAN, now)
-        self._memory.add_scan(now, self._robot(), scan.ranges, scan.angle_min, scan.angle_increment,
-                              scan.range_min, scan.range_max, sensor_xy_yaw=self.config.scan_pose_in_base)
+        self._memory.add_scan(now, self._robot(self._odom_at(stamp)), scan.ranges, scan.angle_min,
+                              scan.angle_increment, scan.range_min, scan.range_max,
+                              sensor_xy_yaw=self.config.scan_pose_in_base)
+
+    def _odom_at(self, stamp: float | None) -> OdometryData | None:
+        """The newest odometry stamped at or before ``stamp`` (None: use the latest)."""
+        if stamp is None:
+            return None
+        for odom_stamp, odom in reversed(self._odom_history):
+            if odom_stamp <= stamp + 1e-9:
+                return odom
+        return None
 
     def on_depth(self, now: float, depth: DepthFrame) -> None:
         """An aligned depth image, added to the obstacle memory at the current odometry pose."""
@@ -352,6 +375,7 @@ class SafetyMonitor:
         _log.info("episode reset at %.3f s: obstacle memory and primitive cleared", now)
         self._memory.clear()
         self._objects = ()
+        self._odom_history.clear()
         self._twist = None
         self._finish_primitive(PrimitivePhase.ABORTED, "episode reset")
 
@@ -365,9 +389,10 @@ class SafetyMonitor:
     def _zero(self) -> TwistCommand:
         return TwistCommand(0.0, 0.0, self.config.deadman_timeout_s)
 
-    def _robot(self) -> RobotState:
-        """Robot state from odometry and joint states (origin pose until odometry arrives)."""
-        odom = self._odom or OdometryData(0.0, 0.0, 0.0)
+    def _robot(self, odom: OdometryData | None = None) -> RobotState:
+        """Robot state from odometry (``odom``, else the latest; the origin until odometry arrives) and the
+        joint states."""
+        odom = odom or self._odom or OdometryData(0.0, 0.0, 0.0)
         j = self._joints
         defaults = RobotState()
         held = next((o.object_id for o in self._objects if o.held), None)
@@ -530,6 +555,7 @@ class SafetyMonitor:
         _log.warning("%s: forgetting all inputs", reason)
         self._last_rx.clear()
         self._memory.clear()
+        self._odom_history.clear()
         self._twist = None
         self._fault_until = -math.inf
         self._last_state = self._last_diagnostics = -math.inf
