@@ -10,9 +10,9 @@ cut short by a kill is dropped. An interrupt (Ctrl-C) stops the run and keeps ev
 crashing episode is recorded with its error and the run goes on.
 
 Executors are pluggable: anything with ``run(spec) -> EpisodeRecord`` and ``close()`` built by a picklable
-zero-argument factory (see ``EpisodeExecutor``). ``InProcessExecutor`` drives the simulator directly; a
-through-ROS executor (the full node graph, the safety monitor in the loop) plugs in the same way and its
-records then compare one to one with the in-process ones by key.
+zero-argument factory (see ``EpisodeExecutor``). ``InProcessExecutor`` drives the simulator directly;
+``safevla_node.nodes.graph_executor.RosGraphExecutor`` (``safevla eval --through-ros``: the node graph, the
+safety monitor in the loop) plugs in the same way, and its records equal the in-process ones key by key.
 """
 
 from __future__ import annotations
