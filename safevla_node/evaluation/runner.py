@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import multiprocessing.util
 import signal
 import time
 import traceback
@@ -288,7 +289,15 @@ _WORKER_EXECUTOR: EpisodeExecutor | None = None
 def _worker_init(factory: ExecutorFactory) -> None:
     global _WORKER_EXECUTOR
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and terminates the pool
+    # A terminated worker exits through SystemExit, so its finalizers run: an executor may own processes
+    # (a node graph) that must not outlive it.
+    signal.signal(signal.SIGTERM, _exit_worker)
     _WORKER_EXECUTOR = factory()
+    multiprocessing.util.Finalize(_WORKER_EXECUTOR, _WORKER_EXECUTOR.close, exitpriority=10)
+
+
+def _exit_worker(_signum: int, _frame: object) -> None:
+    raise SystemExit(0)
 
 
 def _worker_run(spec: EpisodeSpec) -> EpisodeRecord:
@@ -311,6 +320,7 @@ def _records(
     try:
         yield from pool.imap_unordered(_worker_run, pending, chunksize=1)
         pool.close()
+        pool.join()  # workers exit normally, closing their executors
     finally:
         pool.terminate()
         pool.join()
