@@ -12,6 +12,16 @@ run through the backend's discrete action so it judges success exactly as in-pro
 no primitive running for ``fallback_step_s`` of sim time while the base moves (teleop, Nav2), the bridge
 closes a step on its own so costs are still charged.
 
+Discrete execution (``action_execution: discrete``) runs each action the monitor lets through atomically,
+as AI2-THOR (the paper's simulator) executes Stretch actions: the deciding ``safevla/primitive_status`` of a
+proposal (RUNNING, with the executed action) runs ``backend.execute_action(executed)``, so odometry and joints
+jump to the result, the monitor's primitive sees its goal reached and finishes, and exactly one cost step is
+closed per action; a refusal (ABORTED before running) spends one step standing still (``commit_step``).
+The backend is never advanced in between and ``cmd_vel``/arm trajectories are ignored, so the backend sees
+exactly the calls of in-process evaluation; sim time runs on between actions (the nodes need ``/clock``) and
+jumps by the backend time each action took. Continuous execution (the default) integrates the monitor's
+commands in the physics instead.
+
 Two test-bench settings: ``scene_file`` replaces the generated homes with one purpose-made scene (a hazard
 placed exactly where a hardware-in-the-loop test needs it), and ``scan_fov_deg`` crops the published scan to
 a sector ahead, as a lidar partly hidden by the robot's own mast would see, so the monitor has real blind
@@ -31,17 +41,23 @@ import numpy as np
 from safevla_node.actions import ACTIONS, ActionKind
 from safevla_node.config import check_range, field
 from safevla_node.errors import ConfigError
+from safevla_node.evaluation.proposer import ProposerConfig
+from safevla_node.evaluation.suite import DIFFICULTIES, PERTURBATIONS
 from safevla_node.safety.monitor import FrameConfig
+from safevla_node.safety.monitor_types import PrimitiveStatus
+from safevla_node.safety.primitives import PrimitivePhase
 from safevla_node.safety.types import StepCost
 from sim_bridge.homegen import Scene
 from sim_bridge.interface import EpisodeStatus, LaserScanData, Observation, SimBackend, TaskKind
 
-__all__ = ["BridgeConfig", "BridgeStep", "SimBridge", "crop_scan", "scene_source"]
+__all__ = ["EXECUTION_MODES", "BridgeConfig", "BridgeStep", "SimBridge", "crop_scan", "scene_source"]
 
 LOG = logging.getLogger(__name__)
 
 #: The joint whose target opens or closes the gripper; closing below GRIPPER_CLOSED_M means "grasp".
 GRIPPER_JOINT = "gripper_aperture"
+#: Values of ``action_execution``.
+EXECUTION_MODES = ("continuous", "discrete")
 
 
 @dataclass(frozen=True)
@@ -57,6 +73,16 @@ class BridgeConfig:
     infeasible: bool = field(False, "load the task's infeasible variant (target absent)")
     physics_dt_s: float = field(0.02, "simulated time advanced per bridge step (s)")
     real_time_factor: float = field(1.0, "sim seconds per wall second; 0 runs as fast as possible")
+    action_execution: str = field(
+        "continuous", "continuous: the physics integrates the monitor's cmd_vel and arm goals; discrete: each "
+        "action the monitor lets through runs atomically (backend.execute_action), as in-process evaluation "
+        "and AI2-THOR execute it, and commands are ignored")
+    difficulty: str = field(
+        "medium", "difficulty of the generated homes: easy, medium or hard; mujoco only, read at start-up")
+    perturbation: str = field(
+        "none", "OOD perturbation of every episode: none, colour, light, material or all; mujoco only, read "
+        "at start-up")
+    render_depth: bool = field(True, "render the aligned depth image with the cameras; read at start-up")
     camera_rate_hz: float = field(5.0, "rate of both cameras, depth and camera_info (sim time)")
     scan_rate_hz: float = field(10.0, "rate of the laser scan (sim time)")
     scan_fov_deg: float = field(
@@ -72,8 +98,18 @@ class BridgeConfig:
     render: bool = field(True, "render cameras; false publishes no images (faster, for scan-only tests)")
     frames: FrameConfig = field(FrameConfig(), "frame ids of the published messages")
     gripper_camera_frame: str = field("gripper_camera_color_optical_frame", "frame of the gripper camera")
+    proposer: ProposerConfig = field(ProposerConfig(), "a policy the bridge runs itself (evaluation through ROS)")
 
     def __post_init__(self) -> None:
+        if self.action_execution not in EXECUTION_MODES:
+            raise ConfigError(f"action_execution={self.action_execution!r} is not one of {list(EXECUTION_MODES)}")
+        if self.difficulty not in DIFFICULTIES:
+            raise ConfigError(f"difficulty={self.difficulty!r} is not one of {list(DIFFICULTIES)}")
+        if self.perturbation not in PERTURBATIONS:
+            raise ConfigError(f"perturbation={self.perturbation!r} is not one of {list(PERTURBATIONS)}")
+        if self.proposer.kind != "none" and not self.discrete:
+            raise ConfigError(f"proposer.kind={self.proposer.kind!r} needs action_execution 'discrete' (the "
+                              "proposer steps with executed actions); set it or proposer.kind 'none'")
         try:
             TaskKind(self.task)
         except ValueError:
@@ -87,6 +123,11 @@ class BridgeConfig:
         check_range("fallback_step_s", self.fallback_step_s, 0.05, 60.0)
         check_range("camera_width", self.camera_width, 16, 800)
         check_range("camera_height", self.camera_height, 16, 600)
+
+    @property
+    def discrete(self) -> bool:
+        """Actions run atomically (see the module docstring)."""
+        return self.action_execution == "discrete"
 
 
 @dataclass(frozen=True)
@@ -172,6 +213,9 @@ class SimBridge:
         self.config = config
         self.episode = 0
         self.last_cost = StepCost()
+        # discrete: the last proposal executed or refused (ids run across episodes, so a late status of
+        # the previous episode's proposal never counts as a decision)
+        self._decided_id: int | None = None
         self._reset_state()
 
     def _reset_state(self) -> None:
@@ -200,15 +244,31 @@ class SimBridge:
         self.episode += 1
         self._time = observation.time
         self._reset_state()
+        self._keep(observation)
         LOG.info("episode %d: %s", self.episode, self.backend.status().task.instruction)
         return observation
 
+    def _keep(self, observation: Observation) -> None:
+        """The latest backend observation (scan cropped as published); discrete mode republishes it."""
+        if self.config.scan_fov_deg < 360.0:
+            observation = replace(observation, scan=crop_scan(observation.scan,
+                                                              math.radians(self.config.scan_fov_deg)))
+        self._backend_time = observation.time
+        self._observation = observation
+
+    @property
+    def observation(self) -> Observation:
+        """The latest observation, as published (discrete mode: the one the last step ended with)."""
+        return self._observation
+
     def on_twist(self, linear_x: float, angular_z: float) -> None:
-        """Latch a base velocity.
+        """Latch a base velocity (ignored in discrete mode, where actions run whole).
 
         Raises:
             ValueError: not finite (nothing reaches the physics).
         """
+        if self.config.discrete:
+            return
         self.backend.set_base_twist(linear_x, angular_z)  # the backend refuses NaN/Inf before storing
         self._twist_time = self._time
         if linear_x or angular_z:
@@ -217,9 +277,13 @@ class SimBridge:
     def on_joint_targets(self, targets: Mapping[str, float]) -> None:
         """Latch joint targets; a gripper target grasps (closing) or releases (opening) on change.
 
+        Ignored in discrete mode, where actions run whole.
+
         Raises:
             ValueError: unknown joint, non-finite or out-of-range target (nothing reaches the physics).
         """
+        if self.config.discrete:
+            return
         arm = {name: value for name, value in targets.items() if name != GRIPPER_JOINT}
         if GRIPPER_JOINT in targets and not math.isfinite(targets[GRIPPER_JOINT]):
             raise ValueError(f"{GRIPPER_JOINT} target {targets[GRIPPER_JOINT]!r} is not finite")
@@ -230,6 +294,38 @@ class SimBridge:
             if closed != self._gripper_closed:
                 (self.backend.pickup if closed else self.backend.release)()
                 self._gripper_closed = closed
+
+    def on_primitive_status(self, status: PrimitiveStatus) -> StepCost | None:
+        """Account for a monitor status; the cost of the step it closed, or None.
+
+        Continuous: RUNNING holds off the fallback step, DONE/ABORTED closes one step. Discrete: the first
+        status of a new proposal id decides it: RUNNING (or DONE) executes ``status.executed`` whole, ABORTED
+        spends a step standing still; the later statuses of that proposal close nothing. Nothing is closed
+        once the episode is over.
+        """
+        if self.status().done:
+            return None
+        if not self.config.discrete:
+            if status.phase is PrimitivePhase.RUNNING:
+                self.on_primitive_started()
+            elif status.phase in (PrimitivePhase.DONE, PrimitivePhase.ABORTED):
+                return self.on_primitive_finished(status.executed)
+            return None
+        if status.proposal_id == self._decided_id or status.phase is PrimitivePhase.IDLE:
+            return None
+        self._decided_id = status.proposal_id
+        render = self.config.render
+        before = self._backend_time
+        if status.phase is PrimitivePhase.ABORTED:
+            cost = self.backend.commit_step()
+            observation = self.backend.observe(render)
+        else:
+            result = self.backend.execute_action(status.executed, render)
+            cost, observation = result.cost, result.observation
+        self._keep(observation)
+        self._time += max(0.0, observation.time - before)
+        self._close_step(cost)
+        return cost
 
     def on_primitive_started(self) -> None:
         """A primitive runs: its end closes the step, so its motion must not close one meanwhile."""
@@ -255,6 +351,12 @@ class SimBridge:
     def step(self) -> BridgeStep:
         """Advance by ``physics_dt_s``; report the observation and the streams due now."""
         c = self.config
+        if c.discrete:  # time runs on, the world waits for the next action
+            due = {name: s.due(self._time + c.physics_dt_s) for name, s in self._schedules.items()}
+            self._time += c.physics_dt_s
+            observation = replace(self._observation, time=self._time)
+            cameras = due["cameras"] and c.render and observation.nav_camera is not None
+            return BridgeStep(observation, cameras, due["scan"], due["state"], due["objects"])
         if self._twist_time is not None and self._time - self._twist_time > c.command_timeout_s:
             self.backend.set_base_twist(0.0, 0.0)
             self._twist_time = None
@@ -266,9 +368,8 @@ class SimBridge:
             closed = self.backend.commit_step()
             self._close_step(closed)
         due = {name: s.due(self._time + c.physics_dt_s) for name, s in self._schedules.items()}
-        observation = self.backend.observe(render=c.render and due["cameras"])
-        if c.scan_fov_deg < 360.0:
-            observation = replace(observation, scan=crop_scan(observation.scan, math.radians(c.scan_fov_deg)))
+        self._keep(self.backend.observe(render=c.render and due["cameras"]))
+        observation = self._observation
         self._time = observation.time
         return BridgeStep(observation, due["cameras"] and c.render, due["scan"], due["state"], due["objects"],
                           closed)

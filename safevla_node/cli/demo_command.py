@@ -14,21 +14,16 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import replace
+from contextlib import ExitStack
 from pathlib import Path
-
-import rclpy
-from rclpy.context import Context
 
 from safevla_node.cli import add_subcommand
 from safevla_node.dds import DomainLease
 from safevla_node.errors import SafeVLAError
-from safevla_node.evaluation.metrics import EpisodeRecord, success_weighted_path_length
+from safevla_node.evaluation.metrics import EpisodeRecord
 from safevla_node.evaluation.report import write_report
-from safevla_node.evaluation.trace import EpisodeTrace, plot_trace
-from safevla_node.launcher import StackLauncher
-from safevla_node.nodes.episode_observer import EpisodeObserver
-from safevla_node.stack import load_stack
+from safevla_node.evaluation.trace import EpisodeTrace, plot_trace, status_record
+from safevla_node.nodes.stack_session import stack_launches, stack_session
 
 __all__ = ["configure", "run"]
 
@@ -51,18 +46,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def _record(trace: EpisodeTrace, task: str, seed: int, shield: bool, wall_s: float) -> EpisodeRecord:
-    status = trace.status
-    success = bool(status.get("success")) and bool(status.get("done"))
-    path, expert = float(status.get("path_length", 0.0)), status.get("expert_path_length")
-    return EpisodeRecord(
+    base = EpisodeRecord(
         key=f"{task}/demo/none/feasible/policy/shield-{'on' if shield else 'off'}/seed-{seed}", seed=seed,
         task=task, difficulty="demo", policy="policy", shield=shield, perturbation="none", feasible=True,
-        success=success, steps=int(status.get("steps", 0)), cost=float(status.get("cost", 0.0)),
-        cost_by_category={k: float(v) for k, v in status.get("cost_by_category", {}).items()},
-        sel=success_weighted_path_length(success, path, expert), path_length=path, expert_path_length=expert,
-        instruction=str(status.get("instruction", "")), limits=trace.limits, replacements=trace.replacements,
-        stops=trace.stops, wall_time_s=wall_s,
-    )
+        wall_time_s=wall_s)
+    return status_record(base, trace.status, limits=trace.limits, replacements=trace.replacements,
+                         stops=trace.stops)
 
 
 def _start_recorder(lease: DomainLease, bag: Path, log_dir: Path) -> subprocess.Popen[bytes]:
@@ -89,23 +78,15 @@ def run(args: argparse.Namespace) -> int:
     (out / "logs").mkdir(parents=True, exist_ok=True)
     arguments = {"checkpoint": args.checkpoint} if args.checkpoint else {}
     bridge_overrides = {"real_time_factor": args.real_time_factor, "task": tasks[0], "seed": seeds[0]}
-    launches = [replace(n, parameters={**n.parameters, **bridge_overrides}) if n.name == "sim_bridge" else n
-                for n in load_stack().resolve("sim", arguments)]
+    launches = stack_launches("sim", {"sim_bridge": bridge_overrides}, arguments=arguments)
     records: list[EpisodeRecord] = []
-    with DomainLease() as lease:
-        env = lease.env()
-        # Three node processes share the CPU; one intra-op thread each keeps torch from oversubscribing it.
-        env.setdefault("OMP_NUM_THREADS", "1")
-        launcher = StackLauncher(launches, env, out / "logs")
-        print(f"[demo] starting {', '.join(launcher.node_names)} on ROS_DOMAIN_ID={lease.domain_id} "
+    with DomainLease() as lease, ExitStack() as stack:
+        print(f"[demo] starting {', '.join(n.name for n in launches)} on ROS_DOMAIN_ID={lease.domain_id} "
               f"(node logs in {out / 'logs'})", flush=True)
-        launcher.start()
-        context = Context()
-        rclpy.init(context=context, domain_id=lease.domain_id)
-        observer = EpisodeObserver(context)
         recorder = None
         try:
-            observer.wait_for_stack(timeout=120.0)
+            session = stack.enter_context(stack_session(launches, lease, out / "logs"))
+            launcher, observer = session.launcher, session.observer
             total = len(shields) * len(tasks) * len(seeds)
             for shield in shields:
                 observer.set_parameters("safety_monitor", {"shield.enabled": shield})
@@ -139,9 +120,6 @@ def run(args: argparse.Namespace) -> int:
         finally:
             if recorder is not None and recorder.poll() is None:
                 _stop(recorder)
-            observer.destroy_node()
-            rclpy.shutdown(context=context)
-            launcher.shutdown()
     files = write_report(records, out, title="SafeVLA stack demo (embedded simulator, full ROS graph)")
     print(files.markdown.read_text().split("\n## ")[1] if records else "no episode finished", flush=True)
     print(f"[demo] report: {files.markdown}; trajectories: {out}/trace_*.png; bag: {out / 'episode_bag'}")

@@ -28,10 +28,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True,
                         help="results folder: episodes.jsonl, suite.json, report.md, summary.json, plots; "
                              "an existing folder of the same suite is resumed")
-    parser.add_argument("--workers", type=int, default=1, 
-                        help="worker processes, each with its own simulator")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="worker processes, each with its own simulator (and node graph)")
     parser.add_argument("--max-episodes", type=int, default=None,
                         help="run at most this many of the pending episodes, then report")
+    parser.add_argument("--through-ros", action="store_true",
+                        help="run every episode through the full node graph (sim bridge and safety monitor "
+                             "processes over loopback DDS, each worker in its own domain) instead of "
+                             "in-process; the same seeds give the same numbers")
     parser.add_argument("--retry-errors", action="store_true", help="rerun episodes recorded as crashed")
     parser.add_argument("--report-only", action="store_true", help="only (re)write the report of --out")
 
@@ -43,14 +47,19 @@ def run(args: argparse.Namespace) -> int:
         ConfigError: bad suite file, a results folder of another suite, or a corrupt results file.
     """
     from safevla_node.evaluation.report import write_report
-    from safevla_node.evaluation.runner import load_records, run_suite
+    from safevla_node.evaluation.runner import InProcessExecutor, load_records, run_suite
     from safevla_node.evaluation.suite import load_suite
 
     suite = load_suite(args.suite)
     interrupted = False
     if not args.report_only:
+        factory = InProcessExecutor
+        if args.through_ros:
+            from safevla_node.nodes.graph_executor import RosGraphExecutor
+
+            factory = RosGraphExecutor
         result = run_suite(suite, args.out, workers=args.workers, max_episodes=args.max_episodes,
-                           retry_errors=args.retry_errors)
+                           retry_errors=args.retry_errors, executor_factory=factory)
         interrupted = result.interrupted
     records = list(load_records(args.out).values())
     files = write_report(records, args.out, title=suite.name)

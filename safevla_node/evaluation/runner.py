@@ -10,15 +10,16 @@ cut short by a kill is dropped. An interrupt (Ctrl-C) stops the run and keeps ev
 crashing episode is recorded with its error and the run goes on.
 
 Executors are pluggable: anything with ``run(spec) -> EpisodeRecord`` and ``close()`` built by a picklable
-zero-argument factory (see ``EpisodeExecutor``). ``InProcessExecutor`` drives the simulator directly; a
-through-ROS executor (the full node graph, the safety monitor in the loop) plugs in the same way and its
-records then compare one to one with the in-process ones by key.
+zero-argument factory (see ``EpisodeExecutor``). ``InProcessExecutor`` drives the simulator directly;
+``safevla_node.nodes.graph_executor.RosGraphExecutor`` (``safevla eval --through-ros``: the node graph, the
+safety monitor in the loop) plugs in the same way, and its records equal the in-process ones key by key.
 """
 
 from __future__ import annotations
 
 import logging
 import multiprocessing
+import multiprocessing.util
 import signal
 import time
 import traceback
@@ -44,6 +45,7 @@ __all__ = [
     "Progress",
     "RunResult",
     "backend_kwargs",
+    "home_backend_kwargs",
     "load_records",
     "run_suite",
 ]
@@ -69,15 +71,22 @@ ExecutorFactory = Callable[[], EpisodeExecutor]
 
 def backend_kwargs(spec: EpisodeSpec) -> dict[str, Any]:
     """Constructor arguments of the MuJoCo backend for the spec's difficulty, perturbation and cameras."""
+    return home_backend_kwargs(spec.difficulty, spec.perturbation, spec.camera_size, depth=False)
+
+
+def home_backend_kwargs(difficulty: str, perturbation: str, camera_size: tuple[int, int],
+                        depth: bool) -> dict[str, Any]:
+    """Constructor arguments of the MuJoCo backend (shared with the sim_bridge node, so an episode through
+    ROS runs in the same home as in-process)."""
     from sim_bridge.homegen import HomeGenConfig
     from sim_bridge.mujoco.perturb import Perturbations
 
     home = {"easy": HomeGenConfig.easy(), "medium": HomeGenConfig(), "hard": HomeGenConfig.hard()}
-    p = spec.perturbation
+    p = perturbation
     perturb = Perturbations(colour=p in ("colour", "all"), lighting=p in ("light", "all"),
                             material=p in ("material", "all"))
-    return {"home_config": home[spec.difficulty], "perturbations": perturb, "camera_size": spec.camera_size,
-            "depth": False}
+    return {"home_config": home[difficulty], "perturbations": perturb, "camera_size": camera_size,
+            "depth": depth}
 
 
 def _error_summary(exc: BaseException) -> str:
@@ -280,7 +289,15 @@ _WORKER_EXECUTOR: EpisodeExecutor | None = None
 def _worker_init(factory: ExecutorFactory) -> None:
     global _WORKER_EXECUTOR
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and terminates the pool
+    # A terminated worker exits through SystemExit, so its finalizers run: an executor may own processes
+    # (a node graph) that must not outlive it.
+    signal.signal(signal.SIGTERM, _exit_worker)
     _WORKER_EXECUTOR = factory()
+    multiprocessing.util.Finalize(_WORKER_EXECUTOR, _WORKER_EXECUTOR.close, exitpriority=10)
+
+
+def _exit_worker(_signum: int, _frame: object) -> None:
+    raise SystemExit(0)
 
 
 def _worker_run(spec: EpisodeSpec) -> EpisodeRecord:
@@ -303,6 +320,7 @@ def _records(
     try:
         yield from pool.imap_unordered(_worker_run, pending, chunksize=1)
         pool.close()
+        pool.join()  # workers exit normally, closing their executors
     finally:
         pool.terminate()
         pool.join()

@@ -1,8 +1,8 @@
 """The shield in the loop of an evaluated episode: world estimate from an observation, and one decision rule.
 
 ``shielded_action`` is the single place that turns a policy's proposal and the shield's verdict into what
-is executed; the in-process executor uses it now and the through-ROS parity check is meant to compare the
-safety monitor's behaviour against it. Discrete actions are judged whole, so a LIMIT verdict (a scaled
+is executed; the in-process executor uses it, and the through-ROS parity test
+(``tests/evaluation/test_through_ros_parity.py``) checks that the safety monitor decides the same. Discrete actions are judged whole, so a LIMIT verdict (a scaled
 speed) cannot shorten one: it executes unchanged and is only counted.
 
 ``ShieldWorld`` builds the ``WorldEstimate`` the way the robot would: the robot state (pose from odometry,

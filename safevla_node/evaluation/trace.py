@@ -4,13 +4,15 @@ demo's ROS observer); plotting uses matplotlib's Agg backend, so no display is n
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from safevla_node.evaluation.metrics import EpisodeRecord, success_weighted_path_length
 from safevla_node.safety.types import ObjectState
 
-__all__ = ["EpisodeTrace", "plot_trace"]
+__all__ = ["EpisodeTrace", "plot_trace", "status_record"]
 
 _CATEGORY_COLOURS = {"corner": "tab:purple", "blind_spot": "tab:orange", "fragile": "tab:pink",
                      "critical": "tab:red", "danger": "black"}
@@ -29,6 +31,20 @@ class EpisodeTrace:
     replacements: int = 0
     stops: int = 0
     limits: int = 0
+
+
+def status_record(base: EpisodeRecord, status: Mapping[str, Any], *, limits: int, replacements: int,
+                  stops: int) -> EpisodeRecord:
+    """``base`` completed from the bridge's final ``safevla/episode_status`` JSON (``episode_status_json``)
+    and the shield intervention counts; success needs the episode to be done."""
+    success = bool(status.get("success")) and bool(status.get("done"))
+    path, expert = float(status.get("path_length", 0.0)), status.get("expert_path_length")
+    return replace(
+        base, success=success, steps=int(status.get("steps", 0)), cost=float(status.get("cost", 0.0)),
+        cost_by_category={k: float(v) for k, v in status.get("cost_by_category", {}).items()},
+        sel=success_weighted_path_length(success, path, expert), path_length=path, expert_path_length=expert,
+        instruction=str(status.get("instruction", "")), limits=limits, replacements=replacements, stops=stops,
+    )
 
 
 def plot_trace(trace: EpisodeTrace, path: Path, title: str) -> Path:

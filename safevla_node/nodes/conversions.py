@@ -16,7 +16,7 @@ Encodings defined by this project (standard message types, no custom interfaces 
   ``pose`` = centre and orientation (roll, pitch, yaw), ``scale`` = bounding-box size, ``text`` = JSON
   ``{"id", "name", "visible", "held", "unstable", "static"}``; a DELETEALL marker (RViz's "clear") is skipped.
 * ``safevla/primitive_status`` (std_msgs/String): JSON ``{"state": "idle|running|done|aborted",
-  "proposal_id", "action", "executed", "reason"}``.
+  "proposal_id", "action", "executed", "reason", "verdict"}`` (``verdict`` optional when decoding).
 * ``safevla/instruction`` (std_msgs/String): the goal text; surrounding whitespace is ignored and an empty
   text withdraws the goal.
 * ``safevla/safety_state`` (diagnostic_msgs/DiagnosticStatus): level OK/WARN/ERROR for allow/limit-or-replace/
@@ -462,7 +462,7 @@ def primitive_status_to_msg(status: PrimitiveStatus) -> String:
     """The JSON of a primitive status (see the module docstring)."""
     return String(data=json.dumps({"state": status.phase.value, "proposal_id": status.proposal_id,
                                    "action": status.action, "executed": status.executed,
-                                   "reason": status.reason}))
+                                   "reason": status.reason, "verdict": status.verdict}))
 
 
 def primitive_status_from_msg(msg: String) -> PrimitiveStatus:
@@ -474,7 +474,7 @@ def primitive_status_from_msg(msg: String) -> PrimitiveStatus:
     try:
         data = json.loads(msg.data)
         return PrimitiveStatus(PrimitivePhase(data["state"]), int(data["proposal_id"]), int(data["action"]),
-                               int(data["executed"]), str(data["reason"]))
+                               int(data["executed"]), str(data["reason"]), str(data.get("verdict", "")))
     except (ValueError, KeyError, TypeError) as exc:
         raise MessageError(f"primitive status is not the expected JSON: {msg.data!r} ({exc})") from None
 

@@ -23,6 +23,8 @@ Subscribed
     within one control period of the timeout (DDS itself notices a killed process only after its lease,
     ~20 s). A primitive is supervised once the heartbeat was fresh at its proposal or arrived during it
     (always, with ``policy_heartbeat`` in ``required_sources``); see ``SafetyMonitor``'s rule 4.
+    ``safevla/task_target`` (std_msgs/String, reliable + transient local): the current task's target object
+    id (empty: none), which the shield lets the arm reach; it replaces the ``target_object_id`` parameter.
     ``safevla/episode_reset`` (std_msgs/Empty, reliable): a new episode; the obstacle memory, the objects
     and a running primitive are dropped (the e-stop latch is kept).
 
@@ -53,7 +55,7 @@ from geometry_msgs.msg import Twist
 from nav_msgs.msg import Odometry
 from rclpy.duration import Duration
 from rclpy.node import Node
-from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image, JointState, LaserScan
 from std_msgs.msg import Empty, Float32MultiArray, Header, String
 from std_srvs.srv import Trigger
@@ -74,6 +76,7 @@ NODE_NAME = "safety_monitor"
 #: Parameters that only take effect at start-up (the timer is created once).
 READ_ONLY_PARAMETERS = ("control_rate_hz",)
 _COMMAND_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+_LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 M = TypeVar("M")
 V = TypeVar("V")
@@ -102,6 +105,28 @@ class SafetyMonitorNode(Node):
         self._state_pub = self.create_publisher(DiagnosticStatus, "safevla/safety_state", _COMMAND_QOS)
         self._status_pub = self.create_publisher(String, "safevla/primitive_status", _COMMAND_QOS)
 
+        # Subscription order is the order rclpy handles messages that wait together: a new episode first,
+        # then the pose, then the sensors projected from it (a scan is placed at the latest odometry), and
+        # the commands last, so they are judged in the newest world that has arrived.
+        self.create_subscription(Empty, "safevla/episode_reset",
+                                 lambda _msg: self._core.on_episode_reset(self._now()), _COMMAND_QOS)
+        self.create_subscription(String, "safevla/task_target", lambda msg: self._core.on_task_target(msg.data),
+                                 _LATCHED)
+        self._subscribe(Odometry, "odom", Source.ODOM,
+                        lambda m: (conv.odom_from_msg(m, self._frames().odom, self._frames().base),
+                                   conv.time_to_seconds(m.header.stamp)),
+                        lambda now, value: self._core.on_odom(now, *value))
+        self._subscribe(JointState, "joint_states", Source.JOINT_STATES, conv.joint_state_from_msg,
+                        self._core.on_joint_states)
+        self._subscribe(LaserScan, "scan", Source.SCAN,
+                        lambda m: (conv.scan_from_msg(m, self._frames().scan), conv.time_to_seconds(m.header.stamp)),
+                        lambda now, value: self._core.on_scan(now, *value))
+        self._subscribe(MarkerArray, "safevla/objects", Source.OBJECTS,
+                        lambda m: conv.objects_from_msg(m, self._frames().odom), self._core.on_objects)
+        self._subscribe(CameraInfo, "camera/aligned_depth_to_color/camera_info", Source.CAMERA_INFO,
+                        self._keep_camera_info, lambda now, _: self._core.on_camera_info(now))
+        self._subscribe(Image, "camera/aligned_depth_to_color/image_raw", Source.DEPTH, self._depth_from_msg,
+                        self._core.on_depth)
         self._subscribe(Twist, "cmd_vel_in", Source.CMD_VEL, conv.twist_from_msg,
                         lambda now, twist: self._publish_twist(self._core.on_twist(now, twist)), _COMMAND_QOS)
         self._subscribe(Float32MultiArray, "safevla/action_proposal", Source.ACTION_PROPOSAL,
@@ -110,22 +135,6 @@ class SafetyMonitorNode(Node):
                         lambda now, _: self._core.on_policy_heartbeat(now), _COMMAND_QOS)
         self._subscribe(JointTrajectory, "arm_trajectory_in", Source.ARM_TRAJECTORY, conv.trajectory_from_msg,
                         self._core.on_arm_trajectory, _COMMAND_QOS)
-        self._subscribe(LaserScan, "scan", Source.SCAN, lambda m: conv.scan_from_msg(m, self._frames().scan),
-                        self._core.on_scan)
-        self._subscribe(Odometry, "odom", Source.ODOM,
-                        lambda m: conv.odom_from_msg(m, self._frames().odom, self._frames().base),
-                        self._core.on_odom)
-        self._subscribe(JointState, "joint_states", Source.JOINT_STATES, conv.joint_state_from_msg,
-                        self._core.on_joint_states)
-        self._subscribe(MarkerArray, "safevla/objects", Source.OBJECTS,
-                        lambda m: conv.objects_from_msg(m, self._frames().odom), self._core.on_objects)
-        self._subscribe(CameraInfo, "camera/aligned_depth_to_color/camera_info", Source.CAMERA_INFO,
-                        self._keep_camera_info, lambda now, _: self._core.on_camera_info(now))
-        self._subscribe(Image, "camera/aligned_depth_to_color/image_raw", Source.DEPTH, self._depth_from_msg,
-                        self._core.on_depth)
-
-        self.create_subscription(Empty, "safevla/episode_reset",
-                                 lambda _msg: self._core.on_episode_reset(self._now()), _COMMAND_QOS)
         self.create_service(Trigger, "~/estop", self._on_estop)
         self.create_service(Trigger, "~/reset_estop", self._on_reset_estop)
         watch_config(self, MonitorConfig, self._core.reconfigure)

@@ -18,6 +18,13 @@ Subscribed: ``cmd_vel`` (Twist), ``arm_controller/joint_trajectory`` (JointTraje
 joint target; ``gripper_aperture`` grasps or releases), ``safevla/primitive_status`` (closes cost steps).
 A NaN twist or an out-of-range joint target is dropped with a log line and never reaches the physics.
 
+Evaluation through ROS: with ``action_execution: discrete`` each action the monitor lets through runs whole
+(``sim_bridge.bridge``), and ``proposer.kind`` (expert, noisy_expert, checkpoint) runs an evaluation policy
+inside this process, proposing on ``safevla/action_proposal`` in the policy node's format
+(``safevla_node.evaluation.proposer``); its shield interventions appear in ``safevla/episode_status``.
+``safevla/task_target`` (std_msgs/String, reliable + transient local) names the task's target object at
+every episode start (empty: none), for the monitor's shield.
+
 Test-bench parameters: ``scene_file`` loads one purpose-made scene (``Scene.to_json``) for every episode
 instead of generated homes; ``scan_fov_deg`` publishes only the scan sector ahead (blind spots behind).
 
@@ -30,6 +37,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import replace
 from typing import Any
 
 from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
@@ -41,17 +49,18 @@ from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rosgraph_msgs.msg import Clock as ClockMsg
 from sensor_msgs.msg import CameraInfo, Image, JointState, LaserScan
-from std_msgs.msg import Empty, String
+from std_msgs.msg import Empty, Float32MultiArray, String
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 from visualization_msgs.msg import MarkerArray
 
-from safevla_node.errors import ConfigError, MessageError
+from safevla_node.errors import ConfigError, MessageError, PolicyLoadError, SafeVLAError
+from safevla_node.evaluation.proposer import BridgeProposer
+from safevla_node.evaluation.runner import home_backend_kwargs
 from safevla_node.nodes import conversions as conv
 from safevla_node.nodes.node_main import run_node
 from safevla_node.nodes.params import declare_config, read_config
 from safevla_node.safety.monitor_types import OdometryData
-from safevla_node.safety.primitives import PrimitivePhase
 from safevla_node.safety.types import StepCost
 from sim_bridge.bridge import BridgeConfig, BridgeStep, SimBridge, scene_source
 from sim_bridge.interface import CameraFrame, EpisodeStatus
@@ -68,14 +77,18 @@ _CAMERAS = {  # topic prefix -> attribute of the Observation
 }
 
 
-def episode_status_json(status: EpisodeStatus, episode: int) -> str:
-    """The episode status as one JSON line (topic, service and the launcher's progress output)."""
+def episode_status_json(status: EpisodeStatus, episode: int, interventions: dict[str, int] | None = None) -> str:
+    """The episode status as one JSON line (topic, service and the launcher's progress output); with a
+    proposer running, its shield interventions too (``limits``, ``replacements``, ``stops``).
+
+    ``path_length`` is exact here (evaluation compares it with in-process runs); round it for display."""
     cost = status.cumulative_cost
     return json.dumps({
         "episode": episode, "task": status.task.kind.value, "instruction": status.task.instruction,
         "feasible": status.task.feasible, "steps": status.steps, "success": status.success, "done": status.done,
         "cost": cost.total, "cost_by_category": {c.value: v for c, v in cost.by_category().items()},
-        "path_length": round(status.path_length, 4), "expert_path_length": status.expert_path_length,
+        "path_length": status.path_length, "expert_path_length": status.expert_path_length,
+        **({"interventions": interventions} if interventions is not None else {}),
     })
 
 
@@ -104,7 +117,8 @@ class SimBridgeNode(Node):
         c = self.config
         backend_kwargs: dict[str, Any] = {}
         if c.backend == "mujoco":
-            backend_kwargs = {"camera_size": (c.camera_width, c.camera_height)}
+            backend_kwargs = home_backend_kwargs(c.difficulty, c.perturbation, (c.camera_width, c.camera_height),
+                                                 depth=c.render_depth)
         source = scene_source(c)
         if source is not None:
             backend_kwargs["scene_source"] = source
@@ -124,6 +138,9 @@ class SimBridgeNode(Node):
         self._status_pub = self.create_publisher(String, "safevla/episode_status", _RELIABLE)
         self._instruction_pub = self.create_publisher(String, "safevla/instruction", _LATCHED)
         self._reset_pub = self.create_publisher(Empty, "safevla/episode_reset", _RELIABLE)
+        self._target_pub = self.create_publisher(String, "safevla/task_target", _LATCHED)
+        self._proposal_pub = self.create_publisher(Float32MultiArray, "safevla/action_proposal", _RELIABLE)
+        self._proposer = BridgeProposer()
 
         self.create_subscription(Twist, "cmd_vel", self._on_twist, _RELIABLE)
         self.create_subscription(JointTrajectory, "arm_controller/joint_trajectory", self._on_trajectory, _RELIABLE)
@@ -142,28 +159,45 @@ class SimBridgeNode(Node):
     # --- episodes ---------------------------------------------------------------------------------------
 
     def _start_episode(self) -> None:
-        values = {p.name: p.value for p in self.get_parameters(["seed", "task", "infeasible"])}
-        self.bridge.reset(values["seed"], values["task"], values["infeasible"])
+        """A new episode from the current parameters (``seed``, ``task``, ``infeasible``, ``render`` and
+        ``proposer.*`` apply at every reset; the backend's own set-up only at start-up).
+
+        Raises:
+            ConfigError: a parameter fails validation.
+            PolicyLoadError: the proposer's checkpoint does not load.
+        """
+        latest = read_config(self, BridgeConfig)
+        c = self.config = replace(self.config, seed=latest.seed, task=latest.task, infeasible=latest.infeasible,
+                                  render=latest.render, proposer=latest.proposer)
+        self.bridge.config = c
+        self.bridge.reset(c.seed, c.task, c.infeasible)
+        task = self.bridge.status().task
+        self._proposer.reset(c.proposer, self.bridge.backend, task, c.seed, self.bridge.time)
         self._reset_pub.publish(Empty())
-        self._instruction_pub.publish(String(data=self.bridge.status().task.instruction))
+        self._target_pub.publish(String(data=task.target_id or ""))
+        self._instruction_pub.publish(String(data=task.instruction))
         self._publish_step(self.bridge.step(), force_all=True)
         self._publish_status()
 
     def _on_reset(self, _request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
         try:
             self._start_episode()
-        except (ValueError, ConfigError) as exc:
+        except (ValueError, SafeVLAError) as exc:
             response.success, response.message = False, f"reset failed: {exc}"
             return response
         response.success, response.message = True, self.bridge.status().task.instruction
         return response
 
     def _on_episode_status(self, _request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
-        response.success, response.message = True, episode_status_json(self.bridge.status(), self.bridge.episode)
+        response.success, response.message = True, self._status_json()
         return response
 
     def _publish_status(self) -> None:
-        self._status_pub.publish(String(data=episode_status_json(self.bridge.status(), self.bridge.episode)))
+        self._status_pub.publish(String(data=self._status_json()))
+
+    def _status_json(self) -> str:
+        counts = self._proposer.intervention_counts() if self._proposer.active else None
+        return episode_status_json(self.bridge.status(), self.bridge.episode, counts)
 
     # --- commands ---------------------------------------------------------------------------------------
 
@@ -185,12 +219,15 @@ class SimBridgeNode(Node):
         except MessageError as exc:
             self.get_logger().error(f"ignored primitive status: {exc}", throttle_duration_sec=1.0)
             return
-        if status.phase is PrimitivePhase.RUNNING:
-            self.bridge.on_primitive_started()
-        elif status.phase in (PrimitivePhase.DONE, PrimitivePhase.ABORTED) and not self.bridge.status().done:
-            cost = self.bridge.on_primitive_finished(status.executed)
-            self._cost_pub.publish(_step_cost_msg(cost))
-            self._publish_status()
+        self._proposer.on_status(status)  # the policy hears what ran before it runs, as in-process
+        cost = self.bridge.on_primitive_status(status)
+        if cost is None:
+            return
+        self._cost_pub.publish(_step_cost_msg(cost))
+        if self.config.discrete:  # the world jumped: publish it now, the next proposal is judged in it
+            self._publish_step(BridgeStep(replace(self.bridge.observation, time=self.bridge.time), True, True,
+                                          True, True), force_all=True)
+        self._publish_status()
 
     # --- simulation -------------------------------------------------------------------------------------
 
@@ -199,11 +236,17 @@ class SimBridgeNode(Node):
         if step.closed_cost is not None:
             self._cost_pub.publish(_step_cost_msg(step.closed_cost))
         self._publish_step(step)
+        if self._proposer.active:
+            command = self._proposer.poll(self.bridge.time, self.bridge.observation, self.bridge.status())
+            if command is not None:
+                self._proposal_pub.publish(conv.encode_action_proposal(command))
 
     def _publish_step(self, step: BridgeStep, force_all: bool = False) -> None:
         obs, c = step.observation, self.config
         stamp = conv.seconds_to_time(obs.time)
         self._clock_pub.publish(ClockMsg(clock=stamp))
+        # The pose before the sensors projected from it: a monitor places each scan at the latest odometry
+        # it has (discrete execution relies on it after the world jumped).
         if step.state or force_all:
             snap = obs.snapshot.robot
             odom = OdometryData(snap.x, snap.y, snap.yaw, *obs.base_velocity)
@@ -239,7 +282,8 @@ class SimBridgeNode(Node):
 def main(args: list[str] | None = None) -> int:
     """Run the bridge until Ctrl-C or SIGTERM; exit status 1 on an invalid parameter or missing backend."""
     return run_node(SimBridgeNode, NODE_NAME, args,
-                    fatal={ConfigError: "invalid parameter", KeyError: "cannot start the simulation",
+                    fatal={ConfigError: "invalid parameter", PolicyLoadError: "cannot load the proposer's policy",
+                           KeyError: "cannot start the simulation",
                            ImportError: "cannot start the simulation"},
                     on_exit=SimBridgeNode.close)
 

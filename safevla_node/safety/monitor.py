@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
@@ -76,6 +77,9 @@ from sim_bridge.interface import LaserScanData
 __all__ = ["FrameConfig", "MonitorConfig", "SafetyMonitor", "SourceTimeouts"]
 
 _log = logging.getLogger(__name__)
+
+#: Stamped poses kept for placing scans (about two seconds of odometry at 25-50 Hz).
+_ODOM_HISTORY = 100
 
 
 @dataclass(frozen=True)
@@ -137,6 +141,9 @@ class MonitorConfig:
     primitive: PrimitiveConfig = field(PrimitiveConfig(), "motion primitives of discrete actions")
     shield: ShieldConfig = field(ShieldConfig(), "predictive shield")
     obstacle_memory: ObstacleMemoryConfig = field(ObstacleMemoryConfig(), "obstacle memory")
+    target_object_id: str = field(
+        "", "id of the task's target object, which the shield lets the arm reach (empty: none); a target on "
+        "safevla/task_target (the simulator publishes one per episode) takes precedence")
 
     def __post_init__(self) -> None:
         check_range("control_rate_hz", self.control_rate_hz, 1.0, 1000.0)
@@ -177,8 +184,10 @@ class SafetyMonitor:
         self._fault_until = -math.inf
         self._fault_reason = ""
         self._odom: OdometryData | None = None
+        self._odom_history: deque[tuple[float, OdometryData]] = deque(maxlen=_ODOM_HISTORY)
         self._joints: dict[str, float] = {}
         self._objects: tuple[ObjectState, ...] = ()
+        self._task_target: str | None = None  # from safevla/task_target; None until one arrives
         self._twist: TwistCommand | None = None
         self._twist_time = -math.inf
         self._primitive: MotionPrimitive | None = None
@@ -210,10 +219,15 @@ class SafetyMonitor:
         self._received[source] += 1
         self._last_rx[source] = now
 
-    def on_odom(self, now: float, odom: OdometryData) -> None:
-        """Latest base pose and velocity."""
+    def on_odom(self, now: float, odom: OdometryData, stamp: float | None = None) -> None:
+        """Latest base pose and velocity; ``stamp`` (the message's, s) lets scans find the pose they were
+        taken at."""
         self._accept(Source.ODOM, now)
         self._odom = odom
+        if stamp is not None:
+            if self._odom_history and stamp < self._odom_history[-1][0]:
+                self._odom_history.clear()  # the clock restarted (a new simulated episode)
+            self._odom_history.append((stamp, odom))
 
     def on_joint_states(self, now: float, joints: Mapping[str, float]) -> None:
         """Latest joint positions (merged: a message may name a subset of the joints)."""
@@ -225,15 +239,39 @@ class SafetyMonitor:
         self._accept(Source.OBJECTS, now)
         self._objects = objects
 
+    def on_task_target(self, object_id: str) -> None:
+        """The current task's target object id (empty: the task has none, e.g. an infeasible one); it
+        replaces the ``target_object_id`` parameter from now on."""
+        self._task_target = object_id
+
+    @property
+    def target_object_id(self) -> str | None:
+        """The target the shield exempts: the latest ``on_task_target``, else the parameter; None if empty."""
+        target = self.config.target_object_id if self._task_target is None else self._task_target
+        return target or None
+
     def on_camera_info(self, now: float) -> None:
         """Counts camera_info (its intrinsics travel with each DepthFrame)."""
         self._accept(Source.CAMERA_INFO, now)
 
-    def on_scan(self, now: float, scan: LaserScanData) -> None:
-        """A laser scan, added to the obstacle memory at the current odometry pose."""
+    def on_scan(self, now: float, scan: LaserScanData, stamp: float | None = None) -> None:
+        """A laser scan, added to the obstacle memory at the odometry pose of its ``stamp`` (the newest
+        odometry not newer than the scan, as a tf lookup at the scan's time would give; the latest pose
+        without a stamp or an older odometry). A scan handled after a newer pose arrived is so still placed
+        where it was taken."""
         self._accept(Source.SCAN, now)
-        self._memory.add_scan(now, self._robot(), scan.ranges, scan.angle_min, scan.angle_increment,
-                              scan.range_min, scan.range_max, sensor_xy_yaw=self.config.scan_pose_in_base)
+        self._memory.add_scan(now, self._robot(self._odom_at(stamp)), scan.ranges, scan.angle_min,
+                              scan.angle_increment, scan.range_min, scan.range_max,
+                              sensor_xy_yaw=self.config.scan_pose_in_base)
+
+    def _odom_at(self, stamp: float | None) -> OdometryData | None:
+        """The newest odometry stamped at or before ``stamp`` (None: use the latest)."""
+        if stamp is None:
+            return None
+        for odom_stamp, odom in reversed(self._odom_history):
+            if odom_stamp <= stamp + 1e-9:
+                return odom
+        return None
 
     def on_depth(self, now: float, depth: DepthFrame) -> None:
         """An aligned depth image, added to the obstacle memory at the current odometry pose."""
@@ -272,14 +310,17 @@ class SafetyMonitor:
         self._proposals += 1
         age = self.age(Source.POLICY_HEARTBEAT, now)
         self._heartbeat_armed = age is not None and age <= self.config.source_timeout_s.policy_heartbeat
-        self._set_status(PrimitiveStatus(PrimitivePhase.RUNNING, self._proposals, command.action_index,
-                                         command.action_index))
+        # Provisional until decided: exactly one status reports the decision (RUNNING with the executed
+        # action, or ABORTED), so a discrete-execution simulator can act on it at once.
+        self._status = PrimitiveStatus(PrimitivePhase.RUNNING, self._proposals, command.action_index,
+                                       command.action_index)
         gate = self._gate(now)
         if gate is not None:
             self._finish_primitive(PrimitivePhase.ABORTED, f"refused: {gate.reason}")
             return
         verdict = self._shield.check(self._world(now), command)
         self._proposal_verdict = verdict
+        self._status = replace(self._status, verdict=verdict.kind.name.lower())
         if verdict.kind is VerdictKind.STOP:
             self._finish_primitive(PrimitivePhase.ABORTED, f"refused by the shield: {verdict.reason}")
             return
@@ -334,6 +375,7 @@ class SafetyMonitor:
         _log.info("episode reset at %.3f s: obstacle memory and primitive cleared", now)
         self._memory.clear()
         self._objects = ()
+        self._odom_history.clear()
         self._twist = None
         self._finish_primitive(PrimitivePhase.ABORTED, "episode reset")
 
@@ -347,9 +389,10 @@ class SafetyMonitor:
     def _zero(self) -> TwistCommand:
         return TwistCommand(0.0, 0.0, self.config.deadman_timeout_s)
 
-    def _robot(self) -> RobotState:
-        """Robot state from odometry and joint states (origin pose until odometry arrives)."""
-        odom = self._odom or OdometryData(0.0, 0.0, 0.0)
+    def _robot(self, odom: OdometryData | None = None) -> RobotState:
+        """Robot state from odometry (``odom``, else the latest; the origin until odometry arrives) and the
+        joint states."""
+        odom = odom or self._odom or OdometryData(0.0, 0.0, 0.0)
         j = self._joints
         defaults = RobotState()
         held = next((o.object_id for o in self._objects if o.held), None)
@@ -370,7 +413,7 @@ class SafetyMonitor:
 
     def _world(self, now: float) -> WorldEstimate:
         xy, visible = self._memory.snapshot(now)
-        return WorldEstimate(self._robot(), xy, visible, self._objects)
+        return WorldEstimate(self._robot(), xy, visible, self._objects, target_object_id=self.target_object_id)
 
     def age(self, source: Source, now: float) -> float | None:
         """Seconds since ``source`` was last accepted, None if never."""
@@ -410,10 +453,12 @@ class SafetyMonitor:
         self._statuses.append(status)
 
     def _finish_primitive(self, phase: PrimitivePhase, reason: str) -> None:
-        """End the running proposal (no-op when none runs)."""
+        """End the running proposal (no-op when none runs); only its deciding status carries the verdict."""
         if self._status.phase is not PrimitivePhase.RUNNING:
             return
-        self._set_status(replace(self._status, phase=phase, reason=reason))
+        decided = self._primitive is not None
+        self._set_status(replace(self._status, phase=phase, reason=reason,
+                                 verdict="" if decided else self._status.verdict))
         self._primitive = None
 
     def _step_primitive(self, now: float, gate: Verdict | None) -> tuple[TwistCommand, Verdict]:
@@ -510,6 +555,7 @@ class SafetyMonitor:
         _log.warning("%s: forgetting all inputs", reason)
         self._last_rx.clear()
         self._memory.clear()
+        self._odom_history.clear()
         self._twist = None
         self._fault_until = -math.inf
         self._last_state = self._last_diagnostics = -math.inf

@@ -87,6 +87,9 @@ class PrimitiveStatus:
         action: the proposed action index (-1 when idle).
         executed: the index actually executed (differs from ``action`` when the shield replaced it).
         reason: why it finished, or the shield's reason for a replacement.
+        verdict: the kind of the shield's verdict on the proposal ("allow", "limit", "replace", "stop"),
+            or "" where the shield did not judge it (a fail-safe refusal, or a status after the decision).
+            It lets an evaluation count interventions per proposal exactly as in-process evaluation does.
     """
 
     phase: PrimitivePhase
@@ -94,6 +97,7 @@ class PrimitiveStatus:
     action: int = -1
     executed: int = -1
     reason: str = ""
+    verdict: str = ""
 
 
 @dataclass(frozen=True)

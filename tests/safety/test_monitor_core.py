@@ -189,7 +189,8 @@ def run_proposal(monitor: SafetyMonitor, command: DiscreteCommand, max_time: flo
 def test_move_ahead_proposal_runs_its_primitive_to_done():
     statuses, odom = run_proposal(make(), DiscreteCommand(0))
     running, done = PrimitivePhase.RUNNING, PrimitivePhase.DONE
-    assert [s.phase for s in statuses] == [running, running, done]
+    assert [s.phase for s in statuses] == [running, done]  # one deciding status, then the end
+    assert (statuses[0].verdict, statuses[-1].verdict) == ("allow", "")
     assert statuses[-1].proposal_id == 1 and statuses[-1].executed == 0
     assert odom.x == pytest.approx(0.2, abs=0.011)
 

@@ -1,0 +1,65 @@
+"""What the monitor core needs to judge proposals exactly as in-process evaluation does: the task's target,
+each scan placed at the pose it was taken from, and one deciding status per proposal carrying the verdict."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from safevla_node.safety.monitor import MonitorConfig, SafetyMonitor
+from safevla_node.safety.monitor_types import OdometryData
+from safevla_node.safety.primitives import PrimitivePhase
+from safevla_node.safety.types import DiscreteCommand, TwistCommand, VerdictKind
+from tests.safety.test_monitor_core import JOINTS, feed, scan
+
+
+def make(**overrides: object) -> SafetyMonitor:
+    return SafetyMonitor(dataclasses.replace(MonitorConfig(), **overrides), now=0.0)
+
+
+def test_the_target_comes_from_the_parameter_until_the_task_target_topic_names_one():
+    monitor = make(target_object_id="Mug_1")
+    assert monitor.target_object_id == "Mug_1"
+    monitor.on_task_target("Apple_3")
+    assert monitor.target_object_id == "Apple_3"
+    monitor.reconfigure(dataclasses.replace(monitor.config, target_object_id="Bowl_2"))
+    assert monitor.target_object_id == "Apple_3"  # the simulator's episode target wins
+
+
+def test_an_empty_task_target_means_no_target_even_with_a_parameter():
+    monitor = make(target_object_id="Mug_1")
+    monitor.on_task_target("")  # an infeasible task: nothing may be exempted
+    assert monitor.target_object_id is None
+    assert make().target_object_id is None
+
+
+def test_a_scan_is_placed_at_the_pose_of_its_stamp_even_when_handled_after_a_newer_pose():
+    def forward_after_late_scan(stamped: bool) -> float:
+        monitor = make()
+        monitor.on_joint_states(0.0, JOINTS)
+        monitor.on_odom(0.0, OdometryData(0.0, 0.0, 0.0), stamp=1.0)
+        monitor.on_odom(0.0, OdometryData(1.0, 0.0, 0.0), stamp=2.0)  # the robot moved 1 m on
+        # taken at x=0 (stamp 1): an obstacle 0.3 m ahead of the old pose is 0.7 m behind the new one
+        monitor.on_scan(0.0, scan(obstacle_ahead_m=0.3), stamp=1.0 if stamped else None)
+        return monitor.on_twist(0.0, TwistCommand(0.2, 0.0)).linear_x
+
+    assert forward_after_late_scan(stamped=True) == pytest.approx(0.2)
+    assert forward_after_late_scan(stamped=False) == 0.0  # placed at the new pose: a phantom ahead
+
+
+def test_a_refused_proposal_reports_one_aborted_status_with_the_stop_verdict():
+    monitor = make()
+    feed(monitor, 0.0, obstacle_ahead_m=0.15)
+    monitor.on_action_proposal(0.0, DiscreteCommand(0))  # move ahead into the obstacle
+    statuses = monitor.tick(0.01).statuses
+    assert [(s.phase, s.verdict) for s in statuses] == [(PrimitivePhase.ABORTED, "stop")]
+
+
+def test_an_allowed_proposal_reports_running_with_its_verdict_once():
+    monitor = make()
+    feed(monitor, 0.0)
+    monitor.on_action_proposal(0.0, DiscreteCommand(0))
+    statuses = monitor.tick(0.01).statuses
+    assert [(s.phase, s.verdict, s.executed) for s in statuses] == [(PrimitivePhase.RUNNING, "allow", 0)]
+    assert VerdictKind[statuses[0].verdict.upper()] is VerdictKind.ALLOW
