@@ -33,6 +33,9 @@ class LaunchArgument:
     target: str  # "<node>.<parameter>", or "" for arguments handled by the stack itself
 
 
+#: Robot profile of a stack profile that names none.
+DEFAULT_ROBOT = "stretch3"
+
 LAUNCH_ARGUMENTS: tuple[LaunchArgument, ...] = (
     LaunchArgument("checkpoint", "", "policy checkpoint (our format, SafeVLA .pt or Lightning .ckpt); "
                    "empty: the shipped policy", "policy_node.checkpoint"),
@@ -42,7 +45,8 @@ LAUNCH_ARGUMENTS: tuple[LaunchArgument, ...] = (
                    "sim_bridge.backend"),
     LaunchArgument("shield", "true", "predictive shield on (true) or fail-safe checks only (false)",
                    "safety_monitor.shield.enabled"),
-    LaunchArgument("robot", "stretch3", "robot profile: config/robots/<robot>.yaml", ""),
+    LaunchArgument("robot", "", "robot profile: config/robots/<robot>.yaml; empty: the profile's own "
+                   "(sim: mujoco_sim, robot and replay: stretch3)", ""),
 )
 
 
@@ -107,7 +111,7 @@ class StackDescription:
                 raise ConfigError(f"unknown launch argument {name!r}; valid: {sorted(known)}")
             values[name] = value
         spec = self.profiles[profile]
-        robot_file = config_path(f"robots/{values['robot']}.yaml")
+        robot_file = config_path(f"robots/{values['robot'] or spec.get('robot', DEFAULT_ROBOT)}.yaml")
         overrides: dict[str, dict[str, Any]] = {n: dict(p) for n, p in (spec.get("parameters") or {}).items()}
         for arg in LAUNCH_ARGUMENTS:
             if not arg.target or values[arg.name] == "":
@@ -158,4 +162,6 @@ def load_stack(path: str | Path | None = None) -> StackDescription:
         for node_name in profile.get("parameters") or {}:
             if node_name not in nodes:
                 raise ConfigError(f"{path}: profiles.{name}.parameters.{node_name} is not a node")
+        if "robot" in profile:
+            config_path(f"robots/{profile['robot']}.yaml")  # raises, listing the robot profiles there are
     return StackDescription(nodes=nodes, profiles=profiles, source=path)

@@ -24,6 +24,33 @@ def test_sim_profile_runs_bridge_monitor_and_policy_on_sim_time(stack):
     assert all(n.parameters["use_sim_time"] is True for n in launches)
 
 
+def test_each_profile_loads_its_robot_unless_the_launch_argument_names_one(stack):
+    def robot_file(profile, arguments=None):
+        monitor = next(n for n in stack.resolve(profile, arguments) if n.name == "safety_monitor")
+        return monitor.params_files[-1].name
+
+    assert robot_file("sim") == "mujoco_sim.yaml"
+    assert robot_file("robot") == robot_file("replay") == "stretch3.yaml"
+    assert robot_file("sim", {"robot": "stretch3"}) == "stretch3.yaml"
+
+
+def test_the_sim_robot_profile_and_the_suites_share_one_shield_body():
+    from safevla_node.evaluation.suite import load_suite
+    from safevla_node.paths import config_path
+
+    suite = load_suite(config_path("eval_suite_heldout.yaml"))
+    assert (suite.shield_config.footprint_length_m, suite.shield_config.mast_xy_m) == (0.34, (-0.07, 0.09))
+
+
+def test_a_suite_naming_a_robot_profile_without_a_shield_section_is_refused(tmp_path):
+    from safevla_node.evaluation.suite import load_suite
+
+    suite = tmp_path / "suite.yaml"
+    suite.write_text("policies: [{name: e, kind: expert}]\nblocks: [{name: b}]\nshield_config: robots/stretch3.yaml\n")
+    with pytest.raises(ConfigError, match="robots/stretch3.yaml has no safety_monitor.ros__parameters.shield"):
+        load_suite(suite)
+
+
 def test_robot_profile_remaps_to_the_stretch_driver_topics(stack):
     monitor = next(n for n in stack.resolve("robot") if n.name == "safety_monitor")
     assert monitor.remappings["cmd_vel"] == "/stretch/cmd_vel"
@@ -78,6 +105,14 @@ def test_description_naming_an_undefined_node_is_rejected(tmp_path):
     bad = tmp_path / "stack.yaml"
     bad.write_text("nodes: {}\nprofiles:\n  sim:\n    nodes: [ghost]\n")
     with pytest.raises(ConfigError, match=r"profiles.sim.nodes must list nodes"):
+        load_stack(bad)
+
+
+def test_description_naming_an_unknown_robot_profile_is_rejected(tmp_path):
+    bad = tmp_path / "stack.yaml"
+    bad.write_text("nodes: {m: {executable: m, module: m, params_file: m.yaml}}\n"
+                   "profiles:\n  sim:\n    nodes: [m]\n    robot: r2d2\n")
+    with pytest.raises(ConfigError, match="no config file 'robots/r2d2.yaml'"):
         load_stack(bad)
 
 

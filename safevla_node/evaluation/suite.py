@@ -15,10 +15,11 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from safevla_node.config import check_range, field, from_mapping, load_yaml, to_mapping
 from safevla_node.errors import ConfigError
+from safevla_node.paths import config_path
 from safevla_node.safety.shield import ShieldConfig
 from sim_bridge.interface import TaskKind
 
@@ -31,6 +32,7 @@ __all__ = [
     "SuiteConfig",
     "expand",
     "load_suite",
+    "robot_shield_section",
 ]
 
 Difficulty = Literal["easy", "medium", "hard"]
@@ -119,8 +121,8 @@ class SuiteConfig:
     policies: tuple[PolicySpec, ...] = field((), "the policies under evaluation")
     blocks: tuple[BlockConfig, ...] = field((), "blocks of cells, expanded in order")
     shield_config: ShieldConfig = field(
-        ShieldConfig(), "the predictive shield of the shield-on cells "
-        "(safevla_node.safety.shield.ShieldConfig); give the simulated robot's geometry here"
+        ShieldConfig(), "the predictive shield of the shield-on cells (safevla_node.safety.shield.ShieldConfig): "
+        "a mapping, or a robot profile under config/ (robots/<name>.yaml) whose monitor shield section is used"
     )
 
     def __post_init__(self) -> None:
@@ -223,6 +225,22 @@ def load_suite(path: str | Path) -> SuiteConfig:
     """
     data = load_yaml(path)
     try:
+        if isinstance(data.get("shield_config"), str):
+            data["shield_config"] = robot_shield_section(data["shield_config"])
         return from_mapping(SuiteConfig, data)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
+
+
+def robot_shield_section(robot_file: str) -> dict[str, Any]:
+    """The safety monitor's ``shield`` parameters of a robot profile under config/ (``robots/<name>.yaml``),
+    so a suite judges the same body as the monitor node of that robot.
+
+    Raises:
+        ConfigError: a missing file, or one without ``safety_monitor.ros__parameters.shield``.
+    """
+    profile = load_yaml(config_path(robot_file))
+    section = (profile.get("safety_monitor") or {}).get("ros__parameters", {}).get("shield")
+    if not isinstance(section, dict):
+        raise ConfigError(f"shield_config: {robot_file} has no safety_monitor.ros__parameters.shield section")
+    return section

@@ -41,6 +41,9 @@ from tests.sim import scenes
 
 RELIABLE = QoSProfile(depth=200, reliability=ReliabilityPolicy.RELIABLE)
 #: Time for three node processes to import, load MuJoCo / the model and discover each other on 2 busy cores.
+#: Launch arguments of every HIL graph: the monitor runs as configured for the real robot (the Stretch 3
+#: profile), not with the simulated body of the sim profile, since that is the configuration HIL tests vet.
+HIL_ARGUMENTS = {"robot": "stretch3"}
 STARTUP_TIMEOUT_S = 60.0
 
 

@@ -25,6 +25,7 @@ from safevla_node.safety.types import Category, VerdictKind
 from safevla_node.stack import load_stack
 from tests.hil.rig import (
     COURSE_START,
+    HIL_ARGUMENTS,
     STARTUP_TIMEOUT_S,
     Probe,
     hazard_course,
@@ -48,7 +49,7 @@ def probe(tmp_path_factory) -> Iterator[Probe]:
     tmp = tmp_path_factory.mktemp("hazards")
     bridge = {"scene_file": write_scene(hazard_course(), tmp / "course.json"), "infeasible": True,
               "render": False, "scan_fov_deg": 180.0}
-    launches = [n for n in load_stack().resolve("sim") if n.name != "policy_node"]
+    launches = [n for n in load_stack().resolve("sim", HIL_ARGUMENTS) if n.name != "policy_node"]
     with DomainLease() as lease, running_stack(with_parameters(launches, {"sim_bridge": bridge}), lease,
                                                tmp / "logs"), ros_client(lease) as client:
         probe = Probe(client)

@@ -32,6 +32,7 @@ from safevla_node.safety.primitives import PrimitivePhase
 from safevla_node.safety.types import Category, VerdictKind
 from safevla_node.stack import load_stack
 from tests.hil.rig import (
+    HIL_ARGUMENTS,
     STARTUP_TIMEOUT_S,
     Probe,
     open_room,
@@ -63,7 +64,8 @@ class Loop:
 def loop(tmp_path_factory) -> Iterator[Loop]:
     tmp = tmp_path_factory.mktemp("policy_loop")
     probabilities = write_scripted_policy(tmp / "policy", {MOVE: 0.7, END: 0.3})
-    launches = with_parameters(load_stack().resolve("sim", {"checkpoint": str(tmp / "policy")}), {
+    arguments = {**HIL_ARGUMENTS, "checkpoint": str(tmp / "policy")}
+    launches = with_parameters(load_stack().resolve("sim", arguments), {
         "sim_bridge": {"scene_file": write_scene(open_room(), tmp / "room.json"), "infeasible": True},
         "policy_node": {"deterministic": False, "seed": SEED},
     })

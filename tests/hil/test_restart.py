@@ -26,7 +26,15 @@ from safevla_node.safety.monitor import MonitorConfig
 from safevla_node.safety.primitives import PrimitivePhase
 from safevla_node.safety.types import Category, VerdictKind
 from safevla_node.stack import load_stack
-from tests.hil.rig import STARTUP_TIMEOUT_S, Probe, open_room, running_stack, with_parameters, write_scene
+from tests.hil.rig import (
+    HIL_ARGUMENTS,
+    STARTUP_TIMEOUT_S,
+    Probe,
+    open_room,
+    running_stack,
+    with_parameters,
+    write_scene,
+)
 from tests.ros_harness import ros_client
 
 pytestmark = pytest.mark.ros
@@ -46,7 +54,7 @@ class Rig:
 @pytest.fixture(scope="module")
 def rig(tmp_path_factory) -> Iterator[Rig]:
     tmp = tmp_path_factory.mktemp("restart")
-    launches = [n for n in load_stack().resolve("sim") if n.name != "policy_node"]
+    launches = [n for n in load_stack().resolve("sim", HIL_ARGUMENTS) if n.name != "policy_node"]
     overrides = {
         "sim_bridge": {"scene_file": write_scene(open_room(), tmp / "room.json"), "infeasible": True,
                        "render": False},
