@@ -10,6 +10,7 @@ import yaml
 
 from safevla_node.config import from_mapping
 from safevla_node.errors import ConfigError
+from safevla_node.evaluation.policies import resolve_checkpoint
 from safevla_node.evaluation.suite import SuiteConfig, expand, load_suite
 from sim_bridge.interface import TaskKind
 
@@ -135,11 +136,13 @@ def test_load_suite_reports_a_missing_file(tmp_path: Path) -> None:
         load_suite(tmp_path / "absent.yaml")
 
 
-@pytest.mark.parametrize("name", ["eval_suite.yaml", "eval_suite_smoke.yaml"])
-def test_the_shipped_suites_load_and_expand(name: str) -> None:
-    config = load_suite(REPO / "config" / name)
-    specs = expand(config)
+@pytest.mark.parametrize("path", sorted((REPO / "config").glob("eval_suite*.yaml")), ids=lambda p: p.name)
+def test_the_shipped_suites_load_and_expand_and_their_checkpoints_exist(path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(REPO)  # suites name checkpoints relative to the repository root, where they are run
+    specs = expand(load_suite(path))
     assert specs and len({s.key for s in specs}) == len(specs)
+    for policy in {s.policy for s in specs if s.policy.kind == "checkpoint"}:
+        assert resolve_checkpoint(policy.checkpoint).is_dir(), policy
 
 
 def test_the_benchmark_suite_covers_every_policy_shield_perturbation_and_infeasible_tasks() -> None:

@@ -159,3 +159,13 @@ def test_an_episode_whose_scene_has_no_target_draws_another_scene(caplog):
         assert "no eligible target" in caplog.text and obs.instruction.startswith("find")
     finally:
         env.close()
+
+
+def test_the_fine_tuned_checkpoint_loads_strictly_and_ppo_trained_its_critics():
+    # bc_tiny's critics are copies of the actor with zero value heads; 28 PPO updates (docs/finetuning.md)
+    # must have moved both, or the run trained nothing.
+    frame = np.random.default_rng(0).integers(0, 256, (224, 396, 3), dtype=np.uint8)
+    observation = PolicyObservation("find a mug", frame, frame)
+    tuned = SafeVLAPolicy.from_pretrained(REPO / "policies" / "checkpoints" / "bc_tiny_ppo_25k", device="cpu")
+    out = tuned.select_action(observation)
+    assert out.reward_value != 0.0 and out.cost_value != 0.0
