@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from enum import Enum
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import numpy as np
 
@@ -79,6 +79,8 @@ _BLOCKED_RADIUS_M = 0.25
 _STALLS_TO_REPLAN = 3
 #: Re-plans after refused manipulation before the expert gives up and ends the episode.
 _MAX_REPLANS = 4
+#: A straight base move that turned the base by more than this (rad) scraped along something: blocked.
+_DEFLECTED_RAD = math.radians(5.0)
 #: Phases in which the base stands at its goal pose and the arm works.
 _MANIPULATING = ("face", "arm", "place")
 
@@ -216,6 +218,17 @@ class _Phase(Enum):
     END = "end"
 
 
+class _Proposal(NamedTuple):
+    """The last proposal and the robot's pose when it was made (to tell what it did)."""
+
+    code: str
+    x: float
+    y: float
+    yaw: float
+    lift: float
+    extension: float
+
+
 class _Privileged(Protocol):
     scene: Scene
     task: TaskSpec
@@ -235,7 +248,7 @@ class Expert:
         self._best, self._since_progress = math.inf, 0
         self._grasp_tries = 0
         self._raised = 0
-        self._last: tuple[str, float, float, float, float] | None = None  # action code, x, y, lift, extension
+        self._last: _Proposal | None = None
         self._recovery: list[str] = []
         self._stuck = 0
         self._near_goal: np.ndarray | None = None
@@ -355,7 +368,7 @@ class Expert:
                 probs = masked / masked.sum()
                 index = planned if probs[planned] > 0.0 else int(np.argmax(probs))
         r = snap.robot
-        self._last = (ACTIONS[index].code, r.x, r.y, r.lift, r.arm_extension)
+        self._last = _Proposal(ACTIONS[index].code, r.x, r.y, r.yaw, r.lift, r.arm_extension)
         return index, probs
 
     def refused(self) -> None:
@@ -363,7 +376,7 @@ class Expert:
         (a refused forward move is caught by the stall detection on the next step); refusals that keep the
         arm where it is while manipulating make the expert manipulate from another pose (``_replan``)."""
         self._was_refused = True
-        if self._last is not None and not self._recovery and self._last[0] in ("l", "r", "ls", "rs"):
+        if self._last is not None and not self._recovery and self._last.code in ("l", "r", "ls", "rs"):
             self._recovery = ["b"]
 
     # --- distribution ------------------------------------------------------------------------------------
@@ -409,12 +422,17 @@ class Expert:
         return value + _TURN_COST_M_PER_RAD * abs(err)
 
     def _blocked(self, robot: RobotState, codes: tuple[str, ...], moved: float) -> bool:
-        """The previous action was one of ``codes`` and moved the base (or the lift) less than ``moved``."""
-        if self._last is None or self._last[0] not in codes:
+        """The previous action was one of ``codes`` and moved the base (or the lift) less than ``moved``, or
+        (a base move) was deflected: it turned the base by more than ``_DEFLECTED_RAD``, which a straight move
+        only does when it scrapes along something (a wall end it cut too close); it did move, but the next
+        identical move would scrape again."""
+        last = self._last
+        if last is None or last.code not in codes:
             return False
-        code, x, y, lift, _ = self._last
-        change = abs(robot.lift - lift) if code.startswith("y") else math.hypot(robot.x - x, robot.y - y)
-        return change < moved
+        if last.code.startswith("y"):
+            return abs(robot.lift - last.lift) < moved
+        deflected = abs(_wrap(robot.yaw - last.yaw)) > _DEFLECTED_RAD
+        return deflected or math.hypot(robot.x - last.x, robot.y - last.y) < moved
 
     def _stalled(self, robot: RobotState) -> bool:
         """Count a refusal while manipulating that left the arm joints where they were; True once there
@@ -422,8 +440,8 @@ class Expert:
         refused, self._was_refused = self._was_refused, False
         if not refused or self.phase.value not in _MANIPULATING or self._last is None:
             return False
-        _, _, _, lift, extension = self._last
-        if abs(robot.lift - lift) < 0.005 and abs(robot.arm_extension - extension) < 0.005:
+        last = self._last
+        if abs(robot.lift - last.lift) < 0.005 and abs(robot.arm_extension - last.extension) < 0.005:
             self._stalls += 1
         return self._stalls >= _STALLS_TO_REPLAN
 
