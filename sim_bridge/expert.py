@@ -37,6 +37,7 @@ from sim_bridge.homegen.occupancy import OccupancyGrid
 from sim_bridge.homegen.scene import Item, Scene
 from sim_bridge.interface import Observation, TaskKind, TaskSpec
 from sim_bridge.mujoco import stretch_constants as C
+from sim_bridge.tasks import rests_on
 
 __all__ = ["Expert", "shortest_path_length", "task_eligibility"]
 
@@ -81,6 +82,8 @@ _STALLS_TO_REPLAN = 3
 _MAX_REPLANS = 4
 #: A straight base move that turned the base by more than this (rad) scraped along something: blocked.
 _DEFLECTED_RAD = math.radians(5.0)
+#: Grasps of the target (the first and after losing it on the way) before the expert gives up.
+_MAX_PICKUPS = 3
 #: Phases in which the base stands at its goal pose and the arm works.
 _MANIPULATING = ("face", "arm", "place")
 
@@ -253,6 +256,8 @@ class Expert:
         self._stuck = 0
         self._near_goal: np.ndarray | None = None
         self._carrying = False
+        self._target_top: float | None = None  # the target's top (m) once it was dropped off its support
+        self._pickups = 1
         self._was_refused = False
         self._stalls = 0
         self._blocked_xy: list[tuple[float, float]] = []
@@ -458,12 +463,34 @@ class Expert:
         self.phase = _Phase.CARRY if self._carrying else _Phase.NAVIGATE
         self._set_goal(self._goal_xy, (robot.x, robot.y), robot.lift)
 
+    def _delivered(self, snap: WorldSnapshot) -> bool:
+        """The target rests on the destination (the task's success rule), whoever let go of it."""
+        target = snap.objects[self.task.target_id]  # type: ignore[index]
+        return rests_on(self.scene, target.position, self.task.destination_type or "")
+
+    def _pick_up_again(self, snap: WorldSnapshot) -> None:
+        """The carried target left the gripper somewhere else (e.g. a random dropoff): go and grasp it where it
+        lies now."""
+        robot = snap.robot
+        target = snap.objects[self.task.target_id]  # type: ignore[index]
+        self._carrying = False
+        self._pickups += 1
+        self._target_top = target.position[2] + target.size[2] / 2
+        self._grasp_tries = self._raised = self._stalls = 0
+        self.phase = _Phase.NAVIGATE
+        self._set_goal(target.position[:2], (robot.x, robot.y), robot.lift)
+
     def _decide(self, snap: WorldSnapshot) -> int:
         robot = snap.robot
         if self._stalled(robot):
             self._replan(robot)
         if self._recovery:
             return _act(self._recovery.pop(0))
+        if self._carrying and robot.held_object_id is None and self.phase is not _Phase.END:
+            if self._delivered(snap) or self._pickups >= _MAX_PICKUPS:
+                self.phase = _Phase.END
+                return _act("end")
+            self._pick_up_again(snap)
         if self.phase is _Phase.END:
             return _act("end")
         if self.phase in (_Phase.NAVIGATE, _Phase.CARRY):
@@ -520,8 +547,7 @@ class Expert:
                                   self._blocked(robot, ("ym", "yms"), 0.005))
             if step is not None:
                 return step
-            self.phase = _Phase.END
-            return _act("d")
+            return _act("d")  # ends once the object is seen resting on the destination (``_decide``)
         clear = max(top, self._support_top()) + 0.1 - GRASP_Z0
         lift_goal = top + 0.01 - GRASP_Z0 - 0.02 * self._grasp_tries
         step = self._approach(robot.lift, lift_goal, robot.arm_extension, extension, clear,
@@ -538,6 +564,8 @@ class Expert:
         """Height (m) the fingertips go down to at the goal: the target's top, or the destination's top."""
         if self._carrying:
             return self._destination_top()
+        if self._target_top is not None:
+            return self._target_top
         item = self.scene.item(self.task.target_id)  # type: ignore[arg-type]
         return item.position[2] + item.size[2] / 2
 
@@ -548,6 +576,9 @@ class Expert:
                    if s.kind == self.task.destination_type and _inside(s.footprint(), self._goal_xy))
 
     def _support_top(self) -> float:
+        """Top (m) of what the target stands on: its furniture, or the floor once it was dropped elsewhere."""
+        if self._target_top is not None:
+            return 0.0
         item = self.scene.item(self.task.target_id)  # type: ignore[arg-type]
         return self.scene.static(item.support_id).top if item.support_id else 0.0
 

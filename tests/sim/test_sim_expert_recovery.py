@@ -66,3 +66,47 @@ def test_expert_gets_round_a_wall_end_it_scrapes_along() -> None:
         assert sim.status().success, sim.status().steps
     finally:
         sim.close()
+
+
+def _run_until(backend: MujocoBackend, expert: Expert, obs: Observation, code: str) -> Observation:
+    """Run the expert until it proposes ``code``; the observation it proposed it at."""
+    while ACTIONS[index := expert.act(obs)].code != code:
+        assert not backend.status().done, f"the episode ended before the expert proposed {code!r}"
+        obs = backend.execute_action(index, render=False).observation
+    return obs
+
+
+def _finish(backend: MujocoBackend, expert: Expert, obs: Observation) -> list[str]:
+    codes = []
+    while not backend.status().done:
+        codes.append(ACTIONS[index := expert.act(obs)].code)
+        obs = backend.execute_action(index, render=False).observation
+    return codes
+
+
+def test_expert_does_not_end_while_it_still_holds_the_object_it_meant_to_place(backend: MujocoBackend) -> None:
+    obs = backend.reset(0, TaskKind.FETCH)
+    expert = Expert(backend)
+    obs = _run_until(backend, expert, obs, "d")
+    # Noise replaces the dropoff: the arm retracts a little and the object stays in the gripper.
+    obs = backend.execute_action(ACTION_BY_CODE["zms"].index, render=False).observation
+    assert obs.snapshot.robot.held_object_id == backend.task.target_id
+    assert ACTIONS[expert.act(obs)].code != "end"
+    codes = _finish(backend, expert, obs)
+    assert backend.status().success, codes
+
+
+def test_expert_picks_up_again_an_object_dropped_on_the_way(backend: MujocoBackend) -> None:
+    obs = backend.reset(0, TaskKind.FETCH)
+    expert = Expert(backend)
+    obs = _run_until(backend, expert, obs, "m")  # driving to the target
+    obs = _run_until(backend, expert, obs, "p")
+    obs = backend.execute_action(ACTION_BY_CODE["p"].index, render=False).observation
+    for _ in range(12):  # carrying it away
+        obs = backend.execute_action(expert.act(obs), render=False).observation
+    assert obs.snapshot.robot.held_object_id == backend.task.target_id
+    obs = backend.execute_action(ACTION_BY_CODE["d"].index, render=False).observation  # noise lets go
+    assert obs.snapshot.robot.held_object_id is None
+    codes = _finish(backend, expert, obs)
+    assert "p" in codes  # it grasped the dropped object again
+    assert backend.status().success, codes
