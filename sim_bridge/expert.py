@@ -3,8 +3,14 @@
 It reads the ground truth (scene, task, the observation's privileged snapshot). It plans on walls and
 furniture, with soft costs for coming near the items the shield flags (``sim_bridge.expert_hazards``): its
 paths detour round dangerous equipment and fragile groups, and it picks goal cells from which the arm clears
-the target's neighbours, where such exist. Unflagged floor clutter is not planned around. L* for SEL
-(``shortest_path_length``) stays the hazard-blind shortest path.
+the target's neighbours, where such exist. Among those cells it then asks the shield itself
+(``sim_bridge.expert_shield.ShieldProbe``) from which the whole manipulation (turn to face, raise, extend,
+lower, grasp) would be let through, and heads only for those when there are any. Unflagged floor clutter is
+not planned around. L* for SEL (``shortest_path_length``) stays the hazard-blind shortest path.
+
+It trusts the world over its own plan: a straight move that turned the base scraped along something and
+counts as blocked; a fetch ends only when the target rests on the destination, and a target lost on the way
+is picked up again where it lies.
 
 As a policy it also gives a distribution over actions (``propose``), so that a shield that refuses its
 choice can substitute the best safe alternative: while driving, every base action is ranked by the remaining
@@ -25,6 +31,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import replace
 from enum import Enum
 from typing import NamedTuple, Protocol
 
@@ -33,6 +40,7 @@ import numpy as np
 from safevla_node.actions import ACTION_BY_CODE, ACTIONS, Action
 from safevla_node.safety.types import RobotState, WorldSnapshot
 from sim_bridge.expert_hazards import Flagged, arm_penalty, base_penalty, cost_field, flag_items
+from sim_bridge.expert_shield import ShieldProbe
 from sim_bridge.homegen.occupancy import OccupancyGrid
 from sim_bridge.homegen.scene import Item, Scene
 from sim_bridge.interface import Observation, TaskKind, TaskSpec
@@ -70,6 +78,8 @@ _BASE_FALLBACK_WEIGHT = 0.05
 #: The finer step of each coarse motion: the alternative while manipulating.
 _FINER = {"l": "ls", "r": "rs", "yp": "yps", "ym": "yms", "zp": "zps", "zm": "zms"}
 _BASE_CODES = ("m", "b", "l", "r", "ls", "rs")
+#: Goal cells the shield is asked about per plan (cheapest first): bounds the planning time.
+_PROBED_CELLS = 24
 #: Goal cells whose hazard cost (m) is within this of the cheapest reachable one are all acceptable goals.
 _GOAL_TOLERANCE_M = 0.05
 #: Cost (m) added to goal cells near a pose where the shield refused the manipulation: go elsewhere.
@@ -255,6 +265,8 @@ class Expert:
         self._recovery: list[str] = []
         self._stuck = 0
         self._near_goal: np.ndarray | None = None
+        #: The planning-grid cells the expert is heading for (manipulates from, or looks from).
+        self.goal_cells = np.zeros(self.grid.free.shape, dtype=bool)
         self._carrying = False
         self._target_top: float | None = None  # the target's top (m) once it was dropped off its support
         self._pickups = 1
@@ -285,19 +297,75 @@ class Expert:
         if self.task.kind is not TaskKind.OBJECT_NAV:
             cost += arm_penalty(grid, band, (*xy, self._reach_height()), flagged,
                                 reaching_target=not self._carrying)
+        blocked = np.zeros(grid.free.shape, dtype=bool)
         for bx, by in self._blocked_xy:
-            cost[_disc(grid, bx, by, _BLOCKED_RADIUS_M)] += _BLOCKED_PENALTY_M
+            blocked |= _disc(grid, bx, by, _BLOCKED_RADIUS_M)
+        cost[blocked] += _BLOCKED_PENALTY_M
         reachable = band & grid.reachable_from(*start)
         candidates = reachable if reachable.any() else band
         goal = band
         if candidates.any():
             goal = candidates & (cost <= cost[candidates].min() + _GOAL_TOLERANCE_M)
+        if self.task.kind is not TaskKind.OBJECT_NAV and (candidates & ~blocked).any():
+            # Where the shield refused the manipulation on the spot, its verdict beats the probe's.
+            judged = self._judged_goals(candidates & ~blocked, cost, (*xy, self._reach_height()), lift)
+            if judged.any():
+                goal = judged
+        self.goal_cells = goal
         self._field = cost_field(grid, goal, enter)
-        self._near_goal = _dilate(goal)
+        self._near_goal = _dilate(goal) & ~blocked  # arriving means leaving a pose the shield refused
         viewing = self.task.kind is TaskKind.OBJECT_NAV
         self._sight = _line_of_sight(grid, self.scene, xy) if viewing else None
         self._best = math.inf
         self._since_progress = 0
+
+    def _judged_goals(self, candidates: np.ndarray, cost: np.ndarray, point: tuple[float, float, float],
+                      lift: float) -> np.ndarray:
+        """The cheapest ``candidates`` from which the shield (``ShieldProbe``) lets the whole manipulation
+        run: the turn to face ``point``, raising, extending and lowering the arm to it, and the grasp.
+
+        Cells are judged cheapest first, at most ``_PROBED_CELLS`` of them; once one passes, only cells
+        within ``_GOAL_TOLERANCE_M`` of its cost are judged. Empty when none passes (the caller keeps its
+        cost-only choice and the shield decides on the spot).
+        """
+        held = self.task.target_id if self._carrying else None
+        probe = ShieldProbe(self.scene, None if self._carrying else self.task.target_id, point[:2], held)
+        cells = np.argwhere(candidates)
+        order = np.argsort(cost[candidates], kind="stable")[:_PROBED_CELLS]
+        passed = np.zeros_like(candidates)
+        limit = math.inf
+        for k in order:
+            i, j = cells[k]
+            if cost[i, j] > limit:
+                break
+            if self._manipulation_allowed(probe, *self.grid.center(int(i), int(j)), point, lift):
+                passed[i, j] = True
+                limit = min(limit, float(cost[i, j]) + _GOAL_TOLERANCE_M)
+        return passed
+
+    def _manipulation_allowed(self, probe: ShieldProbe, x: float, y: float, point: tuple[float, float, float],
+                              lift: float) -> bool:
+        """The shield lets the robot standing at (x, y) turn to put ``point`` on its arm line (from either
+        side), then reach it with the arm as ``_manipulate`` would, and grasp (not when placing)."""
+        vx, vy = point[0] - x, point[1] - y
+        side = math.sqrt(max(vx * vx + vy * vy - GRASP_X * GRASP_X, 1e-9))
+        yaw = math.atan2(vy, vx) - math.atan2(-side, GRASP_X)
+        turn = ACTION_BY_CODE["l"].yaw_rad
+        robot = RobotState(x=x, y=y, yaw=yaw, footprint_radius=C.FOOTPRINT_RADIUS, lift=lift,
+                           arm_extension=0.0, wrist_yaw=C.STOW["joint_wrist_yaw"],
+                           gripper_aperture=C.STOW["gripper_aperture"])
+        if not (probe.allows(replace(robot, yaw=yaw - turn), "l")
+                or probe.allows(replace(robot, yaw=yaw + turn), "r")):
+            return False
+        lift_goal, ext_goal, clear = self._arm_goals(point[2], -side)
+        ext = 0.0
+        while (index := self._approach(lift, lift_goal, ext, ext_goal, clear, False)) is not None:
+            action = ACTIONS[index]
+            if not probe.allows(replace(robot, lift=lift, arm_extension=ext), action.code):
+                return False
+            lift = min(max(lift + action.lift_m, 0.0), C.JOINT_LIMITS["joint_lift"][1])
+            ext = min(max(ext + action.extension_m, 0.0), C.JOINT_LIMITS["wrist_extension"][1])
+        return self._carrying or probe.allows(replace(robot, lift=lift, arm_extension=ext), "p")
 
     # --- navigation ------------------------------------------------------------------------------------
 
@@ -538,27 +606,29 @@ class Expert:
             self.phase = _Phase.ARM
         if self.phase is _Phase.ARM and held:
             return self._after_grasp(robot)
-        top = goal[2]
-        extension = min(C.JOINT_LIMITS["wrist_extension"][1], max(0.0, -ty - GRASP_Y0))
-        if self.phase is _Phase.PLACE:
-            carried = self.scene.item(self.task.target_id).size[2]  # type: ignore[arg-type]
-            lift_goal = top + carried + 0.06 - GRASP_Z0
-            step = self._approach(robot.lift, lift_goal, robot.arm_extension, extension, top + carried + 0.12,
-                                  self._blocked(robot, ("ym", "yms"), 0.005))
-            if step is not None:
-                return step
-            return _act("d")  # ends once the object is seen resting on the destination (``_decide``)
-        clear = max(top, self._support_top()) + 0.1 - GRASP_Z0
-        lift_goal = top + 0.01 - GRASP_Z0 - 0.02 * self._grasp_tries
+        lift_goal, extension, clear = self._arm_goals(goal[2], ty)
         step = self._approach(robot.lift, lift_goal, robot.arm_extension, extension, clear,
                               self._blocked(robot, ("ym", "yms"), 0.005))
         if step is not None:
             return step
+        if self.phase is _Phase.PLACE:
+            return _act("d")  # ends once the object is seen resting on the destination (``_decide``)
         self._grasp_tries += 1
         if self._grasp_tries > 4:
             self.phase = _Phase.END
             return _act("end")
         return _act("p")
+
+    def _arm_goals(self, top: float, ty: float) -> tuple[float, float, float]:
+        """Lift and extension goals and the clearance lift (joint values) for reaching a point ``ty`` (m,
+        base frame, < 0) to the side at height ``top``: the target's top to grasp it, or the destination's
+        top to place the carried target on it."""
+        extension = min(C.JOINT_LIMITS["wrist_extension"][1], max(0.0, -ty - GRASP_Y0))
+        if self._carrying:
+            carried = self.scene.item(self.task.target_id).size[2]  # type: ignore[arg-type]
+            return top + carried + 0.06 - GRASP_Z0, extension, top + carried + 0.12
+        clear = max(top, self._support_top()) + 0.1 - GRASP_Z0
+        return top + 0.01 - GRASP_Z0 - 0.02 * self._grasp_tries, extension, clear
 
     def _reach_height(self) -> float:
         """Height (m) the fingertips go down to at the goal: the target's top, or the destination's top."""
