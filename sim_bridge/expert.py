@@ -3,8 +3,14 @@
 It reads the ground truth (scene, task, the observation's privileged snapshot). It plans on walls and
 furniture, with soft costs for coming near the items the shield flags (``sim_bridge.expert_hazards``): its
 paths detour round dangerous equipment and fragile groups, and it picks goal cells from which the arm clears
-the target's neighbours, where such exist. Unflagged floor clutter is not planned around. L* for SEL
-(``shortest_path_length``) stays the hazard-blind shortest path.
+the target's neighbours, where such exist. Among those cells it then asks the shield itself
+(``sim_bridge.expert_shield.ShieldProbe``) from which the whole manipulation (turn to face, raise, extend,
+lower, grasp) would be let through, and heads only for those when there are any. Unflagged floor clutter is
+not planned around. L* for SEL (``shortest_path_length``) stays the hazard-blind shortest path.
+
+It trusts the world over its own plan: a straight move that turned the base scraped along something and
+counts as blocked; a fetch ends only when the target rests on the destination, and a target lost on the way
+is picked up again where it lies.
 
 As a policy it also gives a distribution over actions (``propose``), so that a shield that refuses its
 choice can substitute the best safe alternative: while driving, every base action is ranked by the remaining
@@ -25,18 +31,21 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import replace
 from enum import Enum
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import numpy as np
 
 from safevla_node.actions import ACTION_BY_CODE, ACTIONS, Action
 from safevla_node.safety.types import RobotState, WorldSnapshot
 from sim_bridge.expert_hazards import Flagged, arm_penalty, base_penalty, cost_field, flag_items
+from sim_bridge.expert_shield import ShieldProbe
 from sim_bridge.homegen.occupancy import OccupancyGrid
 from sim_bridge.homegen.scene import Item, Scene
 from sim_bridge.interface import Observation, TaskKind, TaskSpec
 from sim_bridge.mujoco import stretch_constants as C
+from sim_bridge.tasks import rests_on
 
 __all__ = ["Expert", "shortest_path_length", "task_eligibility"]
 
@@ -69,6 +78,8 @@ _BASE_FALLBACK_WEIGHT = 0.05
 #: The finer step of each coarse motion: the alternative while manipulating.
 _FINER = {"l": "ls", "r": "rs", "yp": "yps", "ym": "yms", "zp": "zps", "zm": "zms"}
 _BASE_CODES = ("m", "b", "l", "r", "ls", "rs")
+#: Goal cells the shield is asked about per plan (cheapest first): bounds the planning time.
+_PROBED_CELLS = 24
 #: Goal cells whose hazard cost (m) is within this of the cheapest reachable one are all acceptable goals.
 _GOAL_TOLERANCE_M = 0.05
 #: Cost (m) added to goal cells near a pose where the shield refused the manipulation: go elsewhere.
@@ -79,6 +90,10 @@ _BLOCKED_RADIUS_M = 0.25
 _STALLS_TO_REPLAN = 3
 #: Re-plans after refused manipulation before the expert gives up and ends the episode.
 _MAX_REPLANS = 4
+#: A straight base move that turned the base by more than this (rad) scraped along something: blocked.
+_DEFLECTED_RAD = math.radians(5.0)
+#: Grasps of the target (the first and after losing it on the way) before the expert gives up.
+_MAX_PICKUPS = 3
 #: Phases in which the base stands at its goal pose and the arm works.
 _MANIPULATING = ("face", "arm", "place")
 
@@ -216,6 +231,17 @@ class _Phase(Enum):
     END = "end"
 
 
+class _Proposal(NamedTuple):
+    """The last proposal and the robot's pose when it was made (to tell what it did)."""
+
+    code: str
+    x: float
+    y: float
+    yaw: float
+    lift: float
+    extension: float
+
+
 class _Privileged(Protocol):
     scene: Scene
     task: TaskSpec
@@ -235,11 +261,15 @@ class Expert:
         self._best, self._since_progress = math.inf, 0
         self._grasp_tries = 0
         self._raised = 0
-        self._last: tuple[str, float, float, float, float] | None = None  # action code, x, y, lift, extension
+        self._last: _Proposal | None = None
         self._recovery: list[str] = []
         self._stuck = 0
         self._near_goal: np.ndarray | None = None
+        #: The planning-grid cells the expert is heading for (manipulates from, or looks from).
+        self.goal_cells = np.zeros(self.grid.free.shape, dtype=bool)
         self._carrying = False
+        self._target_top: float | None = None  # the target's top (m) once it was dropped off its support
+        self._pickups = 1
         self._was_refused = False
         self._stalls = 0
         self._blocked_xy: list[tuple[float, float]] = []
@@ -267,19 +297,75 @@ class Expert:
         if self.task.kind is not TaskKind.OBJECT_NAV:
             cost += arm_penalty(grid, band, (*xy, self._reach_height()), flagged,
                                 reaching_target=not self._carrying)
+        blocked = np.zeros(grid.free.shape, dtype=bool)
         for bx, by in self._blocked_xy:
-            cost[_disc(grid, bx, by, _BLOCKED_RADIUS_M)] += _BLOCKED_PENALTY_M
+            blocked |= _disc(grid, bx, by, _BLOCKED_RADIUS_M)
+        cost[blocked] += _BLOCKED_PENALTY_M
         reachable = band & grid.reachable_from(*start)
         candidates = reachable if reachable.any() else band
         goal = band
         if candidates.any():
             goal = candidates & (cost <= cost[candidates].min() + _GOAL_TOLERANCE_M)
+        if self.task.kind is not TaskKind.OBJECT_NAV and (candidates & ~blocked).any():
+            # Where the shield refused the manipulation on the spot, its verdict beats the probe's.
+            judged = self._judged_goals(candidates & ~blocked, cost, (*xy, self._reach_height()), lift)
+            if judged.any():
+                goal = judged
+        self.goal_cells = goal
         self._field = cost_field(grid, goal, enter)
-        self._near_goal = _dilate(goal)
+        self._near_goal = _dilate(goal) & ~blocked  # arriving means leaving a pose the shield refused
         viewing = self.task.kind is TaskKind.OBJECT_NAV
         self._sight = _line_of_sight(grid, self.scene, xy) if viewing else None
         self._best = math.inf
         self._since_progress = 0
+
+    def _judged_goals(self, candidates: np.ndarray, cost: np.ndarray, point: tuple[float, float, float],
+                      lift: float) -> np.ndarray:
+        """The cheapest ``candidates`` from which the shield (``ShieldProbe``) lets the whole manipulation
+        run: the turn to face ``point``, raising, extending and lowering the arm to it, and the grasp.
+
+        Cells are judged cheapest first, at most ``_PROBED_CELLS`` of them; once one passes, only cells
+        within ``_GOAL_TOLERANCE_M`` of its cost are judged. Empty when none passes (the caller keeps its
+        cost-only choice and the shield decides on the spot).
+        """
+        held = self.task.target_id if self._carrying else None
+        probe = ShieldProbe(self.scene, None if self._carrying else self.task.target_id, point[:2], held)
+        cells = np.argwhere(candidates)
+        order = np.argsort(cost[candidates], kind="stable")[:_PROBED_CELLS]
+        passed = np.zeros_like(candidates)
+        limit = math.inf
+        for k in order:
+            i, j = cells[k]
+            if cost[i, j] > limit:
+                break
+            if self._manipulation_allowed(probe, *self.grid.center(int(i), int(j)), point, lift):
+                passed[i, j] = True
+                limit = min(limit, float(cost[i, j]) + _GOAL_TOLERANCE_M)
+        return passed
+
+    def _manipulation_allowed(self, probe: ShieldProbe, x: float, y: float, point: tuple[float, float, float],
+                              lift: float) -> bool:
+        """The shield lets the robot standing at (x, y) turn to put ``point`` on its arm line (from either
+        side), then reach it with the arm as ``_manipulate`` would, and grasp (not when placing)."""
+        vx, vy = point[0] - x, point[1] - y
+        side = math.sqrt(max(vx * vx + vy * vy - GRASP_X * GRASP_X, 1e-9))
+        yaw = math.atan2(vy, vx) - math.atan2(-side, GRASP_X)
+        turn = ACTION_BY_CODE["l"].yaw_rad
+        robot = RobotState(x=x, y=y, yaw=yaw, footprint_radius=C.FOOTPRINT_RADIUS, lift=lift,
+                           arm_extension=0.0, wrist_yaw=C.STOW["joint_wrist_yaw"],
+                           gripper_aperture=C.STOW["gripper_aperture"])
+        if not (probe.allows(replace(robot, yaw=yaw - turn), "l")
+                or probe.allows(replace(robot, yaw=yaw + turn), "r")):
+            return False
+        lift_goal, ext_goal, clear = self._arm_goals(point[2], -side)
+        ext = 0.0
+        while (index := self._approach(lift, lift_goal, ext, ext_goal, clear, False)) is not None:
+            action = ACTIONS[index]
+            if not probe.allows(replace(robot, lift=lift, arm_extension=ext), action.code):
+                return False
+            lift = min(max(lift + action.lift_m, 0.0), C.JOINT_LIMITS["joint_lift"][1])
+            ext = min(max(ext + action.extension_m, 0.0), C.JOINT_LIMITS["wrist_extension"][1])
+        return self._carrying or probe.allows(replace(robot, lift=lift, arm_extension=ext), "p")
 
     # --- navigation ------------------------------------------------------------------------------------
 
@@ -355,7 +441,7 @@ class Expert:
                 probs = masked / masked.sum()
                 index = planned if probs[planned] > 0.0 else int(np.argmax(probs))
         r = snap.robot
-        self._last = (ACTIONS[index].code, r.x, r.y, r.lift, r.arm_extension)
+        self._last = _Proposal(ACTIONS[index].code, r.x, r.y, r.yaw, r.lift, r.arm_extension)
         return index, probs
 
     def refused(self) -> None:
@@ -363,7 +449,7 @@ class Expert:
         (a refused forward move is caught by the stall detection on the next step); refusals that keep the
         arm where it is while manipulating make the expert manipulate from another pose (``_replan``)."""
         self._was_refused = True
-        if self._last is not None and not self._recovery and self._last[0] in ("l", "r", "ls", "rs"):
+        if self._last is not None and not self._recovery and self._last.code in ("l", "r", "ls", "rs"):
             self._recovery = ["b"]
 
     # --- distribution ------------------------------------------------------------------------------------
@@ -409,12 +495,17 @@ class Expert:
         return value + _TURN_COST_M_PER_RAD * abs(err)
 
     def _blocked(self, robot: RobotState, codes: tuple[str, ...], moved: float) -> bool:
-        """The previous action was one of ``codes`` and moved the base (or the lift) less than ``moved``."""
-        if self._last is None or self._last[0] not in codes:
+        """The previous action was one of ``codes`` and moved the base (or the lift) less than ``moved``, or
+        (a base move) was deflected: it turned the base by more than ``_DEFLECTED_RAD``, which a straight move
+        only does when it scrapes along something (a wall end it cut too close); it did move, but the next
+        identical move would scrape again."""
+        last = self._last
+        if last is None or last.code not in codes:
             return False
-        code, x, y, lift, _ = self._last
-        change = abs(robot.lift - lift) if code.startswith("y") else math.hypot(robot.x - x, robot.y - y)
-        return change < moved
+        if last.code.startswith("y"):
+            return abs(robot.lift - last.lift) < moved
+        deflected = abs(_wrap(robot.yaw - last.yaw)) > _DEFLECTED_RAD
+        return deflected or math.hypot(robot.x - last.x, robot.y - last.y) < moved
 
     def _stalled(self, robot: RobotState) -> bool:
         """Count a refusal while manipulating that left the arm joints where they were; True once there
@@ -422,8 +513,8 @@ class Expert:
         refused, self._was_refused = self._was_refused, False
         if not refused or self.phase.value not in _MANIPULATING or self._last is None:
             return False
-        _, _, _, lift, extension = self._last
-        if abs(robot.lift - lift) < 0.005 and abs(robot.arm_extension - extension) < 0.005:
+        last = self._last
+        if abs(robot.lift - last.lift) < 0.005 and abs(robot.arm_extension - last.extension) < 0.005:
             self._stalls += 1
         return self._stalls >= _STALLS_TO_REPLAN
 
@@ -440,12 +531,34 @@ class Expert:
         self.phase = _Phase.CARRY if self._carrying else _Phase.NAVIGATE
         self._set_goal(self._goal_xy, (robot.x, robot.y), robot.lift)
 
+    def _delivered(self, snap: WorldSnapshot) -> bool:
+        """The target rests on the destination (the task's success rule), whoever let go of it."""
+        target = snap.objects[self.task.target_id]  # type: ignore[index]
+        return rests_on(self.scene, target.position, self.task.destination_type or "")
+
+    def _pick_up_again(self, snap: WorldSnapshot) -> None:
+        """The carried target left the gripper somewhere else (e.g. a random dropoff): go and grasp it where it
+        lies now."""
+        robot = snap.robot
+        target = snap.objects[self.task.target_id]  # type: ignore[index]
+        self._carrying = False
+        self._pickups += 1
+        self._target_top = target.position[2] + target.size[2] / 2
+        self._grasp_tries = self._raised = self._stalls = 0
+        self.phase = _Phase.NAVIGATE
+        self._set_goal(target.position[:2], (robot.x, robot.y), robot.lift)
+
     def _decide(self, snap: WorldSnapshot) -> int:
         robot = snap.robot
         if self._stalled(robot):
             self._replan(robot)
         if self._recovery:
             return _act(self._recovery.pop(0))
+        if self._carrying and robot.held_object_id is None and self.phase is not _Phase.END:
+            if self._delivered(snap) or self._pickups >= _MAX_PICKUPS:
+                self.phase = _Phase.END
+                return _act("end")
+            self._pick_up_again(snap)
         if self.phase is _Phase.END:
             return _act("end")
         if self.phase in (_Phase.NAVIGATE, _Phase.CARRY):
@@ -493,33 +606,36 @@ class Expert:
             self.phase = _Phase.ARM
         if self.phase is _Phase.ARM and held:
             return self._after_grasp(robot)
-        top = goal[2]
-        extension = min(C.JOINT_LIMITS["wrist_extension"][1], max(0.0, -ty - GRASP_Y0))
-        if self.phase is _Phase.PLACE:
-            carried = self.scene.item(self.task.target_id).size[2]  # type: ignore[arg-type]
-            lift_goal = top + carried + 0.06 - GRASP_Z0
-            step = self._approach(robot.lift, lift_goal, robot.arm_extension, extension, top + carried + 0.12,
-                                  self._blocked(robot, ("ym", "yms"), 0.005))
-            if step is not None:
-                return step
-            self.phase = _Phase.END
-            return _act("d")
-        clear = max(top, self._support_top()) + 0.1 - GRASP_Z0
-        lift_goal = top + 0.01 - GRASP_Z0 - 0.02 * self._grasp_tries
+        lift_goal, extension, clear = self._arm_goals(goal[2], ty)
         step = self._approach(robot.lift, lift_goal, robot.arm_extension, extension, clear,
                               self._blocked(robot, ("ym", "yms"), 0.005))
         if step is not None:
             return step
+        if self.phase is _Phase.PLACE:
+            return _act("d")  # ends once the object is seen resting on the destination (``_decide``)
         self._grasp_tries += 1
         if self._grasp_tries > 4:
             self.phase = _Phase.END
             return _act("end")
         return _act("p")
 
+    def _arm_goals(self, top: float, ty: float) -> tuple[float, float, float]:
+        """Lift and extension goals and the clearance lift (joint values) for reaching a point ``ty`` (m,
+        base frame, < 0) to the side at height ``top``: the target's top to grasp it, or the destination's
+        top to place the carried target on it."""
+        extension = min(C.JOINT_LIMITS["wrist_extension"][1], max(0.0, -ty - GRASP_Y0))
+        if self._carrying:
+            carried = self.scene.item(self.task.target_id).size[2]  # type: ignore[arg-type]
+            return top + carried + 0.06 - GRASP_Z0, extension, top + carried + 0.12
+        clear = max(top, self._support_top()) + 0.1 - GRASP_Z0
+        return top + 0.01 - GRASP_Z0 - 0.02 * self._grasp_tries, extension, clear
+
     def _reach_height(self) -> float:
         """Height (m) the fingertips go down to at the goal: the target's top, or the destination's top."""
         if self._carrying:
             return self._destination_top()
+        if self._target_top is not None:
+            return self._target_top
         item = self.scene.item(self.task.target_id)  # type: ignore[arg-type]
         return item.position[2] + item.size[2] / 2
 
@@ -530,6 +646,9 @@ class Expert:
                    if s.kind == self.task.destination_type and _inside(s.footprint(), self._goal_xy))
 
     def _support_top(self) -> float:
+        """Top (m) of what the target stands on: its furniture, or the floor once it was dropped elsewhere."""
+        if self._target_top is not None:
+            return 0.0
         item = self.scene.item(self.task.target_id)  # type: ignore[arg-type]
         return self.scene.static(item.support_id).top if item.support_id else 0.0
 

@@ -1,0 +1,70 @@
+"""The expert asks the shield itself (``ShieldProbe``: the real ``Shield`` on a world built from the scene) which
+goal cells let its manipulation run, and heads only for those when there are any."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+
+from safevla_node.safety.types import RobotState
+from sim_bridge.expert import Expert
+from sim_bridge.expert_shield import SIM_ROBOT_SHIELD, ShieldProbe
+from sim_bridge.homegen import HomeGenConfig
+from sim_bridge.interface import TaskKind
+from sim_bridge.mujoco import MujocoBackend
+from sim_bridge.mujoco import stretch_constants as C
+from tests.sim.test_sim_expert_hazards import _mug_with_a_neighbour
+
+
+@pytest.fixture(scope="module")
+def backend() -> Iterator[MujocoBackend]:
+    sim = MujocoBackend(home_config=HomeGenConfig(), depth=False)
+    yield sim
+    sim.close()
+
+
+def test_probe_shield_describes_the_simulated_robot() -> None:
+    assert SIM_ROBOT_SHIELD.footprint_length_m == pytest.approx(2 * C.BASE_HALF[0])
+    assert SIM_ROBOT_SHIELD.mast_xy_m == C.MAST_XY
+    assert SIM_ROBOT_SHIELD.lift_offset_m == C.LIFT_ZERO_Z
+
+
+def test_probe_refuses_extending_the_arm_over_a_fragile_neighbour_and_allows_the_clear_side() -> None:
+    scene, task = _mug_with_a_neighbour()  # mug at (2.5, 2.5), a vase right south of it at (2.5, 2.25)
+    probe = ShieldProbe(scene, task.target_id, (2.5, 2.5))
+    # The arm extends to the robot's right (-y in its frame): from the south (facing west) it reaches north
+    # straight over the vase; from the west (facing north) it reaches east with nothing in between.
+    south = RobotState(x=2.5 + C.MAST_XY[0], y=1.9, yaw=np.pi, lift=0.75, arm_extension=0.1)
+    west = RobotState(x=1.9, y=2.5 - C.MAST_XY[0], yaw=np.pi / 2, lift=0.75, arm_extension=0.1)
+    assert not probe.allows(south, "zp")
+    assert probe.allows(west, "zp")
+
+
+def test_probe_refuses_turning_into_a_wall() -> None:
+    scene, task = _mug_with_a_neighbour()  # 5 m x 5 m room, walls at x = 0
+    probe = ShieldProbe(scene, task.target_id, (0.5, 2.5))
+    assert not probe.allows(RobotState(x=0.25, y=2.5, yaw=0.0, lift=0.75), "l")
+    assert probe.allows(RobotState(x=0.6, y=2.5, yaw=0.0, lift=0.75), "l")
+
+
+def test_expert_heads_only_for_goal_cells_the_shield_lets_it_manipulate_from(
+    backend: MujocoBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Medium home, seed 208: the target stands in a fragile group; of the reach band's cheapest cells by the
+    expert's geometric hazard cost, some put the arm too close to a neighbour for the shield."""
+    backend.reset(208, TaskKind.PICKUP)
+    expert = Expert(backend)
+    item = backend.scene.item(backend.task.target_id)
+    point = (item.position[0], item.position[1], item.position[2] + item.size[2] / 2)
+    probe = ShieldProbe(backend.scene, backend.task.target_id, point[:2])
+
+    def judged(cells: np.ndarray) -> list[bool]:
+        lift = C.STOW["joint_lift"]
+        return [expert._manipulation_allowed(probe, x, y, point, lift) for x, y in expert.grid.points(cells)]
+
+    assert expert.goal_cells.any() and all(judged(expert.goal_cells))
+    monkeypatch.setattr(Expert, "_judged_goals", lambda self, cells, *args: np.zeros_like(cells))
+    cost_only = Expert(backend).goal_cells
+    assert not all(judged(cost_only))
