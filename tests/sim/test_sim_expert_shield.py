@@ -68,3 +68,16 @@ def test_expert_heads_only_for_goal_cells_the_shield_lets_it_manipulate_from(
     monkeypatch.setattr(Expert, "_judged_goals", lambda self, cells, *args: np.zeros_like(cells))
     cost_only = Expert(backend).goal_cells
     assert not all(judged(cost_only))
+
+
+def test_the_sim_robot_profile_describes_the_same_body_as_the_sim_constants() -> None:
+    # config/robots/mujoco_sim.yaml (the sim profile's monitor and the suites' shield) is written by hand;
+    # the probe's config is derived from the MuJoCo model's constants: they must agree.
+    from safevla_node.config import from_mapping, to_mapping
+    from safevla_node.evaluation.suite import robot_shield_section
+    from safevla_node.safety.shield import ShieldConfig
+
+    profile = to_mapping(from_mapping(ShieldConfig, robot_shield_section("robots/mujoco_sim.yaml")))
+    derived = to_mapping(SIM_ROBOT_SHIELD)
+    for name, value in derived.items():
+        assert profile[name] == pytest.approx(value, abs=0.005), name
