@@ -1,7 +1,7 @@
 """Watch and steer episodes of a running stack over ROS: the demo's and through-ROS evaluation's eyes.
 
 An ``EpisodeObserver`` lives in the orchestrating process (``safevla demo``). It sets parameters of the
-bridge and the monitor through their standard ``set_parameters`` services, starts episodes with the
+bridge and the monitor through their standard ``set_parameters_atomically`` services, starts episodes with the
 bridge's ``~/reset``, and records what a safety engineer wants to see afterwards: the base trajectory,
 every step cost with where it happened, the monitor's verdicts over time and the final episode status.
 """
@@ -14,7 +14,7 @@ from typing import Any
 
 from diagnostic_msgs.msg import DiagnosticStatus
 from nav_msgs.msg import Odometry
-from rcl_interfaces.srv import SetParameters
+from rcl_interfaces.srv import SetParametersAtomically
 from rclpy.context import Context
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
@@ -45,7 +45,7 @@ class EpisodeObserver(Node):
         self.trace = EpisodeTrace()
         self._episode = 0
         self._last_verdict = ""
-        self._param_clients = {name: self.create_client(SetParameters, f"/{name}/set_parameters")
+        self._param_clients = {name: self.create_client(SetParametersAtomically, f"/{name}/set_parameters_atomically")
                                for name in (bridge, monitor)}
         self._reset = self.create_client(Trigger, f"/{bridge}/reset")
         self.create_subscription(String, "safevla/episode_status", self._on_status, _RELIABLE)
@@ -75,14 +75,17 @@ class EpisodeObserver(Node):
         self.spin_until(lambda: all(c.service_is_ready() for c in clients), timeout, "the stack's services")
 
     def set_parameters(self, node: str, values: dict[str, Any]) -> None:
-        """Set parameters of a running node; raise if it refuses (its validation message is kept)."""
-        request = SetParameters.Request(
+        """Set parameters of a running node all at once; raise if it refuses (its validation message is kept).
+
+        Atomically, because a node validates the whole configuration: switching the shield from a circular
+        to a rectangular footprint one parameter at a time passes through a mixed, invalid state."""
+        request = SetParametersAtomically.Request(
             parameters=[Parameter(name, value=value).to_parameter_msg() for name, value in values.items()])
         future = self._param_clients[node].call_async(request)
         self.spin_until(future.done, 10.0, f"{node} to accept {values}")
-        refused = [r.reason for r in future.result().results if not r.successful]
-        if refused:
-            raise SafeVLAError(f"{node} refused {values}: {'; '.join(refused)}")
+        result = future.result().result
+        if not result.successful:
+            raise SafeVLAError(f"{node} refused {values}: {result.reason}")
 
     def start_episode(self) -> str:
         """Reset the bridge (a new episode from its current parameters); returns the instruction."""
