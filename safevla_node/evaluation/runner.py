@@ -4,6 +4,7 @@ Layout of a results folder::
 
     suite.json       the suite definition the folder belongs to (a different suite is refused)
     episodes.jsonl   one ``EpisodeRecord`` per line, appended and flushed as each episode finishes
+    .lock            held (flock) by the run writing the folder: a second run on it is refused
 
 Resume: keys already in ``episodes.jsonl`` are skipped (crashed ones too, unless ``retry_errors``); a line
 cut short by a kill is dropped. An interrupt (Ctrl-C) stops the run and keeps every finished episode. A
@@ -17,6 +18,7 @@ safety monitor in the loop) plugs in the same way, and its records equal the in-
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import multiprocessing
 import multiprocessing.util
@@ -24,6 +26,7 @@ import signal
 import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -39,6 +42,7 @@ from sim_bridge.interface import SimBackend
 
 __all__ = [
     "EPISODES_FILE",
+    "LOCK_FILE",
     "SUITE_FILE",
     "EpisodeExecutor",
     "InProcessExecutor",
@@ -54,6 +58,7 @@ _log = logging.getLogger(__name__)
 
 SUITE_FILE = "suite.json"
 EPISODES_FILE = "episodes.jsonl"
+LOCK_FILE = ".lock"
 
 
 class EpisodeExecutor(Protocol):
@@ -339,12 +344,39 @@ def run_suite(
     """Run the episodes of ``suite`` not yet recorded in ``out_dir`` (at most ``max_episodes`` of them).
 
     Raises:
-        ConfigError: ``out_dir`` belongs to another suite, holds a corrupt record, or ``workers`` < 1.
+        ConfigError: ``out_dir`` belongs to another suite, holds a corrupt record, is being written by another
+            run, or ``workers`` < 1.
     """
     if workers < 1:
         raise ConfigError(f"workers={workers!r} must be at least 1")
     out = Path(out_dir)
     _claim_folder(suite, out)
+    with _only_writer(out):
+        return _run_pending(suite, out, workers, max_episodes, retry_errors, executor_factory, on_progress)
+
+
+@contextmanager
+def _only_writer(out: Path) -> Iterator[None]:
+    """Hold the results folder's lock: two runs appending to one ``episodes.jsonl`` would run every episode
+    twice (and one could cut the other's last line as a partial write).
+
+    Raises:
+        ConfigError: another run holds it.
+    """
+    with (out / LOCK_FILE).open("a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ConfigError(f"{out} is being written by another run; wait for it to finish or use another "
+                              "output folder") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _run_pending(suite: SuiteConfig, out: Path, workers: int, max_episodes: int | None, retry_errors: bool,
+                 executor_factory: ExecutorFactory, on_progress: Callable[[Progress], None]) -> RunResult:
     specs = expand(suite)
     recorded = load_records(out)
     pending = [

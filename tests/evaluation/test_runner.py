@@ -15,7 +15,7 @@ from safevla_node.config import from_mapping
 from safevla_node.errors import ConfigError
 from safevla_node.evaluation.metrics import EpisodeRecord
 from safevla_node.evaluation.report import write_report
-from safevla_node.evaluation.runner import EPISODES_FILE, Progress, load_records, run_suite
+from safevla_node.evaluation.runner import EPISODES_FILE, LOCK_FILE, Progress, load_records, run_suite
 from safevla_node.evaluation.suite import SuiteConfig, expand, load_suite
 
 REPO = Path(__file__).resolve().parents[2]
@@ -169,3 +169,17 @@ def test_the_command_reports_a_bad_suite_file_with_exit_status_2(
     bad.write_text("policies: []\n")
     assert eval_main([str(bad), "--out", str(tmp_path / "out")]) == 2
     assert "the suite lists no policies" in capsys.readouterr().err
+
+
+def test_a_second_run_on_a_folder_being_written_is_refused_and_the_folder_is_kept(tmp_path: Path) -> None:
+    import fcntl
+
+    suite = small_suite(seeds=1)
+    run_suite(suite, tmp_path)
+    before = (tmp_path / EPISODES_FILE).read_text()
+    with (tmp_path / LOCK_FILE).open("a") as other_run:  # another process's run holds the folder
+        fcntl.flock(other_run, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(ConfigError, match="is being written by another run"):
+            run_suite(suite, tmp_path, retry_errors=True)
+    assert (tmp_path / EPISODES_FILE).read_text() == before
+    assert run_suite(suite, tmp_path).skipped == len(expand(suite))  # the lock is free again
