@@ -17,15 +17,17 @@ from std_srvs.srv import Trigger
 
 __all__ = ["main"]
 
-#: How long zeros are published once a subscriber has matched.
+#: How long zeros are published after the latest subscriber matched.
 PUBLISH_FOR_S = 1.0
-#: How long to wait for discovery to match a subscriber (a fresh participant needs a moment).
+#: How long to wait for discovery to match a subscriber (a fresh participant needs a moment), and how long
+#: later matches may keep extending the publishing.
 MATCH_TIMEOUT_S = 3.0
 PERIOD_S = 0.05
 
 
 def main(args: list[str] | None = None) -> None:
-    """Publish zero Twists on ``cmd_vel`` for PUBLISH_FOR_S after discovery and call ``/stop_the_robot``."""
+    """Publish zero Twists on ``cmd_vel`` for PUBLISH_FOR_S after the last subscriber matched and call
+    ``/stop_the_robot``."""
     rclpy.init(args=args)  # plain call: on Humble, init() returns no context manager
     node = Node("stop_robot")
     try:
@@ -34,9 +36,17 @@ def main(args: list[str] | None = None) -> None:
         start = time.monotonic()
         while publisher.get_subscription_count() == 0 and time.monotonic() < start + MATCH_TIMEOUT_S:
             rclpy.spin_once(node, timeout_sec=PERIOD_S)
+        # Discovery matches subscribers one by one (the base driver, a logger, a bridge): each one that
+        # appears, until MATCH_TIMEOUT_S after the first, still gets PUBLISH_FOR_S of zeros.
         deadline = time.monotonic() + PUBLISH_FOR_S
+        matched = publisher.get_subscription_count()
+        extend_until = time.monotonic() + MATCH_TIMEOUT_S
         called = False
         while time.monotonic() < deadline:
+            now = time.monotonic()
+            if publisher.get_subscription_count() > matched and now < extend_until:
+                matched = publisher.get_subscription_count()
+                deadline = now + PUBLISH_FOR_S
             publisher.publish(Twist())
             if not called and stop_service.service_is_ready():
                 stop_service.call_async(Trigger.Request())
