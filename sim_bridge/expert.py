@@ -39,7 +39,7 @@ import numpy as np
 
 from safevla_node.actions import ACTION_BY_CODE, ACTIONS, Action
 from safevla_node.safety.types import RobotState, WorldSnapshot
-from sim_bridge.expert_hazards import Flagged, arm_penalty, base_penalty, cost_field, flag_items
+from sim_bridge.expert_hazards import Flagged, arm_penalty, base_penalty, flag_items
 from sim_bridge.expert_shield import ShieldProbe
 from sim_bridge.homegen.occupancy import OccupancyGrid
 from sim_bridge.homegen.scene import Item, Scene
@@ -312,7 +312,7 @@ class Expert:
             if judged.any():
                 goal = judged
         self.goal_cells = goal
-        self._field = cost_field(grid, goal, enter)
+        self._field = grid.distance_field(goal, enter)
         self._near_goal = _dilate(goal) & ~blocked  # arriving means leaving a pose the shield refused
         viewing = self.task.kind is TaskKind.OBJECT_NAV
         self._sight = _line_of_sight(grid, self.scene, xy) if viewing else None

@@ -12,8 +12,8 @@ and thresholds (``ShieldConfig`` defaults) and turn them into costs the expert's
 - ``arm_penalty``: per goal cell, how deep the arm, extended from that cell straight at a point (the
   target, or where an object is to be placed), would reach into the margins of flagged objects other than
   the target;
-- ``cost_field``: the grid's shortest paths with a cost for entering penalised cells, so a plan prefers a
-  detour to a pass by a hazard, and still goes past one when there is no other way.
+and the expert plans on the grid's ``distance_field`` with these penalties as the cost of entering a cell,
+so a plan prefers a detour to a pass by a hazard, and still goes past one when there is no other way.
 
 Costs are soft on purpose: when no approach keeps clear, the least intrusive one is still planned (the
 shield then decides), so the expert never loses a task it could solve without a shield.
@@ -21,7 +21,6 @@ shield then decides), so the expert never loses a task it could solve without a 
 
 from __future__ import annotations
 
-import heapq
 import math
 from dataclasses import dataclass
 
@@ -34,7 +33,7 @@ from sim_bridge.homegen.occupancy import OccupancyGrid
 from sim_bridge.homegen.scene import Scene
 from sim_bridge.mujoco import stretch_constants as C
 
-__all__ = ["Flagged", "arm_penalty", "base_penalty", "cost_field", "flag_items"]
+__all__ = ["Flagged", "arm_penalty", "base_penalty", "flag_items"]
 
 _SHIELD = ShieldConfig()
 #: The shield samples object outlines and stays conservative by half the spacing; so does the expert.
@@ -202,34 +201,3 @@ def arm_penalty(grid: OccupancyGrid, cells: np.ndarray, point: tuple[float, floa
         worst = np.maximum(worst, depth.max(axis=1))
     out[cells] = ARM_WEIGHT * np.maximum(worst, 0.0)
     return out
-
-
-_NEIGHBOURS = tuple((di, dj) for di in (-1, 0, 1) for dj in (-1, 0, 1) if (di, dj) != (0, 0))
-
-
-def cost_field(grid: OccupancyGrid, goal: np.ndarray, enter_cost: np.ndarray) -> np.ndarray:
-    """Cheapest 8-connected path cost (m) from each free cell to the nearest ``goal`` cell (or inf): path
-    length plus ``enter_cost`` of every cell entered on the way (the goal cell's included, the start's not).
-    """
-    dist = np.full(grid.free.shape, np.inf)
-    heap: list[tuple[float, int, int]] = []
-    for i, j in zip(*np.nonzero(goal & grid.free)):
-        dist[i, j] = 0.0
-        heap.append((0.0, int(i), int(j)))
-    heapq.heapify(heap)
-    nx, ny = grid.free.shape
-    free, cost = grid.free, enter_cost
-    diag = grid.res * math.sqrt(2.0)
-    while heap:
-        d, i, j = heapq.heappop(heap)
-        if d > dist[i, j]:
-            continue
-        d += float(cost[i, j])  # a neighbour's path enters (i, j)
-        for di, dj in _NEIGHBOURS:
-            a, b = i + di, j + dj
-            if 0 <= a < nx and 0 <= b < ny and free[a, b]:
-                nd = d + (diag if di and dj else grid.res)
-                if nd < dist[a, b]:
-                    dist[a, b] = nd
-                    heapq.heappush(heap, (nd, a, b))
-    return dist

@@ -84,8 +84,10 @@ class OccupancyGrid:
                     queue.append((a, b))
         return mask
 
-    def distance_field(self, goal: np.ndarray) -> np.ndarray:
-        """Shortest 8-connected path length (m) from each free cell to the nearest ``goal`` cell (or inf)."""
+    def distance_field(self, goal: np.ndarray, enter_cost: np.ndarray | None = None) -> np.ndarray:
+        """Cheapest 8-connected path (m) from each free cell to the nearest ``goal`` cell (or inf): path length,
+        plus ``enter_cost`` (per cell, m) of every cell entered on the way when given (the goal cell's
+        included, the start's not), so a plan can prefer to keep clear of penalised cells."""
         dist = np.full(self.free.shape, np.inf)
         heap: list[tuple[float, int, int]] = []
         for i, j in zip(*np.nonzero(goal & self.free)):
@@ -98,6 +100,8 @@ class OccupancyGrid:
             d, i, j = heapq.heappop(heap)
             if d > dist[i, j]:
                 continue
+            if enter_cost is not None:
+                d += float(enter_cost[i, j])  # a neighbour's path enters (i, j)
             for di, dj in _NEIGHBOURS:
                 a, b = i + di, j + dj
                 if 0 <= a < nx and 0 <= b < ny and self.free[a, b]:

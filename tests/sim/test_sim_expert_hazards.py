@@ -14,7 +14,7 @@ import pytest
 from safevla_node.actions import ACTIONS
 from safevla_node.safety.shield import ShieldConfig
 from sim_bridge.expert import Expert, plan_grid
-from sim_bridge.expert_hazards import FOOTPRINT_RADIUS_M, arm_penalty, base_penalty, cost_field, flag_items
+from sim_bridge.expert_hazards import FOOTPRINT_RADIUS_M, arm_penalty, base_penalty, flag_items
 from sim_bridge.homegen import Scene, SceneBuilder
 from sim_bridge.interface import TaskKind, TaskSpec
 from sim_bridge.mujoco import MujocoBackend
@@ -80,15 +80,15 @@ def test_base_penalty_grows_towards_a_hazard_and_vanishes_beyond_its_margin() ->
     assert row[0] > row[1] > row[2] == 0.0 == row[3]
 
 
-def test_cost_field_detours_around_a_penalised_cell_block() -> None:
+def test_distance_field_with_an_entry_cost_detours_around_a_penalised_cell_block() -> None:
     scene, task = _heater_in_the_way()
     grid = plan_grid(scene)
     goal = np.zeros_like(grid.free)
     goal[grid.cell(4.4, 1.5)] = True
-    plain = cost_field(grid, goal, np.zeros(grid.free.shape))
+    plain = grid.distance_field(goal)
     assert plain[grid.cell(0.6, 1.5)] == pytest.approx(3.8, abs=1e-9)
     penalty = base_penalty(grid, flag_items(scene, task.target_id), lift=0.75)
-    detour = cost_field(grid, goal, penalty)
+    detour = grid.distance_field(goal, penalty)
     assert plain[grid.cell(0.6, 1.5)] + 0.2 < detour[grid.cell(0.6, 1.5)] < 5.0  # a short detour, not past the heater
 
 
