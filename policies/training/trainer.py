@@ -187,7 +187,9 @@ class Trainer:
     def _out_of_time(self, start: float) -> bool:
         """Whether ``time_limit_min`` has passed on any rank (all ranks agree, so they stop together)."""
         limit = self.config.time_limit_min
-        late = float(bool(limit) and time.monotonic() - start > 60.0 * limit)
+        if not limit:  # the same config on every rank: no collective needed
+            return False
+        late = float(time.monotonic() - start > 60.0 * limit)
         return bool(self.ctx.all_reduce_sum(torch.tensor([late])).item() > 0)
 
     def run(self, stop_after: int | None = None) -> dict[str, Any]:
