@@ -445,12 +445,14 @@ class Expert:
         return index, probs
 
     def refused(self) -> None:
-        """The last proposal did not run (a shield refused it). A refused rotation backs the robot off first
-        (a refused forward move is caught by the stall detection on the next step); refusals that keep the
-        arm where it is while manipulating make the expert manipulate from another pose (``_replan``)."""
+        """The last proposal did not run (a shield refused it). A refused rotation backs the robot off and
+        tries the same rotation there (a refused forward move is caught by the stall detection on the next
+        step): backing off alone let the plan drive straight back to the same turn, a loop that lasted the
+        whole budget. Refusals that keep the arm where it is while manipulating make the expert manipulate
+        from another pose (``_replan``)."""
         self._was_refused = True
-        if self._last is not None and not self._recovery and self._last.code in ("l", "r", "ls", "rs"):
-            self._recovery = ["b"]
+        if self._last is not None and self._last.code in ("l", "r", "ls", "rs"):
+            self._recovery = ["b", self._last.code]
 
     # --- distribution ------------------------------------------------------------------------------------
 

@@ -110,3 +110,19 @@ def test_expert_picks_up_again_an_object_dropped_on_the_way(backend: MujocoBacke
     codes = _finish(backend, expert, obs)
     assert "p" in codes  # it grasped the dropped object again
     assert backend.status().success, codes
+
+
+def test_a_refused_turn_is_retried_after_backing_off_instead_of_looping_to_the_budget(tmp_path) -> None:
+    # Medium scene 300 (the benchmark's): the plan turns left beside a wall end, the shield refuses the turn.
+    # Backing off alone let the plan drive straight back to the same turn until the 600-step budget ran out.
+    from safevla_node.evaluation.runner import load_records, run_suite
+    from safevla_node.evaluation.suite import load_suite
+
+    suite_file = tmp_path / "suite.yaml"
+    suite_file.write_text(
+        "policies: [{name: expert, kind: expert}]\n"
+        "blocks: [{name: b, tasks: [objectnav], difficulties: [medium], shield: [true], seeds: 1, first_seed: 300}]\n"
+        "shield_config: robots/mujoco_sim.yaml\n")
+    run_suite(load_suite(suite_file), tmp_path / "out")
+    (record,) = load_records(tmp_path / "out").values()
+    assert record.success and record.steps < 600 and record.cost == 0
