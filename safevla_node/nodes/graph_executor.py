@@ -18,6 +18,7 @@ restarted otherwise.
 from __future__ import annotations
 
 import logging
+import shutil
 import tempfile
 import time
 from contextlib import ExitStack
@@ -76,6 +77,8 @@ class RosGraphExecutor:
         self._rtf = real_time_factor
         self._timeout = episode_timeout_s
         self._log_dir = log_dir or Path(tempfile.mkdtemp(prefix="safevla-eval-ros-"))
+        # A temporary log folder is removed at the end unless an episode failed (its logs are the diagnosis).
+        self._remove_logs = log_dir is None
         self._stack = ExitStack()
         self._session: StackSession | None = None
         self._key: tuple[Any, ...] | None = None
@@ -84,7 +87,7 @@ class RosGraphExecutor:
         key = (spec.backend, spec.difficulty, spec.perturbation, spec.camera_size)
         if self._session is not None and key == self._key and not self._session.launcher.poll():
             return self._session
-        self.close()
+        self._stop_graph()
         width, height = spec.camera_size
         bridge = {"backend": spec.backend, "difficulty": spec.difficulty, "perturbation": spec.perturbation,
                   "camera_width": width, "camera_height": height, "render_depth": False, "render": False,
@@ -109,7 +112,8 @@ class RosGraphExecutor:
             record = self._episode(spec, base)
         except Exception as exc:  # noqa: BLE001 (one failing episode is recorded, the run goes on)
             _log.warning("episode %s failed through ROS: %s (node logs in %s)", spec.key, exc, self._log_dir)
-            self.close()
+            self._stop_graph()
+            self._remove_logs = False
             record = replace(base, error=f"{type(exc).__name__}: {exc}")
         return replace(record, wall_time_s=time.perf_counter() - start)
 
@@ -135,10 +139,16 @@ class RosGraphExecutor:
         return status_record(base, status, limits=int(counts.get("limits", 0)),
                              replacements=int(counts.get("replacements", 0)), stops=int(counts.get("stops", 0)))
 
-    def close(self) -> None:
+    def _stop_graph(self) -> None:
         """Stop the graph and give its DDS domain back."""
         self._session = None
         self._key = None
         self._stack.close()
         self._stack = ExitStack()
+
+    def close(self) -> None:
+        """Stop the graph; remove the temporary node logs when every episode ran."""
+        self._stop_graph()
+        if self._remove_logs:
+            shutil.rmtree(self._log_dir, ignore_errors=True)
 

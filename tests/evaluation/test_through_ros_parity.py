@@ -9,6 +9,7 @@ episode must agree exactly.
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import fields
 from pathlib import Path
 
@@ -28,9 +29,13 @@ NOT_COMPARED = {"wall_time_s"}
 def test_in_process_and_through_ros_runs_give_identical_records(tmp_path: Path,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # torch in this process, like the node processes
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))  # where the executor puts its node logs
     # (the through-ROS executor leases its own loopback-only DDS domain)
     assert eval_main([str(SUITE), "--out", str(tmp_path / "in_process")]) == 0
     assert eval_main([str(SUITE), "--out", str(tmp_path / "ros"), "--through-ros"]) == 0
+    assert not list(scratch.iterdir()), "a run without failures leaves no node logs behind"
     in_process, through_ros = load_records(tmp_path / "in_process"), load_records(tmp_path / "ros")
     assert len(in_process) == 16 and sorted(in_process) == sorted(through_ros)
     compared = [f.name for f in fields(EpisodeRecord) if f.name not in NOT_COMPARED]
