@@ -3,7 +3,9 @@
 The same nodes, parameters and remappings as ``ros2 launch`` (both read ``safevla_node.stack``), for machines
 without ros2 launch. Supervision is fail-stop: when a node dies the launcher says which and how, makes the
 robot stop (``nodes/stop_robot.py`` publishes zero velocity, covering the case where the safety monitor itself
-died) and then either restarts the node (``respawn``) or shuts the stack down. Plain Python: no rclpy here.
+died) and then either restarts the node (``respawn``) or shuts the stack down. The stop publisher runs armed
+beside the nodes from the start (discovered before it is needed) and is signalled on a death; a one-shot
+one is started if it is gone. Plain Python: no rclpy here.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ __all__ = ["NodeExit", "StackLauncher"]
 
 LOG = logging.getLogger(__name__)
 STOP_ROBOT_MODULE = "safevla_node.nodes.stop_robot"
+#: How long the stop publisher (``safevla_node.nodes.stop_robot``) publishes zeros per stop.
+PUBLISH_FOR_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -85,6 +89,7 @@ class StackLauncher:
         self._log_dir = log_dir
         self._respawn = respawn
         self._stop_remappings = dict(stop_remappings or {})
+        self._armed_stop: subprocess.Popen[bytes] | None = None
         self.exits: list[NodeExit] = []
 
     @property
@@ -93,7 +98,10 @@ class StackLauncher:
         return [c.launch.name for c in self._children]
 
     def start(self) -> None:
-        """Start every node."""
+        """Start every node, and the armed stop publisher."""
+        with open(self._log_dir / "stop_robot.log", "ab") as log:
+            self._armed_stop = subprocess.Popen(self._stop_command(armed=True), env=self._env, stdout=log,
+                                                stderr=subprocess.STDOUT, start_new_session=True)
         for child in self._children:
             child.start()
             LOG.info("started %s (pid %d, log %s)", child.launch.name, child.proc.pid, child.log_path)
@@ -121,13 +129,22 @@ class StackLauncher:
                     child.start()
         return died
 
-    def stop_robot(self) -> None:
-        """Publish zero velocity for a moment (blocks about one second)."""
-        args = [sys.executable, "-m", STOP_ROBOT_MODULE, "--ros-args"]
+    def _stop_command(self, armed: bool) -> list[str]:
+        args = [sys.executable, "-u", "-m", STOP_ROBOT_MODULE, *(["--armed"] if armed else []), "--ros-args"]
         for src, dst in self._stop_remappings.items():
             args += ["-r", f"{src}:={dst}"]
+        return args
+
+    def stop_robot(self) -> None:
+        """Publish zero velocity for a moment (blocks about one second): through the armed stop publisher,
+        or a one-shot one when that is gone."""
+        if self._armed_stop is not None and self._armed_stop.poll() is None:
+            self._armed_stop.send_signal(signal.SIGUSR1)
+            time.sleep(PUBLISH_FOR_S + 0.2)
+            return
         with open(self._log_dir / "stop_robot.log", "ab") as log:
-            subprocess.run(args, env=self._env, stdout=log, stderr=subprocess.STDOUT, timeout=30, check=False)
+            subprocess.run(self._stop_command(armed=False), env=self._env, stdout=log, stderr=subprocess.STDOUT,
+                           timeout=30, check=False)
 
     def run(self, until: Callable[[], bool] | None = None, period_s: float = 0.1) -> int:
         """Supervise until ``until()`` holds, a node dies (without respawn) or Ctrl-C; then shut down.
@@ -156,6 +173,8 @@ class StackLauncher:
         running = [c for c in self._children if c.proc is not None and c.proc.poll() is None]
         for child in running:
             child.proc.send_signal(signal.SIGINT)
+        if self._armed_stop is not None and self._armed_stop.poll() is None:
+            self._armed_stop.send_signal(signal.SIGINT)
         deadline = time.monotonic() + timeout_s
         for child in running:
             try:
@@ -164,3 +183,10 @@ class StackLauncher:
                 LOG.warning("%s did not exit within %.0f s: killing it", child.launch.name, timeout_s)
                 child.proc.kill()
                 child.proc.wait()
+        if self._armed_stop is not None:
+            try:
+                self._armed_stop.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                self._armed_stop.kill()
+                self._armed_stop.wait()
+            self._armed_stop = None
