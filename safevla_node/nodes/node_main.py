@@ -21,7 +21,7 @@ from rclpy.signals import SignalHandlerOptions
 
 from safevla_node.errors import ConfigError
 
-__all__ = ["SIGNAL_POLL_S", "run_node"]
+__all__ = ["SIGNAL_POLL_S", "interrupt", "run_node"]
 
 #: Longest wait for work before the executor returns to Python.
 SIGNAL_POLL_S = 0.1
@@ -29,7 +29,8 @@ SIGNAL_POLL_S = 0.1
 N = TypeVar("N", bound=Node)
 
 
-def _interrupt(signum: int, _frame: object) -> None:
+def interrupt(signum: int, _frame: object) -> None:
+    """SIGTERM handler: raise KeyboardInterrupt like Ctrl-C, so ``finally`` blocks still run."""
     raise KeyboardInterrupt(f"signal {signum}")
 
 
@@ -51,7 +52,7 @@ def run_node(
     """
     fatal = dict(fatal or {ConfigError: "invalid parameter"})
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
-    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGTERM, interrupt)
     node: N | None = None
     try:
         node = make_node()

@@ -30,6 +30,7 @@ from rclpy.signals import SignalHandlerOptions
 from std_srvs.srv import Trigger
 
 from safevla_node.launcher import PUBLISH_FOR_S
+from safevla_node.nodes.node_main import interrupt
 
 __all__ = ["ARMED_FLAG", "main"]
 
@@ -62,7 +63,7 @@ def main(args: list[str] | None = None) -> None:
     requests: list[int] = []
     if armed:
         signal.signal(signal.SIGUSR1, lambda signum, _frame: requests.append(signum))
-        signal.signal(signal.SIGTERM, lambda signum, _frame: (_ for _ in ()).throw(KeyboardInterrupt()))
+    signal.signal(signal.SIGTERM, interrupt)
     rclpy.init(args=argv, signal_handler_options=SignalHandlerOptions.NO)  # plain call: Humble has no context manager
     node = Node("stop_robot")
     try:
