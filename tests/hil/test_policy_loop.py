@@ -11,7 +11,11 @@ with the same rule). The episode thus ends by the policy's own ``end``, judged b
 known number of steps; the room (``rig.open_room``) leaves eight moves before the east wall.
 
 The tests run in file order and share the stack: killing the policy comes first because it needs a policy
-at the start of a move; its respawned process then drives the same episode to its end.
+at the start of a move; its respawned process then drives the same episode to its end. The monitor's base
+primitives run at ``MOVE_SPEED`` (a 0.2 m move takes about 5 s instead of 2.5 s; the primitive timeouts of
+monitor and policy grow to match): this probe learns of the
+move from its queue of received twists, which lags by seconds when the policy process loads torch on two
+busy cores, and the kill must still land mid-move, not in the gap after it.
 """
 
 from __future__ import annotations
@@ -51,6 +55,8 @@ END = ACTION_BY_CODE["end"].index
 SEED = 3
 MONITOR = MonitorConfig()  # the shipped defaults, as in config/safety_monitor.yaml
 TRANSPORT_S = 0.04  # DDS delivery and scheduling allowance on this loaded 2-core box
+MOVE_SPEED = 0.04  # m/s, the monitor's `primitive.max_linear_speed` here (shipped: 0.15)
+PRIMITIVE_TIMEOUT_S = 20.0  # monitor `primitive.timeout` (shipped: 5 s) and policy `primitive_timeout_s` (10 s)
 
 
 @dataclass
@@ -67,7 +73,8 @@ def loop(tmp_path_factory) -> Iterator[Loop]:
     arguments = {**HIL_ARGUMENTS, "checkpoint": str(tmp / "policy")}
     launches = with_parameters(load_stack().resolve("sim", arguments), {
         "sim_bridge": {"scene_file": write_scene(open_room(), tmp / "room.json"), "infeasible": True},
-        "policy_node": {"deterministic": False, "seed": SEED},
+        "safety_monitor": {"primitive.max_linear_speed": MOVE_SPEED, "primitive.timeout": PRIMITIVE_TIMEOUT_S},
+        "policy_node": {"deterministic": False, "seed": SEED, "primitive_timeout_s": PRIMITIVE_TIMEOUT_S},
     })
     with DomainLease() as lease, running_stack(launches, lease, tmp / "logs", respawn=True) as stack, \
             ros_client(lease) as client:
@@ -99,9 +106,12 @@ def test_killing_the_policy_mid_move_stops_the_robot_within_a_period_of_the_hear
           f"the {timeout * 1e3:.0f} ms timeout; allowed {(MONITOR.period + TRANSPORT_S) * 1e3:.0f} ms")
     assert before[-1].value.linear_x > 0.0, "the robot was not moving at the kill"
     assert sim_s <= timeout + MONITOR.period + TRANSPORT_S
-    probe.client.spin_for(0.3)
-    aborted = [s for s in probe.statuses_since(killed_wall) if s.phase is PrimitivePhase.ABORTED]
-    assert aborted and aborted[0].reason.startswith("policy lost: heartbeat stale"), aborted
+    ended = probe.wait_primitive_end(killed_wall, 5.0)
+    assert ended.phase is PrimitivePhase.ABORTED and ended.reason.startswith("policy lost: heartbeat stale"), (
+        ended)
+    # the bridge closes the aborted move's step too; the next test counts the steps after this one
+    probe.client.spin_until(lambda: probe.costs_since(killed_wall) and probe.episode["steps"] == 1, 5.0,
+                            "the aborted move's step cost and episode status")
     verdicts = probe.verdicts_since(killed_wall)
     assert any(v.kind is VerdictKind.STOP and v.category is Category.FAULT
                and v.reason.startswith("policy lost") for v in verdicts), verdicts
@@ -111,6 +121,7 @@ def test_killing_the_policy_mid_move_stops_the_robot_within_a_period_of_the_hear
 
 def test_an_episode_runs_to_its_end_through_proposals_primitives_and_step_costs(loop):
     probe = loop.probe
+    loop.stack.poll()  # respawns the policy if the kill test failed before its own poll
     start, steps_before = time.monotonic(), probe.episode["steps"]
     x_before = probe.pose()[0]
     probe.client.spin_until(lambda: probe.episode.get("done"), 90.0, "the episode to end")
