@@ -5,10 +5,12 @@ Every adapter is built once per worker and reused across episodes: ``reset(task,
 what actually ran after the shield (None: nothing ran), so a recurrent policy feeds back the real previous
 action. ``mask`` (bool per action, True = allowed) restricts the choice; None allows everything.
 
-A refused action is not proposed again at the same pose: every adapter keeps a ``RefusalMemory`` of the
-actions the shield refused (STOP, or REPLACE by another action) while the robot has not moved, and masks
-them, so the policy re-plans (the expert picks its next best action, a checkpoint its next most probable)
-instead of stalling on the same proposal until the step budget runs out.
+A refused action is not proposed again at the same pose: every adapter keeps a
+``safevla_node.safety.refusals.RefusalMemory`` of the actions the shield refused (STOP, or REPLACE by another
+action) while the robot has not moved, and masks them, so the policy re-plans (the expert picks its next best
+action, a checkpoint its next most probable) instead of stalling on the same proposal until the step budget
+runs out. The policy node keeps the same memory (``safevla_node.policy_runner``), so a checkpoint evaluated
+through ROS chooses exactly as here.
 
 torch is imported only when a checkpoint policy is built (``policies.runtime``), so expert-only suites run
 without it.
@@ -26,6 +28,7 @@ import numpy as np
 from safevla_node.actions import ACTIONS, NUM_ACTIONS, ActionKind
 from safevla_node.errors import ConfigError, PolicyLoadError
 from safevla_node.evaluation.suite import PolicySpec
+from safevla_node.safety.refusals import RefusalMemory, robot_pose
 from sim_bridge.interface import Observation, SimBackend, TaskSpec
 
 if TYPE_CHECKING:
@@ -37,7 +40,6 @@ __all__ = [
     "EvalPolicy",
     "ExpertPolicy",
     "NoisyExpertPolicy",
-    "RefusalMemory",
     "make_policy",
     "resolve_checkpoint",
 ]
@@ -47,64 +49,6 @@ __all__ = [
 SHIPPED_CHECKPOINT = Path("checkpoints") / "bc_tiny"
 
 Proposal = tuple[int, np.ndarray | None]
-
-
-class RefusalMemory:
-    """Actions the shield refused at the robot's current pose (base pose and arm joints).
-
-    The pose counts as the same while the base has moved less than ``position_tol_m`` and turned less than
-    ``yaw_tol_rad``, and the lift and arm extension changed by less than ``joint_tol_m``: a STOP leaves the
-    robot where it was, any executed motion moves it on, and then every action may be tried again.
-    """
-
-    def __init__(self, position_tol_m: float = 0.01, yaw_tol_rad: float = 0.01, joint_tol_m: float = 0.005):
-        self._tol = np.array([position_tol_m, position_tol_m, yaw_tol_rad, joint_tol_m, joint_tol_m])
-        self._pose: np.ndarray | None = None  # pose of the pending proposal
-        self._proposed: int | None = None
-        self._refused_pose: np.ndarray | None = None
-        self._refused = np.zeros(NUM_ACTIONS, dtype=bool)
-
-    def clear(self) -> None:
-        """Forget everything (a new episode)."""
-        self._pose = self._refused_pose = None
-        self._proposed = None
-        self._refused[:] = False
-
-    def mask(self, observation: Observation, mask: np.ndarray | None) -> np.ndarray | None:
-        """``mask`` (None: all allowed) with the actions refused at this pose removed; call before proposing.
-
-        When every action would be refused the memory starts over (the world may have changed since).
-        """
-        r = observation.snapshot.robot
-        pose = np.array([r.x, r.y, r.yaw, r.lift, r.arm_extension])
-        same = self._refused_pose is not None and bool(np.all(np.abs(_pose_delta(pose, self._refused_pose))
-                                                             < self._tol))
-        if not same:
-            self._refused[:] = False
-        self._pose = pose
-        allowed = np.ones(NUM_ACTIONS, dtype=bool) if mask is None else np.asarray(mask, dtype=bool).copy()
-        if not (allowed & ~self._refused).any():
-            self._refused[:] = False
-        if not self._refused.any():
-            return None if mask is None else allowed
-        return allowed & ~self._refused
-
-    def proposed(self, action_index: int) -> None:
-        """The adapter proposed ``action_index`` (at the pose of the last ``mask`` call)."""
-        self._proposed = action_index
-
-    def executed(self, action_index: int | None) -> None:
-        """What ran: anything but the proposal marks the proposal refused at the proposal's pose."""
-        if self._proposed is not None and action_index != self._proposed and self._pose is not None:
-            self._refused_pose = self._pose
-            self._refused[self._proposed] = True
-        self._proposed = None
-
-
-def _pose_delta(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    delta = a - b
-    delta[2] = (delta[2] + np.pi) % (2.0 * np.pi) - np.pi
-    return delta
 
 
 class EvalPolicy(ABC):
@@ -150,7 +94,7 @@ class ExpertPolicy(EvalPolicy):
         Raises:
             RuntimeError: called before ``reset``.
         """
-        index, probs = self._propose(observation, self._refusals.mask(observation, mask))
+        index, probs = self._propose(observation, self._refusals.mask(robot_pose(observation.snapshot.robot), mask))
         self._refusals.proposed(index)
         self._proposal = index
         return index, probs
@@ -256,7 +200,7 @@ class CheckpointPolicy(EvalPolicy):
 
         if observation.nav_camera is None or observation.manip_camera is None:
             raise ValueError("the checkpoint policy needs both camera frames; the backend did not render")
-        mask = self._refusals.mask(observation, mask)
+        mask = self._refusals.mask(robot_pose(observation.snapshot.robot), mask)
         out = self._policy.select_action(
             PolicyObservation(
                 instruction=self._instruction,

@@ -14,12 +14,10 @@ from safevla_node.evaluation.policies import (
     CheckpointPolicy,
     ExpertPolicy,
     NoisyExpertPolicy,
-    RefusalMemory,
     resolve_checkpoint,
 )
-from safevla_node.safety.types import RobotState, WorldSnapshot
 from sim_bridge.homegen import HomeGenConfig
-from sim_bridge.interface import LaserScanData, Observation, SimBackend, TaskKind
+from sim_bridge.interface import SimBackend, TaskKind
 from sim_bridge.registry import make_backend
 
 REPO = Path(__file__).resolve().parents[2]
@@ -31,11 +29,6 @@ def backend() -> Iterator[SimBackend]:
     sim = make_backend("mujoco", home_config=HomeGenConfig.easy(), camera_size=(96, 54), depth=False)
     yield sim
     sim.close()
-
-
-def scan_free_observation(robot: RobotState) -> Observation:
-    scan = LaserScanData(-np.pi, np.pi / 180, 0.05, 10.0, np.full(360, np.inf, dtype=np.float32))
-    return Observation(0.0, None, None, (0.0, 0.0), {}, scan, WorldSnapshot.of(0.0, robot, []))
 
 
 def rollout(policy: ExpertPolicy, backend: SimBackend, seed: int, steps: int) -> list[tuple[int, np.ndarray]]:
@@ -74,23 +67,6 @@ def test_an_action_refused_at_a_pose_is_not_proposed_again_there(backend: SimBac
     moved = backend.execute_action(second, render=False).observation
     third, probs = policy.act(moved)  # elsewhere every action may be tried again
     assert probs[third] == probs.max()
-
-
-def test_the_refusal_memory_forgets_when_the_robot_moves_and_when_nothing_would_be_left() -> None:
-    memory = RefusalMemory()
-    here = scan_free_observation(RobotState(x=1.0, y=2.0, yaw=0.3))
-    assert memory.mask(here, None) is None
-    memory.proposed(0)
-    memory.executed(2)  # replaced: 0 was refused here
-    allowed = memory.mask(here, None)
-    assert allowed is not None and not allowed[0] and allowed[1:].all()
-    only_zero = np.zeros(len(ACTIONS), dtype=bool)
-    only_zero[0] = True
-    assert memory.mask(here, only_zero) is not None and memory.mask(here, only_zero)[0]  # starts over
-    memory.proposed(0)
-    memory.executed(None)
-    there = scan_free_observation(RobotState(x=1.0, y=2.2, yaw=0.3))
-    assert memory.mask(there, None) is None
 
 
 def test_the_expert_refuses_to_act_before_reset(backend: SimBackend) -> None:
