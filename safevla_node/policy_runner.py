@@ -110,7 +110,12 @@ class PolicyNodeConfig:
         "", "tokenizer.json or a local t5-small tokenizer directory (empty: from the checkpoint)")
     device: Literal["auto", "cpu", "cuda"] = field(
         "auto", "inference device: auto (CUDA when available), cpu, cuda")
-    instruction: str = field("", "initial instruction (empty: wait for safevla/instruction)")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = field(
+        "auto", "inference precision: auto (bf16/fp16 autocast on CUDA, fp32 on CPU), fp32, bf16, fp16 (CUDA)")
+    instruction: str = field(
+        "", "the goal, as a parameter: setting it starts a new episode with that goal (even the same text), "
+        "setting it empty withdraws the goal and discards a running inference; an orchestrator's synchronous "
+        "alternative to safevla/instruction (empty at start-up: wait for the topic)")
     compressed_images: bool = field(
         False, "subscribe the cameras' /compressed (JPEG/PNG sensor_msgs/CompressedImage) topics instead of "
         "raw")
@@ -383,6 +388,19 @@ class PolicyRunner:
         self._instruction, self._instruction_time = text, now
         _log.info("episode %d: %r", self._episode, text)
 
+    def set_goal(self, now: float, text: str) -> None:
+        """The ``instruction`` parameter was set: a new episode with goal ``text`` (even the text of the
+        running one: an explicit episode start), or, empty, the goal withdrawn (an inference running now
+        is then discarded, so nothing is proposed from here on until the next goal)."""
+        text = text.strip()
+        if not text:
+            self._instruction = None
+            _log.info("goal withdrawn")
+            return
+        self._begin_episode(now)
+        self._instruction, self._instruction_time = text, now
+        _log.info("episode %d: %r (parameter)", self._episode, text)
+
     def on_episode_reset(self, now: float) -> None:
         """End the episode; nothing is proposed until the next instruction.
 
@@ -572,6 +590,9 @@ class PolicyRunner:
         self._policy_episode = request.episode
         self._override = None
         if request.episode != self._episode:  # reset while it ran: the next request resets the policy
+            return None
+        if self._instruction is None:
+            _log.info("result of request %d discarded: the goal was withdrawn while it ran", request.request_id)
             return None
         age = now - min(request.frame_times)
         if age > self.config.max_image_age_s:

@@ -36,17 +36,21 @@ _RELIABLE = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
 
 
 class EpisodeObserver(Node):
-    """See the module docstring. ``bridge`` and ``monitor`` are the node names in the graph."""
+    """See the module docstring. ``bridge`` and ``monitor`` are the node names in the graph; ``policy``, when
+    given, is a policy node whose parameters are set too (its ``instruction`` starts its episodes)."""
 
-    def __init__(self, context: Context, bridge: str = "sim_bridge", monitor: str = "safety_monitor") -> None:
+    def __init__(self, context: Context, bridge: str = "sim_bridge", monitor: str = "safety_monitor",
+                 policy: str | None = None) -> None:
         super().__init__("episode_observer", context=context)
         self.executor_ = SingleThreadedExecutor(context=context)
         self.executor_.add_node(self)
         self.trace = EpisodeTrace()
         self._episode = 0
         self._last_verdict = ""
+        self._primitive_phase = PrimitivePhase.IDLE
+        steered = (bridge, monitor) if policy is None else (bridge, monitor, policy)
         self._param_clients = {name: self.create_client(SetParameters, f"/{name}/set_parameters")
-                               for name in (bridge, monitor)}
+                               for name in steered}
         self._reset = self.create_client(Trigger, f"/{bridge}/reset")
         self.create_subscription(String, "safevla/episode_status", self._on_status, _RELIABLE)
         self.create_subscription(Odometry, "odom", self._on_odom, qos_profile_sensor_data)
@@ -107,6 +111,14 @@ class EpisodeObserver(Node):
             self.executor_.spin_once(timeout_sec=0.05)
         return self.trace
 
+    def wait_until_decided(self, timeout: float) -> None:
+        """Process callbacks until the monitor's latest proposal is no longer running (its primitive ended),
+        so that nothing proposed so far is still being executed (an orchestrator calls this after stopping
+        its proposer, before the next reset); returns after ``timeout`` seconds regardless."""
+        deadline = time.monotonic() + timeout
+        while self._primitive_phase is PrimitivePhase.RUNNING and time.monotonic() < deadline:
+            self.executor_.spin_once(timeout_sec=0.05)
+
     def _bridge_episode_after_reset(self) -> int:
         self.spin_until(lambda: bool(self.trace.status), 10.0, "an episode status after the reset")
         return int(self.trace.status["episode"])
@@ -145,6 +157,9 @@ class EpisodeObserver(Node):
             status = conv.primitive_status_from_msg(msg)
         except MessageError:
             return
+        self._primitive_phase = status.phase
+        if status.verdict:  # the deciding status of a proposal: one per proposal, as in-process counts
+            self.trace.decisions[status.verdict] = self.trace.decisions.get(status.verdict, 0) + 1
         if status.phase is PrimitivePhase.RUNNING and status.executed != status.action:
             self.trace.replacements += 1
         if status.phase is PrimitivePhase.ABORTED:
