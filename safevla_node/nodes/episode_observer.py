@@ -20,7 +20,7 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
-from std_msgs.msg import String
+from std_msgs.msg import Float32MultiArray, String
 from std_srvs.srv import Trigger
 from visualization_msgs.msg import MarkerArray
 
@@ -48,6 +48,8 @@ class EpisodeObserver(Node):
         self._episode = 0
         self._last_verdict = ""
         self._primitive_phase = PrimitivePhase.IDLE
+        self._proposals_seen = 0
+        self._last_proposal_id = 0
         steered = (bridge, monitor) if policy is None else (bridge, monitor, policy)
         self._param_clients = {name: self.create_client(SetParameters, f"/{name}/set_parameters")
                                for name in steered}
@@ -58,6 +60,7 @@ class EpisodeObserver(Node):
         self.create_subscription(DiagnosticStatus, "safevla/safety_state", self._on_verdict, _RELIABLE)
         self.create_subscription(String, "safevla/primitive_status", self._on_primitive, _RELIABLE)
         self.create_subscription(MarkerArray, "safevla/objects", self._on_objects, qos_profile_sensor_data)
+        self.create_subscription(Float32MultiArray, "safevla/action_proposal", self._on_proposal, _RELIABLE)
 
     # --- steering ---------------------------------------------------------------------------------------
 
@@ -111,13 +114,17 @@ class EpisodeObserver(Node):
             self.executor_.spin_once(timeout_sec=0.05)
         return self.trace
 
-    def wait_until_decided(self, timeout: float) -> None:
-        """Process callbacks until the monitor's latest proposal is no longer running (its primitive ended),
-        so that nothing proposed so far is still being executed (an orchestrator calls this after stopping
-        its proposer, before the next reset); returns after ``timeout`` seconds regardless."""
-        deadline = time.monotonic() + timeout
-        while self._primitive_phase is PrimitivePhase.RUNNING and time.monotonic() < deadline:
-            self.executor_.spin_once(timeout_sec=0.05)
+    def wait_until_decided(self, timeout: float, settle_s: float = 0.05) -> None:
+        """Process callbacks until every proposal seen so far has been decided by the monitor (it numbers
+        them from 1) and the latest one's primitive ended, so that nothing proposed so far is still to be
+        executed (an orchestrator calls this after stopping its proposer, before the next reset). Callbacks
+        are processed for ``settle_s`` first (proposals still in flight); returns after ``timeout`` seconds
+        regardless."""
+        start = time.monotonic()
+        while time.monotonic() - start < timeout and (
+                time.monotonic() - start < settle_s or self._last_proposal_id < self._proposals_seen
+                or self._primitive_phase is PrimitivePhase.RUNNING):
+            self.executor_.spin_once(timeout_sec=0.01)
 
     def _bridge_episode_after_reset(self) -> int:
         self.spin_until(lambda: bool(self.trace.status), 10.0, "an episode status after the reset")
@@ -152,12 +159,16 @@ class EpisodeObserver(Node):
             self.trace.limits += 1
         self._last_verdict = kind
 
+    def _on_proposal(self, _msg: Float32MultiArray) -> None:
+        self._proposals_seen += 1
+
     def _on_primitive(self, msg: String) -> None:
         try:
             status = conv.primitive_status_from_msg(msg)
         except MessageError:
             return
         self._primitive_phase = status.phase
+        self._last_proposal_id = max(self._last_proposal_id, status.proposal_id)
         if status.verdict:  # the deciding status of a proposal: one per proposal, as in-process counts
             self.trace.decisions[status.verdict] = self.trace.decisions.get(status.verdict, 0) + 1
         if status.phase is PrimitivePhase.RUNNING and status.executed != status.action:

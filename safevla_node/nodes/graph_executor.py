@@ -66,12 +66,15 @@ MONITOR_OVERRIDES: dict[str, Any] = {
 #: fp32 is what ``CheckpointPolicy`` does. Rule 7 (frames stamped after the step) still holds.
 POLICY_NODE_OVERRIDES: dict[str, Any] = {
     "max_rate_hz": 100.0, "max_image_age_s": 60.0, "primitive_timeout_s": 600.0, "inference_timeout_s": 120.0,
-    "deterministic": True, "precision": "fp32", "instruction": "",
+    "deterministic": True, "precision": "fp32",
 }
 #: The policy node listens to the executor's parameter, not to the bridge's episode topics.
 _POLICY_NODE_REMAPS = {"safevla/instruction": "safevla/eval/unused_instruction",
                        "safevla/episode_reset": "safevla/eval/unused_episode_reset"}
 _POLICY_NODE = "policy_node"
+#: Sim time (s) a bridge-hosted policy waits after a reset before proposing, so the monitor has taken the new
+#: episode's sensors: 0.1 s of wall time at 10x, margin for a loaded machine (the default 0.3 is 30 ms).
+_SETTLE_S = 1.0
 
 
 def _node_policy(policy: PolicySpec) -> tuple[str, str] | None:
@@ -167,25 +170,26 @@ class RosGraphExecutor:
         observer.set_parameters("sim_bridge", {
             "seed": spec.seed, "task": spec.task.value, "infeasible": not spec.feasible,
             "render": policy.needs_images, **proposer, "proposer.device": policy.device,
-            "proposer.step_budget": spec.step_budget,
+            "proposer.step_budget": spec.step_budget, "proposer.settle_s": _SETTLE_S,
         })
         instruction = observer.start_episode()
         if in_node:
             observer.set_parameters(_POLICY_NODE, {"instruction": instruction})
         try:
             trace = observer.run_episode(spec.step_budget, self._timeout)
+            # what the episode ended with: the policy node may step on until its goal is withdrawn below
+            status, decisions = dict(trace.status), dict(trace.decisions)
         finally:
             if in_node:  # no proposal may reach the next episode: withdraw the goal, let the last one finish
                 observer.set_parameters(_POLICY_NODE, {"instruction": ""})
                 observer.wait_until_decided(timeout=10.0)
-        status = trace.status
         if session.launcher.poll():
             raise SafeVLAError(f"a node died: {session.launcher.exits[-1].describe()}")
         if not (status.get("done") or status.get("steps", 0) >= spec.step_budget):
             raise SafeVLAError(f"episode unfinished after {self._timeout:g} s (status {status})")
         counts = status.get("interventions", {}) if not in_node else {
-            "limits": trace.decisions.get("limit", 0), "replacements": trace.decisions.get("replace", 0),
-            "stops": trace.decisions.get("stop", 0)}
+            "limits": decisions.get("limit", 0), "replacements": decisions.get("replace", 0),
+            "stops": decisions.get("stop", 0)}
         return status_record(base, status, limits=int(counts.get("limits", 0)),
                              replacements=int(counts.get("replacements", 0)), stops=int(counts.get("stops", 0)))
 
