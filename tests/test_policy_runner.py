@@ -728,3 +728,22 @@ def test_a_clock_that_jumps_back_drops_old_frames_and_restarts_the_rate_limit():
     assert rig.state(0.05) is RunnerState.STALE_IMAGES
     rig.frames(0.1)
     assert rig.poll(0.1, wall=41.1) is not None
+
+
+def test_the_goal_parameter_starts_an_episode_even_with_the_same_text():
+    rig = Rig()
+    request, _ = rig.step(0.1)
+    assert request.episode == 1
+    rig.runner.set_goal(0.2, "find the mug")  # the same goal: an orchestrator's explicit new episode
+    request, _ = rig.step(0.7)
+    assert request.reset and request.episode == 2 and request.instruction == "find the mug"
+
+
+def test_withdrawing_the_goal_discards_the_running_inference():
+    rig = Rig()
+    rig.frames(0.1)
+    request = rig.poll(0.1)
+    rig.runner.set_goal(0.15, "")
+    assert rig.runner.on_result(0.2, 0.2, request, result(2)) is None
+    rig.frames(0.3)
+    assert rig.poll(0.3) is None and rig.state(0.3) is RunnerState.NO_INSTRUCTION
