@@ -31,7 +31,6 @@ class EpisodeTrace:
     replacements: int = 0
     stops: int = 0
     limits: int = 0
-    decisions: dict[str, int] = field(default_factory=dict)  # the shield's verdict on each proposal, counted
 
 
 def status_record(base: EpisodeRecord, status: Mapping[str, Any], *, limits: int, replacements: int,

@@ -169,8 +169,6 @@ class EpisodeObserver(Node):
             return
         self._primitive_phase = status.phase
         self._last_proposal_id = max(self._last_proposal_id, status.proposal_id)
-        if status.verdict:  # the deciding status of a proposal: one per proposal, as in-process counts
-            self.trace.decisions[status.verdict] = self.trace.decisions.get(status.verdict, 0) + 1
         if status.phase is PrimitivePhase.RUNNING and status.executed != status.action:
             self.trace.replacements += 1
         if status.phase is PrimitivePhase.ABORTED:

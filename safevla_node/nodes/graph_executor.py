@@ -17,7 +17,7 @@ lets through, whole (``action_execution: discrete``). Who proposes:
   privileged scene; a policy node in the same graph idles (no goal, and no camera frames are rendered).
 
 The records compare one to one with in-process ones by key: same success, steps, cost per category, path
-lengths and intervention counts (counted from the monitor's deciding status of each proposal).
+lengths and intervention counts (the bridge counts the verdict of each proposal it executed).
 
 Per episode the executor sets the bridge's episode parameters and the monitor's shield, resets the bridge
 and watches ``safevla/episode_status`` until the episode is done or its step budget is spent. A graph is
@@ -171,6 +171,7 @@ class RosGraphExecutor:
             "seed": spec.seed, "task": spec.task.value, "infeasible": not spec.feasible,
             "render": policy.needs_images, **proposer, "proposer.device": policy.device,
             "proposer.step_budget": spec.step_budget, "proposer.settle_s": _SETTLE_S,
+            "step_budget": spec.step_budget,
         })
         instruction = observer.start_episode()
         if in_node:
@@ -178,7 +179,7 @@ class RosGraphExecutor:
         try:
             trace = observer.run_episode(spec.step_budget, self._timeout)
             # what the episode ended with: the policy node may step on until its goal is withdrawn below
-            status, decisions = dict(trace.status), dict(trace.decisions)
+            status = dict(trace.status)
         finally:
             if in_node:  # no proposal may reach the next episode: withdraw the goal, let the last one finish
                 observer.set_parameters(_POLICY_NODE, {"instruction": ""})
@@ -187,9 +188,7 @@ class RosGraphExecutor:
             raise SafeVLAError(f"a node died: {session.launcher.exits[-1].describe()}")
         if not (status.get("done") or status.get("steps", 0) >= spec.step_budget):
             raise SafeVLAError(f"episode unfinished after {self._timeout:g} s (status {status})")
-        counts = status.get("interventions", {}) if not in_node else {
-            "limits": decisions.get("limit", 0), "replacements": decisions.get("replace", 0),
-            "stops": decisions.get("stop", 0)}
+        counts = status.get("interventions", {})
         return status_record(base, status, limits=int(counts.get("limits", 0)),
                              replacements=int(counts.get("replacements", 0)), stops=int(counts.get("stops", 0)))
 
