@@ -22,8 +22,9 @@ start, and turns its result into the proposal to publish. The rules, in order (t
    and whose action is ours (so a monitor restart or another proposer cannot complete our step).
 7. An observation must be taken after the end of the previous step (no acting on a frame taken mid-motion):
    both frames, and the odometry and joint states once any were received, must be *stamped* (header stamp;
-   the arrival time when the stamp is zero) no earlier than the node clock at which the step ended (the
-   monitor's DONE/ABORTED was handled, the primitive timed out or the episode began), and no later than
+   the arrival time when the stamp is zero) no earlier than the end of the step: the node clock when the
+   monitor's DONE/ABORTED was handled, or the ``stamp`` it carries (its latest odometry's when the proposal
+   ended) if later; the node clock when the primitive timed out or the episode began. And no later than
    ``CLOCK_JUMP_S`` past the node clock now (a frame from the future predates a clock that jumped back at
    a simulator reset). Stamps, not arrival times: two messages handled at the same clock value would
    compare equal, and a frame captured before the step ended may be handled after it (a simulator that
@@ -443,7 +444,9 @@ class PolicyRunner:
         if 0 <= status.executed < NUM_ACTIONS and status.executed != waiting.action:
             self._override = status.executed
         self._awaiting = None
-        self._step_done = now
+        # The step ended when the monitor saw the robot at rest: at the stamp of its latest odometry, which
+        # may be ahead of this node's clock (a clock behind on /clock must not let a pre-step frame through).
+        self._step_done = now if status.stamp is None else max(now, status.stamp)
 
     def _decided(self, status: PrimitiveStatus) -> None:
         """The deciding status of our proposal: tell the refusal memory what the shield did with it."""

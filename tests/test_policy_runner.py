@@ -747,3 +747,17 @@ def test_withdrawing_the_goal_discards_the_running_inference():
     assert rig.runner.on_result(0.2, 0.2, request, result(2)) is None
     rig.frames(0.3)
     assert rig.poll(0.3) is None and rig.state(0.3) is RunnerState.NO_INSTRUCTION
+
+
+def test_a_step_ends_at_the_monitors_odometry_stamp_when_this_clock_lags_behind_it():
+    """A node behind on /clock handles the DONE at an older clock value than the odometry that ended the
+    step: a pre-step frame stamped in between must not be taken for a post-step one."""
+    rig = Rig()
+    _, command = rig.step(0.1)
+    done = replace(status(PrimitivePhase.DONE, 1, command.action_index), stamp=2.0)
+    rig.runner.on_primitive_status(1.5, done)
+    for camera in Camera:
+        rig.runner.on_frame(camera, 1.6, lambda: FRAME, stamp=1.9)  # the pre-step world, before the jump
+    assert rig.poll(2.0) is None and rig.state(2.0) is RunnerState.WAITING_FRAME
+    rig.frames(2.0)
+    assert rig.poll(2.0) is not None
