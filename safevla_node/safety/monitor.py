@@ -80,6 +80,10 @@ _log = logging.getLogger(__name__)
 
 #: Stamped poses kept for placing scans (about two seconds of odometry at 25-50 Hz).
 _ODOM_HISTORY = 100
+#: A scan stamped this much later than the newest odometry (s) has no pose to be placed at: a scan of the
+#: previous episode handled after the simulator's clock restarted, or odometry that stalled (which the
+#: staleness gate stops on). Odometry runs at 25-50 Hz, so a live scan is never this far ahead of it.
+_SCAN_LEAD_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -260,7 +264,12 @@ class SafetyMonitor:
         """A laser scan, added to the obstacle memory at the odometry pose of its ``stamp`` (the newest
         odometry not newer than the scan, as a tf lookup at the scan's time would give; the latest pose
         without a stamp or an older odometry). A scan handled after a newer pose arrived is so still placed
-        where it was taken."""
+        where it was taken; one stamped more than ``_SCAN_LEAD_S`` after the newest odometry is dropped
+        (and does not count as a fresh scan): there is no pose to place it at."""
+        if stamp is not None and self._odom_history and stamp > self._odom_history[-1][0] + _SCAN_LEAD_S:
+            _log.debug("dropped a scan stamped %.3f s, %.3f s after the newest odometry", stamp,
+                       stamp - self._odom_history[-1][0])
+            return
         self._accept(Source.SCAN, now)
         self._memory.add_scan(now, self._robot(self._odom_at(stamp)), scan.ranges, scan.angle_min,
                               scan.angle_increment, scan.range_min, scan.range_max,

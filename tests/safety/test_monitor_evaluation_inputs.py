@@ -63,3 +63,14 @@ def test_an_allowed_proposal_reports_running_with_its_verdict_once():
     statuses = monitor.tick(0.01).statuses
     assert [(s.phase, s.verdict, s.executed) for s in statuses] == [(PrimitivePhase.RUNNING, "allow", 0)]
     assert VerdictKind[statuses[0].verdict.upper()] is VerdictKind.ALLOW
+
+
+def test_a_scan_of_the_previous_episode_handled_after_the_clock_restarted_leaves_no_phantom():
+    monitor = make()
+    monitor.on_joint_states(0.0, JOINTS)
+    monitor.on_odom(0.0, OdometryData(0.0, 0.0, 0.0), stamp=40.0)
+    monitor.on_episode_reset(0.0)
+    monitor.on_odom(0.0, OdometryData(0.0, 0.0, 0.0), stamp=0.1)  # the new episode's clock starts again
+    monitor.on_scan(0.0, scan(), stamp=0.1)
+    monitor.on_scan(0.0, scan(obstacle_ahead_m=0.3), stamp=40.0)  # late: taken in the old episode
+    assert monitor.on_twist(0.0, TwistCommand(0.2, 0.0)).linear_x == pytest.approx(0.2)
