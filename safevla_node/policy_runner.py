@@ -20,8 +20,27 @@ start, and turns its result into the proposal to publish. The rules, in order (t
    ``safevla/primitive_status``, or ``primitive_timeout_s`` passes. The monitor numbers proposals from 1 in
    arrival order; ours is the first status, after publishing, whose id differs from the last one seen before
    and whose action is ours (so a monitor restart or another proposer cannot complete our step).
-7. An observation must be newer than the end of the previous step (no acting on a frame taken mid-motion).
+7. An observation must be taken after the end of the previous step (no acting on a frame taken mid-motion):
+   both frames, and the odometry and joint states once any were received, must be *stamped* (header stamp;
+   the arrival time when the stamp is zero) no earlier than the end of the step: the node clock when the
+   monitor's DONE/ABORTED was handled, or the ``stamp`` it carries (its latest odometry's when the proposal
+   ended) if later; the node clock when the primitive timed out or the episode began. And no later than
+   ``CLOCK_JUMP_S`` past the node clock now (a frame from the future predates a clock that jumped back at
+   a simulator reset). Stamps, not arrival times: two messages handled at the same clock value would
+   compare equal, and a frame captured before the step ended may be handled after it (a simulator that
+   executes actions whole publishes the pre-step world up to the instant it executes one). On a robot the
+   rule costs at most one camera period per step: the first frame captured after the node learned that the
+   motion ended.
 8. ``max_rate_hz`` between inference starts.
+
+Refusals: the runner keeps a ``safevla_node.safety.refusals.RefusalMemory`` (the one the evaluation adapters
+keep): the deciding status of each proposal on ``safevla/primitive_status`` (the first one of it, which
+carries the shield's ``verdict``) says whether the shield refused it (STOP, or REPLACE by another action)
+and every inference is masked (``InferenceRequest.action_mask``) against the actions refused at the current
+pose (odometry and the ``joint_lift`` / ``wrist_extension`` joint states): after a refusal the policy
+chooses its next best action instead of proposing the refused one forever while the robot stands still.
+A fail-safe refusal (stale sensors, no verdict) says nothing about the action and is not remembered; without
+odometry there is no pose to key on and nothing is masked.
 
 A result is also dropped (``stale_results``) when its frames have grown older than ``max_image_age_s`` by the
 time it is ready. When the monitor executed a different action than proposed (the shield replaced it), the
@@ -49,9 +68,10 @@ import numpy as np
 from safevla_node.actions import ACTION_BY_CODE, NUM_ACTIONS
 from safevla_node.config import check_range, field
 from safevla_node.errors import ConfigError, MessageError
-from safevla_node.safety.monitor_types import PrimitiveStatus
+from safevla_node.safety.monitor_types import OdometryData, PrimitiveStatus
 from safevla_node.safety.primitives import PrimitivePhase
-from safevla_node.safety.types import DiscreteCommand
+from safevla_node.safety.refusals import RefusalMemory, robot_pose
+from safevla_node.safety.types import DiscreteCommand, RobotState
 
 __all__ = [
     "Camera",
@@ -91,7 +111,12 @@ class PolicyNodeConfig:
         "", "tokenizer.json or a local t5-small tokenizer directory (empty: from the checkpoint)")
     device: Literal["auto", "cpu", "cuda"] = field(
         "auto", "inference device: auto (CUDA when available), cpu, cuda")
-    instruction: str = field("", "initial instruction (empty: wait for safevla/instruction)")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = field(
+        "auto", "inference precision: auto (bf16/fp16 autocast on CUDA, fp32 on CPU), fp32, bf16, fp16 (CUDA)")
+    instruction: str = field(
+        "", "the goal, as a parameter: setting it starts a new episode with that goal (even the same text), "
+        "setting it empty withdraws the goal and discards a running inference; an orchestrator's synchronous "
+        "alternative to safevla/instruction (empty at start-up: wait for the topic)")
     compressed_images: bool = field(
         False, "subscribe the cameras' /compressed (JPEG/PNG sensor_msgs/CompressedImage) topics instead of "
         "raw")
@@ -174,6 +199,8 @@ class InferenceRequest:
         object_in_hand: the gripper holds an object.
         frame_times: arrival times (node clock, s) of the two frames.
         deterministic: choose the most probable action (else sample).
+        action_mask: True per allowed action (the actions the shield refused at this pose are False), or
+            None: all allowed.
     """
 
     request_id: int
@@ -186,6 +213,7 @@ class InferenceRequest:
     object_in_hand: bool
     frame_times: tuple[float, float]
     deterministic: bool = True
+    action_mask: tuple[bool, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -235,6 +263,7 @@ class PolicyReport:
 @dataclass
 class _Frame:
     arrival: float
+    stamp: float
     load: FrameLoader
     used: bool = False
 
@@ -276,6 +305,12 @@ class PolicyRunner:
         self.config = config
         self._frames: dict[Camera, _Frame | None] = dict.fromkeys(Camera)
         self._joints_time: float | None = None
+        self._joints_stamp: float | None = None
+        self._joints: dict[str, float] = {}
+        self._odom: OdometryData | None = None
+        self._odom_time: float | None = None
+        self._odom_stamp: float | None = None
+        self._refusals = RefusalMemory()
         self._object_in_hand = False
         self._status_time: float | None = None
         self._last_status_id: int | None = None
@@ -315,17 +350,26 @@ class PolicyRunner:
             self._instruction_time = now
         self._latest_time = now
 
-    def on_frame(self, camera: Camera, now: float, load: FrameLoader) -> None:
-        """Keep the latest frame of ``camera``; an unused one it replaces counts as dropped."""
+    def on_frame(self, camera: Camera, now: float, load: FrameLoader, stamp: float | None = None) -> None:
+        """Keep the latest frame of ``camera`` (``stamp``: its capture time, None = ``now``); an unused one it
+        replaces counts as dropped."""
         self._see_time(now)
         previous = self._frames[camera]
         if previous is not None and not previous.used:
             self._n.frames_dropped += 1
-        self._frames[camera] = _Frame(now, load)
+        self._frames[camera] = _Frame(now, now if stamp is None else stamp, load)
 
-    def on_joint_states(self, now: float, joints: Mapping[str, float]) -> None:
-        """Object-in-hand from the configured joint (a message without it leaves the flag unchanged)."""
+    def on_odometry(self, now: float, odom: OdometryData, stamp: float | None = None) -> None:
+        """The base pose the refusal memory keys on (``stamp``: its measurement time, None = ``now``)."""
+        self._odom, self._odom_time = odom, now
+        self._odom_stamp = now if stamp is None else stamp
+
+    def on_joint_states(self, now: float, joints: Mapping[str, float], stamp: float | None = None) -> None:
+        """Object-in-hand from the configured joint (a message without it leaves the flag unchanged); the
+        joints are merged (a message may name a subset) for the refusal memory's pose."""
         self._joints_time = now
+        self._joints_stamp = now if stamp is None else stamp
+        self._joints.update(joints)
         position = joints.get(self.config.object_in_hand_joint)
         if position is not None:
             low, high = self.config.object_in_hand_range
@@ -344,6 +388,19 @@ class PolicyRunner:
         self._begin_episode(now)
         self._instruction, self._instruction_time = text, now
         _log.info("episode %d: %r", self._episode, text)
+
+    def set_goal(self, now: float, text: str) -> None:
+        """The ``instruction`` parameter was set: a new episode with goal ``text`` (even the text of the
+        running one: an explicit episode start), or, empty, the goal withdrawn (an inference running now
+        is then discarded, so nothing is proposed from here on until the next goal)."""
+        text = text.strip()
+        if not text:
+            self._instruction = None
+            _log.info("goal withdrawn")
+            return
+        self._begin_episode(now)
+        self._instruction, self._instruction_time = text, now
+        _log.info("episode %d: %r (parameter)", self._episode, text)
 
     def on_episode_reset(self, now: float) -> None:
         """End the episode; nothing is proposed until the next instruction.
@@ -365,7 +422,8 @@ class PolicyRunner:
         self._fault = None
         self._awaiting = None
         self._override = None
-        self._step_done = now  # the first observation comes from a frame that arrived after this
+        self._refusals.clear()
+        self._step_done = now  # the first observation comes from frames stamped after this
 
     def on_primitive_status(self, now: float, status: PrimitiveStatus) -> None:
         """The monitor's progress report; completes our step on DONE/ABORTED of our proposal."""
@@ -374,6 +432,7 @@ class PolicyRunner:
         if (waiting is not None and waiting.claimed_id is None and status.action == waiting.action
                 and status.proposal_id != waiting.previous_status_id):
             waiting.claimed_id = status.proposal_id
+            self._decided(status)
         self._last_status_id = status.proposal_id
         if (waiting is None or waiting.claimed_id != status.proposal_id
                 or status.phase not in (PrimitivePhase.DONE, PrimitivePhase.ABORTED)):
@@ -385,7 +444,18 @@ class PolicyRunner:
         if 0 <= status.executed < NUM_ACTIONS and status.executed != waiting.action:
             self._override = status.executed
         self._awaiting = None
-        self._step_done = now
+        # The step ended when the monitor saw the robot at rest: at the stamp of its latest odometry, which
+        # may be ahead of this node's clock (a clock behind on /clock must not let a pre-step frame through).
+        self._step_done = now if status.stamp is None else max(now, status.stamp)
+
+    def _decided(self, status: PrimitiveStatus) -> None:
+        """The deciding status of our proposal: tell the refusal memory what the shield did with it."""
+        if not status.verdict:  # a fail-safe refusal (or the deciding status was lost): nothing learned
+            self._refusals.discard()
+        elif status.phase is PrimitivePhase.ABORTED:
+            self._refusals.executed(None)
+        else:
+            self._refusals.executed(status.executed)
 
     def on_malformed(self, what: str, reason: str) -> None:
         """A message (joint_states, primitive status, ...) was dropped by its conversion."""
@@ -427,12 +497,29 @@ class PolicyRunner:
             return RunnerState.INFERRING, f"inference {flight.request.request_id} running"
         if self._awaiting is not None:
             return RunnerState.EXECUTING, f"monitor executing action {self._awaiting.action}"
-        if self._step_done is not None and any(f is not None and f.arrival < self._step_done
-                                               for f in self._frames.values()):
-            return RunnerState.WAITING_FRAME, "waiting for frames newer than the last step"
+        waiting_for = self._inputs_before_step(now)
+        if waiting_for:
+            return RunnerState.WAITING_FRAME, f"waiting for {', '.join(waiting_for)} stamped after the last step"
         if self._last_start is not None and now - self._last_start < 1.0 / c.max_rate_hz:
             return RunnerState.RATE_LIMITED, f"max_rate_hz {c.max_rate_hz:g}"
         return None
+
+    def _inputs_before_step(self, now: float) -> list[str]:
+        """The inputs not stamped within [end of the previous step, now + CLOCK_JUMP_S] (rule 7)."""
+        stamps = {camera.value: None if frame is None else frame.stamp for camera, frame in self._frames.items()}
+        stamps.update(odom=self._odom_stamp, joint_states=self._joints_stamp)
+        start = -float("inf") if self._step_done is None else self._step_done
+        return [name for name, stamp in stamps.items()
+                if stamp is not None and not start <= stamp <= now + CLOCK_JUMP_S]
+
+    def _pose(self) -> RobotState | None:
+        """The robot's pose from odometry and joint states (None before any odometry)."""
+        if self._odom is None:
+            return None
+        defaults = RobotState()
+        return RobotState(x=self._odom.x, y=self._odom.y, yaw=self._odom.yaw,
+                          lift=self._joints.get("joint_lift", defaults.lift),
+                          arm_extension=self._joints.get("wrist_extension", defaults.arm_extension))
 
     def _expire(self, now: float, wall: float) -> None:
         """Time-driven transitions: a primitive that never finished, an inference that hangs."""
@@ -442,6 +529,7 @@ class PolicyRunner:
             _log.warning("no DONE/ABORTED for action %d within primitive_timeout_s %g: proposing again",
                          waiting.action, self.config.primitive_timeout_s)
             self._awaiting = None
+            self._refusals.discard()
             self._step_done = now
         flight = self._in_flight
         timeout = self.config.inference_timeout_s
@@ -460,12 +548,15 @@ class PolicyRunner:
         nav, manip = self._frames[Camera.NAV], self._frames[Camera.MANIP]
         assert nav is not None and manip is not None and self._instruction is not None  # checked by _blocker
         nav.used = manip.used = True
+        pose = self._pose()
+        mask = None if pose is None else self._refusals.mask(robot_pose(pose))
         self._requests += 1
         request = InferenceRequest(
             request_id=self._requests, episode=self._episode, reset=self._policy_episode != self._episode,
             executed_override=self._override, instruction=self._instruction, nav=nav.load, manip=manip.load,
             object_in_hand=self._object_in_hand, frame_times=(nav.arrival, manip.arrival),
-            deterministic=self.config.deterministic)
+            deterministic=self.config.deterministic,
+            action_mask=None if mask is None else tuple(bool(m) for m in mask))
         self._in_flight = _InFlight(request, wall)
         self._last_start = now
         return request
@@ -503,6 +594,9 @@ class PolicyRunner:
         self._override = None
         if request.episode != self._episode:  # reset while it ran: the next request resets the policy
             return None
+        if self._instruction is None:
+            _log.info("result of request %d discarded: the goal was withdrawn while it ran", request.request_id)
+            return None
         age = now - min(request.frame_times)
         if age > self.config.max_image_age_s:
             self._n.stale_results += 1
@@ -510,6 +604,7 @@ class PolicyRunner:
                          self.config.max_image_age_s)
             return None
         self._awaiting = _Awaiting(outcome.action_index, now, self._last_status_id)
+        self._refusals.proposed(outcome.action_index)
         self._last_action = outcome.action_index
         self._episode_ended = outcome.action_index == END_ACTION
         self._n.proposals += 1
@@ -532,7 +627,8 @@ class PolicyRunner:
         ages = {camera.value: age(None if frame is None else frame.arrival)
                 for camera, frame in self._frames.items()}
         ages.update(instruction=age(self._instruction_time if self._instruction is not None else None),
-                    joint_states=age(self._joints_time), primitive_status=age(self._status_time))
+                    joint_states=age(self._joints_time), odom=age(self._odom_time),
+                    primitive_status=age(self._status_time))
         n = self._n
         return PolicyReport(
             state, reason, self._episode, self._instruction or "", n.proposals, n.inferences, rate,
@@ -595,7 +691,8 @@ class StepExecutor:
             self.policy.override_last_action(request.executed_override)
         observation = self._make_observation(instruction=request.instruction, nav_rgb=nav, manip_rgb=manip,
                                              object_in_hand=request.object_in_hand)
-        output = self.policy.select_action(observation, deterministic=True)
+        mask = None if request.action_mask is None else np.array(request.action_mask, dtype=bool)
+        output = self.policy.select_action(observation, action_mask=mask, deterministic=True)
         probabilities = np.asarray(output.probabilities, dtype=np.float64)
         total = probabilities.sum()
         if probabilities.shape != (NUM_ACTIONS,) or not np.all(np.isfinite(probabilities)) or \

@@ -99,6 +99,9 @@ class BridgeConfig:
     frames: FrameConfig = field(FrameConfig(), "frame ids of the published messages")
     gripper_camera_frame: str = field("gripper_camera_color_optical_frame", "frame of the gripper camera")
     proposer: ProposerConfig = field(ProposerConfig(), "a policy the bridge runs itself (evaluation through ROS)")
+    step_budget: int = field(
+        0, "discrete: execute at most this many actions per episode, whoever proposes them (0: the task's own "
+        "budget); later proposals are not executed, so the backend sees exactly an in-process episode's calls")
 
     def __post_init__(self) -> None:
         if self.action_execution not in EXECUTION_MODES:
@@ -123,6 +126,7 @@ class BridgeConfig:
         check_range("fallback_step_s", self.fallback_step_s, 0.05, 60.0)
         check_range("camera_width", self.camera_width, 16, 800)
         check_range("camera_height", self.camera_height, 16, 600)
+        check_range("step_budget", self.step_budget, 0, 10_000)
 
     @property
     def discrete(self) -> bool:
@@ -301,9 +305,10 @@ class SimBridge:
         Continuous: RUNNING holds off the fallback step, DONE/ABORTED closes one step. Discrete: the first
         status of a new proposal id decides it: RUNNING (or DONE) executes ``status.executed`` whole, ABORTED
         spends a step standing still; the later statuses of that proposal close nothing. Nothing is closed
-        once the episode is over.
+        once the episode is over, nor (discrete) once ``step_budget`` actions ran.
         """
-        if self.status().done:
+        status_now = self.status()
+        if status_now.done:
             return None
         if not self.config.discrete:
             if status.phase is PrimitivePhase.RUNNING:
@@ -313,6 +318,8 @@ class SimBridge:
             return None
         if status.proposal_id == self._decided_id or status.phase is PrimitivePhase.IDLE:
             return None
+        if self.config.step_budget and status_now.steps >= self.config.step_budget:
+            return None  # the episode's budget is spent: nothing more runs until the next reset
         self._decided_id = status.proposal_id
         render = self.config.render
         before = self._backend_time

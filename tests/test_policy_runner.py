@@ -25,7 +25,7 @@ from safevla_node.policy_runner import (
     StepExecutor,
     StepResult,
 )
-from safevla_node.safety.monitor_types import PrimitiveStatus
+from safevla_node.safety.monitor_types import OdometryData, PrimitiveStatus
 from safevla_node.safety.primitives import PrimitivePhase
 
 CONFIG = PolicyNodeConfig(max_rate_hz=2.0, max_image_age_s=1.0, primitive_timeout_s=3.0,
@@ -40,8 +40,9 @@ def result(action: int = 0) -> StepResult:
 
 
 def status(phase: PrimitivePhase, proposal_id: int, action: int = 0, executed: int | None = None,
-           reason: str = "") -> PrimitiveStatus:
-    return PrimitiveStatus(phase, proposal_id, action, action if executed is None else executed, reason)
+           reason: str = "", verdict: str = "") -> PrimitiveStatus:
+    return PrimitiveStatus(phase, proposal_id, action, action if executed is None else executed, reason,
+                           verdict)
 
 
 class Rig:
@@ -213,6 +214,126 @@ def test_an_observation_must_be_newer_than_the_end_of_the_step():
     assert rig.poll(1.12) is not None
 
 
+def test_a_frame_captured_before_the_step_ended_is_not_acted_on_even_when_handled_after_it():
+    """Discrete simulation: the pre-step world is published up to the instant the action runs, and a
+    pre-step frame may be handled at the very clock value at which the DONE is handled."""
+    rig = Rig()
+    _, command = rig.step(0.1)
+    rig.runner.on_primitive_status(2.0, status(PrimitivePhase.DONE, 1, command.action_index))
+    for camera in Camera:
+        rig.runner.on_frame(camera, 2.0, lambda: FRAME, stamp=1.9)
+    assert rig.poll(2.0) is None and rig.state(2.0) is RunnerState.WAITING_FRAME
+    assert rig.runner.report(2.0).reason == ("waiting for nav_camera, manip_camera stamped after the last "
+                                             "step")
+    for camera in Camera:
+        rig.runner.on_frame(camera, 2.0, lambda: FRAME, stamp=2.0)  # captured when the step ended
+    assert rig.poll(2.0) is not None
+
+
+def test_a_frame_stamped_in_the_future_waits_for_the_clock_and_an_old_episode_frame_is_never_used():
+    rig = Rig()
+    for camera in Camera:
+        rig.runner.on_frame(camera, 0.1, lambda: FRAME, stamp=0.3)  # handled before /clock reached it
+    assert rig.poll(0.1) is None and rig.state(0.1) is RunnerState.WAITING_FRAME
+    assert rig.poll(0.3) is not None
+    rig = Rig()
+    rig.frames(0.05)  # a new episode's clock; then a frame of the old one arrives late on its topic
+    rig.runner.on_frame(Camera.NAV, 0.06, lambda: FRAME, stamp=35.0)
+    assert rig.poll(0.1) is None and rig.state(0.1) is RunnerState.WAITING_FRAME
+
+
+def test_odometry_and_joint_states_must_be_stamped_after_the_step_once_received():
+    rig = Rig()
+    rig.runner.on_odometry(0.0, OdometryData(0.0, 0.0, 0.0), stamp=0.0)
+    rig.runner.on_joint_states(0.0, {"joint_lift": 0.6}, stamp=0.0)
+    _, command = rig.step(0.1)
+    rig.runner.on_primitive_status(1.0, status(PrimitivePhase.DONE, 1, command.action_index))
+    rig.frames(1.1)
+    assert rig.poll(1.1) is None
+    assert rig.runner.report(1.1).reason == "waiting for odom, joint_states stamped after the last step"
+    rig.runner.on_odometry(1.15, OdometryData(0.2, 0.0, 0.0), stamp=1.1)
+    rig.runner.on_joint_states(1.15, {"joint_lift": 0.6}, stamp=1.1)
+    assert rig.poll(1.15) is not None
+
+
+class Refusals:
+    """A rig whose robot reports a pose, proposing ``action`` and hearing the monitor's decision."""
+
+    def __init__(self) -> None:
+        self.rig = Rig()
+        self.t = 0.0
+        self.proposals = 0
+        self.pose = OdometryData(1.0, 2.0, 0.3)
+
+    def propose(self, action: int) -> InferenceRequest:
+        self.t += 1.0
+        self.rig.runner.on_odometry(self.t, self.pose, stamp=self.t)
+        self.rig.runner.on_joint_states(self.t, {"joint_lift": 0.6, "wrist_extension": 0.1}, stamp=self.t)
+        request, command = self.rig.step(self.t, action)
+        assert command is not None and command.action_index == action
+        self.proposals += 1
+        return request
+
+    def decide(self, phase: PrimitivePhase, action: int, executed: int | None = None, verdict: str = "allow"):
+        runner, t, n = self.rig.runner, self.t + 0.1, self.proposals
+        runner.on_primitive_status(t, status(phase, n, action, executed, verdict=verdict))
+        if phase is PrimitivePhase.RUNNING:  # a later status of the same proposal ends it (no verdict)
+            runner.on_primitive_status(t, status(PrimitivePhase.DONE, n, action, executed))
+
+    def masked(self) -> set[int]:
+        request = self.propose(1)
+        self.decide(PrimitivePhase.RUNNING, 1)
+        mask = request.action_mask
+        return set() if mask is None else {i for i, allowed in enumerate(mask) if not allowed}
+
+
+def test_an_action_the_shield_stopped_is_masked_while_the_robot_stays_put():
+    bench = Refusals()
+    assert bench.propose(0).action_mask is None
+    bench.decide(PrimitivePhase.ABORTED, 0, verdict="stop")
+    assert bench.masked() == {0}
+
+
+def test_an_action_the_shield_replaced_is_masked_and_a_limited_one_is_not():
+    bench = Refusals()
+    bench.propose(0)
+    bench.decide(PrimitivePhase.RUNNING, 0, executed=3, verdict="replace")
+    bench.propose(6)
+    bench.decide(PrimitivePhase.RUNNING, 6, verdict="limit")
+    assert bench.masked() == {0}
+
+
+def test_a_refusal_is_forgotten_once_the_robot_moved():
+    bench = Refusals()
+    bench.propose(0)
+    bench.decide(PrimitivePhase.ABORTED, 0, verdict="stop")
+    bench.pose = OdometryData(1.2, 2.0, 0.3)
+    assert bench.masked() == set()
+
+
+def test_a_fail_safe_refusal_without_a_verdict_is_not_remembered():
+    bench = Refusals()
+    bench.propose(0)
+    bench.decide(PrimitivePhase.ABORTED, 0, verdict="")  # e.g. refused: scan stale
+    assert bench.masked() == set()
+
+
+def test_a_new_episode_forgets_the_refusals():
+    bench = Refusals()
+    bench.propose(0)
+    bench.decide(PrimitivePhase.ABORTED, 0, verdict="stop")
+    bench.rig.runner.on_instruction(bench.t + 0.2, "pick up the apple")
+    assert bench.masked() == set()
+
+
+def test_without_odometry_nothing_is_masked():
+    rig = Rig()
+    _, command = rig.step(0.1, action=0)
+    rig.runner.on_primitive_status(0.2, status(PrimitivePhase.ABORTED, 1, 0, verdict="stop"))
+    request, _ = rig.step(0.6)
+    assert request.action_mask is None
+
+
 def test_an_action_replaced_by_the_shield_is_fed_back_once():
     rig = Rig()
     rig.step(0.1, action=0)
@@ -344,10 +465,10 @@ def test_object_in_hand_follows_the_configured_aperture_range():
 
 def test_the_report_carries_latencies_and_input_ages():
     rig = Rig()
-    rig.runner.on_joint_states(0.2, {"gripper_aperture": 0.1})
     for i, latency in enumerate((0.1, 0.3, 0.2)):
         t = 1.0 * i
         rig.frames(t)
+        rig.runner.on_joint_states(t, {"gripper_aperture": 0.1})
         request = rig.poll(t, wall=t)
         rig.runner.on_result(t, t + latency, request, result())
         rig.runner.on_primitive_status(t, status(PrimitivePhase.DONE, i + 1))
@@ -355,7 +476,7 @@ def test_the_report_carries_latencies_and_input_ages():
     latencies = (report.latency_last_s, report.latency_p50_s, report.latency_max_s)
     assert latencies == pytest.approx((0.2, 0.2, 0.3))
     assert report.ages == pytest.approx({"nav_camera": 0.5, "manip_camera": 0.5, "instruction": 2.5,
-                                         "joint_states": 2.3, "primitive_status": 0.5})
+                                         "joint_states": 0.5, "odom": None, "primitive_status": 0.5})
     assert report.proposals == report.inferences == 3 and report.last_action == 0
 
 
@@ -467,6 +588,18 @@ def test_sampling_is_reproducible_with_the_seed_and_the_draw_is_fed_back(tiny_po
             rig.runner.on_primitive_status(float(i), status(PrimitivePhase.DONE, i + 1, outcome.action_index))
         draws.append(actions)
     assert draws[0] == draws[1]
+
+
+def test_the_refusal_mask_reaches_the_policy_and_the_sampled_draw_honours_it(tiny_policy):
+    from policies.runtime import PolicyObservation
+
+    for deterministic in (True, False):
+        rig = Rig(replace(CONFIG, deterministic=deterministic))
+        request = replace(request_for(rig, 0.1), action_mask=tuple(i != 0 and i != 3 for i in range(NUM_ACTIONS)))
+        tiny_policy.reset()
+        outcome = StepExecutor(tiny_policy, PolicyObservation, seed=3)(request)
+        assert outcome.action_index not in (0, 3)
+        assert outcome.probabilities[0] == outcome.probabilities[3] == 0.0
 
 
 def test_a_malformed_frame_never_reaches_the_policy(tiny_policy):
@@ -595,3 +728,36 @@ def test_a_clock_that_jumps_back_drops_old_frames_and_restarts_the_rate_limit():
     assert rig.state(0.05) is RunnerState.STALE_IMAGES
     rig.frames(0.1)
     assert rig.poll(0.1, wall=41.1) is not None
+
+
+def test_the_goal_parameter_starts_an_episode_even_with_the_same_text():
+    rig = Rig()
+    request, _ = rig.step(0.1)
+    assert request.episode == 1
+    rig.runner.set_goal(0.2, "find the mug")  # the same goal: an orchestrator's explicit new episode
+    request, _ = rig.step(0.7)
+    assert request.reset and request.episode == 2 and request.instruction == "find the mug"
+
+
+def test_withdrawing_the_goal_discards_the_running_inference():
+    rig = Rig()
+    rig.frames(0.1)
+    request = rig.poll(0.1)
+    rig.runner.set_goal(0.15, "")
+    assert rig.runner.on_result(0.2, 0.2, request, result(2)) is None
+    rig.frames(0.3)
+    assert rig.poll(0.3) is None and rig.state(0.3) is RunnerState.NO_INSTRUCTION
+
+
+def test_a_step_ends_at_the_monitors_odometry_stamp_when_this_clock_lags_behind_it():
+    """A node behind on /clock handles the DONE at an older clock value than the odometry that ended the
+    step: a pre-step frame stamped in between must not be taken for a post-step one."""
+    rig = Rig()
+    _, command = rig.step(0.1)
+    done = replace(status(PrimitivePhase.DONE, 1, command.action_index), stamp=2.0)
+    rig.runner.on_primitive_status(1.5, done)
+    for camera in Camera:
+        rig.runner.on_frame(camera, 1.6, lambda: FRAME, stamp=1.9)  # the pre-step world, before the jump
+    assert rig.poll(2.0) is None and rig.state(2.0) is RunnerState.WAITING_FRAME
+    rig.frames(2.0)
+    assert rig.poll(2.0) is not None

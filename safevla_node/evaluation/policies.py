@@ -9,8 +9,8 @@ A refused action is not proposed again at the same pose: every adapter keeps a
 ``safevla_node.safety.refusals.RefusalMemory`` of the actions the shield refused (STOP, or REPLACE by another
 action) while the robot has not moved, and masks them, so the policy re-plans (the expert picks its next best
 action, a checkpoint its next most probable) instead of stalling on the same proposal until the step budget
-runs out. Through ROS (``--through-ros``) the same adapters run inside the bridge, so they keep this memory
-there too.
+runs out. The policy node keeps the same memory (``safevla_node.policy_runner``), so a checkpoint evaluated
+through ROS chooses exactly as here.
 
 torch is imported only when a checkpoint policy is built (``policies.runtime``), so expert-only suites run
 without it.

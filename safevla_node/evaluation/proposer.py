@@ -1,5 +1,7 @@
 """An evaluation policy hosted by the simulation bridge, proposing through the safety monitor like a policy
-node does: the through-ROS side of in-process / through-ROS parity.
+node does: the through-ROS side of in-process / through-ROS parity for the privileged experts (the
+through-ROS executor runs checkpoint policies in the real policy node; ``kind: checkpoint`` here remains
+for a bridge used on its own).
 
 In-process evaluation (``runner.InProcessExecutor``) asks the policy adapter for an action, judges it with
 ``shielding.shielded_action`` and executes the result. Through ROS the same adapter (``policies.make_policy``,

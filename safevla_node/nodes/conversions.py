@@ -16,7 +16,8 @@ Encodings defined by this project (standard message types, no custom interfaces 
   ``pose`` = centre and orientation (roll, pitch, yaw), ``scale`` = bounding-box size, ``text`` = JSON
   ``{"id", "name", "visible", "held", "unstable", "static"}``; a DELETEALL marker (RViz's "clear") is skipped.
 * ``safevla/primitive_status`` (std_msgs/String): JSON ``{"state": "idle|running|done|aborted",
-  "proposal_id", "action", "executed", "reason", "verdict"}`` (``verdict`` optional when decoding).
+  "proposal_id", "action", "executed", "reason", "verdict", "stamp"}`` (``verdict`` and ``stamp``, a number
+  or null, optional when decoding).
 * ``safevla/instruction`` (std_msgs/String): the goal text; surrounding whitespace is ignored and an empty
   text withdraws the goal.
 * ``safevla/safety_state`` (diagnostic_msgs/DiagnosticStatus): level OK/WARN/ERROR for allow/limit-or-replace/
@@ -462,7 +463,7 @@ def primitive_status_to_msg(status: PrimitiveStatus) -> String:
     """The JSON of a primitive status (see the module docstring)."""
     return String(data=json.dumps({"state": status.phase.value, "proposal_id": status.proposal_id,
                                    "action": status.action, "executed": status.executed,
-                                   "reason": status.reason, "verdict": status.verdict}))
+                                   "reason": status.reason, "verdict": status.verdict, "stamp": status.stamp}))
 
 
 def primitive_status_from_msg(msg: String) -> PrimitiveStatus:
@@ -473,8 +474,10 @@ def primitive_status_from_msg(msg: String) -> PrimitiveStatus:
     """
     try:
         data = json.loads(msg.data)
+        stamp = data.get("stamp")
         return PrimitiveStatus(PrimitivePhase(data["state"]), int(data["proposal_id"]), int(data["action"]),
-                               int(data["executed"]), str(data["reason"]), str(data.get("verdict", "")))
+                               int(data["executed"]), str(data["reason"]), str(data.get("verdict", "")),
+                               None if stamp is None else float(stamp))
     except (ValueError, KeyError, TypeError) as exc:
         raise MessageError(f"primitive status is not the expected JSON: {msg.data!r} ({exc})") from None
 

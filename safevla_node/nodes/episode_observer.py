@@ -20,7 +20,7 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
-from std_msgs.msg import String
+from std_msgs.msg import Float32MultiArray, String
 from std_srvs.srv import Trigger
 from visualization_msgs.msg import MarkerArray
 
@@ -36,17 +36,26 @@ _RELIABLE = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
 
 
 class EpisodeObserver(Node):
-    """See the module docstring. ``bridge`` and ``monitor`` are the node names in the graph."""
+    """See the module docstring. ``bridge`` and ``monitor`` are the node names in the graph; ``policy``, when
+    given, is a policy node whose parameters are set too (its ``instruction`` starts its episodes)."""
 
-    def __init__(self, context: Context, bridge: str = "sim_bridge", monitor: str = "safety_monitor") -> None:
+    def __init__(self, context: Context, bridge: str = "sim_bridge", monitor: str = "safety_monitor",
+                 policy: str | None = None) -> None:
         super().__init__("episode_observer", context=context)
         self.executor_ = SingleThreadedExecutor(context=context)
         self.executor_.add_node(self)
         self.trace = EpisodeTrace()
-        self._episode = 0
+        #: the bridge's episode number of the newest status received (-1: none yet), and the highest one that
+        #: belongs to an episode before the latest reset: its statuses may still be in flight after the reset
+        self._latest_episode = -1
+        self._stale_episode = -1
         self._last_verdict = ""
+        self._primitive_phase = PrimitivePhase.IDLE
+        self._proposals_seen = 0
+        self._last_proposal_id = 0
+        steered = (bridge, monitor) if policy is None else (bridge, monitor, policy)
         self._param_clients = {name: self.create_client(SetParametersAtomically, f"/{name}/set_parameters_atomically")
-                               for name in (bridge, monitor)}
+                               for name in steered}
         self._reset = self.create_client(Trigger, f"/{bridge}/reset")
         self.create_subscription(String, "safevla/episode_status", self._on_status, _RELIABLE)
         self.create_subscription(Odometry, "odom", self._on_odom, qos_profile_sensor_data)
@@ -54,6 +63,7 @@ class EpisodeObserver(Node):
         self.create_subscription(DiagnosticStatus, "safevla/safety_state", self._on_verdict, _RELIABLE)
         self.create_subscription(String, "safevla/primitive_status", self._on_primitive, _RELIABLE)
         self.create_subscription(MarkerArray, "safevla/objects", self._on_objects, qos_profile_sensor_data)
+        self.create_subscription(Float32MultiArray, "safevla/action_proposal", self._on_proposal, _RELIABLE)
 
     # --- steering ---------------------------------------------------------------------------------------
 
@@ -70,9 +80,11 @@ class EpisodeObserver(Node):
             self.executor_.spin_once(timeout_sec=0.05)
 
     def wait_for_stack(self, timeout: float) -> None:
-        """Block until the bridge's and monitor's services exist."""
+        """Block until the bridge's and monitor's services exist and the bridge's episode status arrived (its
+        episode number tells the statuses of a later reset's episode from those still in flight)."""
         clients = [*self._param_clients.values(), self._reset]
         self.spin_until(lambda: all(c.service_is_ready() for c in clients), timeout, "the stack's services")
+        self.spin_until(lambda: self._latest_episode >= 0, timeout, "the bridge's episode status")
 
     def set_parameters(self, node: str, values: dict[str, Any]) -> None:
         """Set parameters of a running node all at once; raise if it refuses (its validation message is kept).
@@ -82,7 +94,7 @@ class EpisodeObserver(Node):
         request = SetParametersAtomically.Request(
             parameters=[Parameter(name, value=value).to_parameter_msg() for name, value in values.items()])
         future = self._param_clients[node].call_async(request)
-        self.spin_until(future.done, 10.0, f"{node} to accept {values}")
+        self.spin_until(future.done, 30.0, f"{node} to accept {values}")
         result = future.result().result
         if not result.successful:
             raise SafeVLAError(f"{node} refused {values}: {result.reason}")
@@ -90,11 +102,11 @@ class EpisodeObserver(Node):
     def start_episode(self) -> str:
         """Reset the bridge (a new episode from its current parameters); returns the instruction."""
         self.trace = EpisodeTrace()
+        self._stale_episode = self._latest_episode
         future = self._reset.call_async(Trigger.Request())
         self.spin_until(future.done, 60.0, "the bridge's ~/reset")
         if not future.result().success:
             raise SafeVLAError(future.result().message)
-        self._episode += 1
         return future.result().message
 
     def run_episode(self, max_steps: int, timeout_s: float) -> EpisodeTrace:
@@ -110,6 +122,18 @@ class EpisodeObserver(Node):
             self.executor_.spin_once(timeout_sec=0.05)
         return self.trace
 
+    def wait_until_decided(self, timeout: float, settle_s: float = 0.05) -> None:
+        """Process callbacks until every proposal seen so far has been decided by the monitor (it numbers
+        them from 1) and the latest one's primitive ended, so that nothing proposed so far is still to be
+        executed (an orchestrator calls this after stopping its proposer, before the next reset). Callbacks
+        are processed for ``settle_s`` first (proposals still in flight); returns after ``timeout`` seconds
+        regardless."""
+        start = time.monotonic()
+        while time.monotonic() - start < timeout and (
+                time.monotonic() - start < settle_s or self._last_proposal_id < self._proposals_seen
+                or self._primitive_phase is PrimitivePhase.RUNNING):
+            self.executor_.spin_once(timeout_sec=0.01)
+
     def _bridge_episode_after_reset(self) -> int:
         self.spin_until(lambda: bool(self.trace.status), 10.0, "an episode status after the reset")
         return int(self.trace.status["episode"])
@@ -117,7 +141,11 @@ class EpisodeObserver(Node):
     # --- recording --------------------------------------------------------------------------------------
 
     def _on_status(self, msg: String) -> None:
-        self.trace.status = json.loads(msg.data)
+        status = json.loads(msg.data)
+        episode = int(status.get("episode", -1))
+        self._latest_episode = max(self._latest_episode, episode)
+        if episode > self._stale_episode:  # not a status of an episode before the reset, still in flight
+            self.trace.status = status
 
     def _on_odom(self, msg: Odometry) -> None:
         t = conv.time_to_seconds(msg.header.stamp)
@@ -143,11 +171,16 @@ class EpisodeObserver(Node):
             self.trace.limits += 1
         self._last_verdict = kind
 
+    def _on_proposal(self, _msg: Float32MultiArray) -> None:
+        self._proposals_seen += 1
+
     def _on_primitive(self, msg: String) -> None:
         try:
             status = conv.primitive_status_from_msg(msg)
         except MessageError:
             return
+        self._primitive_phase = status.phase
+        self._last_proposal_id = max(self._last_proposal_id, status.proposal_id)
         if status.phase is PrimitivePhase.RUNNING and status.executed != status.action:
             self.trace.replacements += 1
         if status.phase is PrimitivePhase.ABORTED:

@@ -2,17 +2,27 @@
 
 ``RosGraphExecutor`` is an ``EpisodeExecutor`` (``safevla_node.evaluation.runner``) whose episodes run in a
 real graph: the ``sim_bridge`` and ``safety_monitor`` nodes of the ``sim`` profile, each its own process,
-over loopback DDS in a domain leased by the executor (so ``--workers N`` gives N independent graphs). The
-policy under evaluation runs inside the bridge (``proposer.*``: the same adapter as in-process, so the
-privileged experts work too), proposes on ``safevla/action_proposal``, and the safety monitor judges every
-proposal from what it receives over ROS (scan, odometry, joint states, labelled objects, the task target)
-before the bridge executes it whole (``action_execution: discrete``). The records compare one to one with
-in-process ones by key: same success, steps, cost per category, path lengths and intervention counts.
+over loopback DDS in a domain leased by the executor (so ``--workers N`` gives N independent graphs). Every
+proposal reaches the monitor on ``safevla/action_proposal``; the monitor judges it from what it receives
+over ROS (scan, odometry, joint states, labelled objects, the task target) and the bridge executes what it
+lets through, whole (``action_execution: discrete``). Who proposes:
+
+- ``kind: checkpoint``: the real policy node (``safevla_node.nodes.policy_node``, what runs on the robot)
+  with the checkpoint, device and greedy decoding in fp32 (as the in-process adapter), on the bridge's
+  rendered camera topics, odometry and joint states; the bridge's own proposer is off. The policy node's
+  ``safevla/instruction`` and ``safevla/episode_reset`` are remapped away: the executor starts each of its
+  episodes by setting its ``instruction`` parameter after the bridge's reset, and withdraws the goal when
+  the episode ends (both synchronous with the node), so no proposal straddles two episodes.
+- ``expert`` / ``noisy_expert``: inside the bridge (``proposer.*``), since they plan on the simulator's
+  privileged scene; a policy node in the same graph idles (no goal, and no camera frames are rendered).
+
+The records compare one to one with in-process ones by key: same success, steps, cost per category, path
+lengths and intervention counts (the bridge counts the verdict of each proposal it executed).
 
 Per episode the executor sets the bridge's episode parameters and the monitor's shield, resets the bridge
 and watches ``safevla/episode_status`` until the episode is done or its step budget is spent. A graph is
-kept while consecutive episodes share the backend set-up (backend, difficulty, perturbation, cameras), and
-restarted otherwise.
+kept while consecutive episodes share the backend set-up (backend, difficulty, perturbation, cameras) and
+the policy node can run the episode's policy, and restarted otherwise.
 """
 
 from __future__ import annotations
@@ -29,13 +39,14 @@ from typing import Any
 from safevla_node.dds import DomainLease
 from safevla_node.errors import SafeVLAError
 from safevla_node.evaluation.metrics import EpisodeRecord
-from safevla_node.evaluation.suite import EpisodeSpec
+from safevla_node.evaluation.policies import resolve_checkpoint
+from safevla_node.evaluation.suite import EpisodeSpec, PolicySpec
 from safevla_node.evaluation.trace import status_record
 from safevla_node.nodes.params import flatten_fields
 from safevla_node.nodes.stack_session import StackSession, stack_launches, stack_session
 from safevla_node.safety.shield import ShieldConfig
 
-__all__ = ["MONITOR_OVERRIDES", "RosGraphExecutor"]
+__all__ = ["MONITOR_OVERRIDES", "POLICY_NODE_OVERRIDES", "RosGraphExecutor"]
 
 _log = logging.getLogger(__name__)
 
@@ -45,9 +56,33 @@ _log = logging.getLogger(__name__)
 #: in-process evaluation never spends. A primitive of a whole action sees its goal at once; one that does
 #: not (the backend stopped short at an obstacle) ends after a second of sim time instead of five.
 MONITOR_OVERRIDES: dict[str, Any] = {
-    **{f"source_timeout_s.{name}": 60.0 for name in ("scan", "depth", "odom", "joint_states", "objects")},
+    **{f"source_timeout_s.{name}": 60.0 for name in ("scan", "depth", "odom", "joint_states", "objects",
+                                                     "policy_heartbeat")},
     "primitive.timeout": 1.0,
 }
+
+#: Policy node parameters of an evaluation graph. Its rate limit, frame age and monitor timeout guard a robot
+#: in real time; here sim time runs ten times faster than wall time while the model infers, so they would
+#: drop results and re-propose where in-process evaluation steps once per observation. Greedy decoding in
+#: fp32 is what ``CheckpointPolicy`` does. Rule 7 (frames stamped after the step) still holds.
+POLICY_NODE_OVERRIDES: dict[str, Any] = {
+    "max_rate_hz": 100.0, "max_image_age_s": 60.0, "primitive_timeout_s": 600.0, "inference_timeout_s": 120.0,
+    "deterministic": True, "precision": "fp32",
+}
+#: The policy node listens to the executor's parameter, not to the bridge's episode topics.
+_POLICY_NODE_REMAPS = {"safevla/instruction": "safevla/eval/unused_instruction",
+                       "safevla/episode_reset": "safevla/eval/unused_episode_reset"}
+_POLICY_NODE = "policy_node"
+#: Sim time (s) a bridge-hosted policy waits after a reset before proposing, so the monitor has taken the new
+#: episode's sensors: 0.1 s of wall time at 10x, margin for a loaded machine (the default 0.3 is 30 ms).
+_SETTLE_S = 1.0
+
+
+def _node_policy(policy: PolicySpec) -> tuple[str, str] | None:
+    """(checkpoint path, device) when ``policy`` runs in the policy node, else None (bridge-hosted)."""
+    if policy.kind != "checkpoint":
+        return None
+    return str(resolve_checkpoint(policy.checkpoint)), policy.device
 
 
 def _shield_parameters(config: ShieldConfig, enabled: bool) -> dict[str, Any]:
@@ -82,22 +117,33 @@ class RosGraphExecutor:
         self._stack = ExitStack()
         self._session: StackSession | None = None
         self._key: tuple[Any, ...] | None = None
+        self._node_policy: tuple[str, str] | None = None
 
     def _graph(self, spec: EpisodeSpec) -> StackSession:
         key = (spec.backend, spec.difficulty, spec.perturbation, spec.camera_size)
-        if self._session is not None and key == self._key and not self._session.launcher.poll():
+        wanted = _node_policy(spec.policy)
+        if (self._session is not None and key == self._key and not self._session.launcher.poll()
+                and wanted in (None, self._node_policy)):
             return self._session
         self._stop_graph()
         width, height = spec.camera_size
         bridge = {"backend": spec.backend, "difficulty": spec.difficulty, "perturbation": spec.perturbation,
                   "camera_width": width, "camera_height": height, "render_depth": False, "render": False,
                   "action_execution": "discrete", "real_time_factor": self._rtf}
-        launches = stack_launches("sim", {"sim_bridge": bridge, "safety_monitor": MONITOR_OVERRIDES},
-                                  nodes=("sim_bridge", "safety_monitor"))
+        overrides: dict[str, dict[str, Any]] = {"sim_bridge": bridge, "safety_monitor": MONITOR_OVERRIDES}
+        nodes = ["sim_bridge", "safety_monitor"]
+        if wanted is not None:
+            checkpoint, device = wanted
+            overrides[_POLICY_NODE] = {**POLICY_NODE_OVERRIDES, "checkpoint": checkpoint, "device": device,
+                                       "seed": spec.seed}
+            nodes.append(_POLICY_NODE)
+        launches = [replace(n, remappings={**n.remappings, **_POLICY_NODE_REMAPS}) if n.name == _POLICY_NODE
+                    else n for n in stack_launches("sim", overrides, nodes=nodes)]
         lease = self._stack.enter_context(DomainLease())
         _log.info("starting the node graph on ROS_DOMAIN_ID=%d (node logs in %s)", lease.domain_id, self._log_dir)
-        self._session = self._stack.enter_context(stack_session(launches, lease, self._log_dir))
-        self._key = key
+        self._session = self._stack.enter_context(
+            stack_session(launches, lease, self._log_dir, steer_policy=wanted is not None))
+        self._key, self._node_policy = key, wanted
         return self._session
 
     def run(self, spec: EpisodeSpec) -> EpisodeRecord:
@@ -122,15 +168,26 @@ class RosGraphExecutor:
         observer = session.observer
         observer.set_parameters("safety_monitor", _shield_parameters(spec.shield_config, spec.shield))
         policy = spec.policy
+        in_node = _node_policy(policy) is not None
+        proposer = {"proposer.kind": "none", "proposer.noise": 0.0, "proposer.checkpoint": ""} if in_node else {
+            "proposer.kind": policy.kind, "proposer.noise": policy.noise, "proposer.checkpoint": policy.checkpoint}
         observer.set_parameters("sim_bridge", {
             "seed": spec.seed, "task": spec.task.value, "infeasible": not spec.feasible,
-            "render": policy.needs_images, "proposer.kind": policy.kind, "proposer.noise": policy.noise,
-            "proposer.checkpoint": policy.checkpoint, "proposer.device": policy.device,
-            "proposer.step_budget": spec.step_budget,
+            "render": policy.needs_images, **proposer, "proposer.device": policy.device,
+            "proposer.step_budget": spec.step_budget, "proposer.settle_s": _SETTLE_S,
+            "step_budget": spec.step_budget,
         })
-        observer.start_episode()
-        trace = observer.run_episode(spec.step_budget, self._timeout)
-        status = trace.status
+        instruction = observer.start_episode()
+        if in_node:
+            observer.set_parameters(_POLICY_NODE, {"instruction": instruction})
+        try:
+            trace = observer.run_episode(spec.step_budget, self._timeout)
+            # what the episode ended with: the policy node may step on until its goal is withdrawn below
+            status = dict(trace.status)
+        finally:
+            if in_node:  # no proposal may reach the next episode: withdraw the goal, let the last one finish
+                observer.set_parameters(_POLICY_NODE, {"instruction": ""})
+                observer.wait_until_decided(timeout=10.0)
         if session.launcher.poll():
             raise SafeVLAError(f"a node died: {session.launcher.exits[-1].describe()}")
         if not (status.get("done") or status.get("steps", 0) >= spec.step_budget):
@@ -142,7 +199,7 @@ class RosGraphExecutor:
     def _stop_graph(self) -> None:
         """Stop the graph and give its DDS domain back."""
         self._session = None
-        self._key = None
+        self._key = self._node_policy = None
         self._stack.close()
         self._stack = ExitStack()
 

@@ -15,12 +15,19 @@ Subscribed
     navigation and manipulation cameras, SensorDataQoS.
     ``joint_states`` (sensor_msgs/JointState, SensorDataQoS): the object-in-hand flag is true while
     ``object_in_hand_joint`` (default ``gripper_aperture``) lies within ``object_in_hand_range``: a gripper
-    closed on an object stops between fully closed and fully open.
+    closed on an object stops between fully closed and fully open; ``joint_lift`` and ``wrist_extension``
+    are part of the pose the refusal memory keys on.
+    ``odom`` (nav_msgs/Odometry, SensorDataQoS): the base pose of the refusal memory (an action the shield
+    refused is not proposed again while the robot stays where it was; see ``policy_runner``).
     ``safevla/instruction`` (std_msgs/String, reliable + transient local): the goal; a different text
     starts a new episode, an empty one withdraws it.
     ``safevla/episode_reset`` (std_msgs/Empty, reliable): end the episode; wait for the next instruction.
     ``safevla/primitive_status`` (std_msgs/String JSON, reliable): the monitor's DONE/ABORTED that ends a
-    step.
+    step, and its deciding status (the shield's ``verdict``) that tells a refusal.
+
+Header stamps matter: an inference waits for both frames, the odometry and the joint states stamped after
+the end of the previous step (a zero stamp counts as the arrival time), so it never acts on a frame taken
+mid-motion.
 
 Published
     ``safevla/action_proposal`` (std_msgs/Float32MultiArray ``safevla_action_v1``, reliable): action and
@@ -42,7 +49,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray
+from nav_msgs.msg import Odometry
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
@@ -67,7 +76,7 @@ __all__ = ["PolicyNode", "load_policy", "main", "shipped_checkpoint"]
 
 NODE_NAME = "policy_node"
 #: Parameters read once at start-up (the model, the subscriptions and the timers are created once).
-READ_ONLY_PARAMETERS = ("checkpoint", "dinov2_path", "tokenizer_path", "device", "instruction",
+READ_ONLY_PARAMETERS = ("checkpoint", "dinov2_path", "tokenizer_path", "device", "precision",
                         "compressed_images", "seed", "diagnostics_rate_hz", "heartbeat_rate_hz")
 CAMERA_TOPICS = {Camera.NAV: "camera/color/image_raw", Camera.MANIP: "gripper_camera/color/image_raw"}
 _POLL_PERIOD_S = 0.02
@@ -77,6 +86,12 @@ _LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
 
 M = TypeVar("M")
 V = TypeVar("V")
+
+
+def _stamp(stamp: Time) -> float | None:
+    """A header stamp in seconds; None for a zero (unset) stamp, which the runner takes as the arrival."""
+    seconds = conv.time_to_seconds(stamp)
+    return seconds if seconds > 0.0 else None
 
 
 def shipped_checkpoint() -> Path:
@@ -109,7 +124,7 @@ def load_policy(config: PolicyNodeConfig) -> SafeVLAPolicy:
     if config.device == "cuda" and select_device("auto").type != "cuda":
         raise PolicyLoadError("device 'cuda' requested but torch sees no CUDA device: set `device` to auto "
                               "or cpu")
-    policy = SafeVLAPolicy.from_pretrained(path, device=config.device,
+    policy = SafeVLAPolicy.from_pretrained(path, device=config.device, precision=config.precision,
                                            dinov2_path=config.dinov2_path or None,
                                            tokenizer_path=config.tokenizer_path or None)
     if policy.image_encoder is None:
@@ -144,21 +159,32 @@ class PolicyNode(Node):
         self._heartbeat_pub = self.create_publisher(Header, "safevla/policy_heartbeat", _RELIABLE)
         for camera, topic in CAMERA_TOPICS.items():
             self._subscribe_camera(camera, topic, config.compressed_images)
-        self._subscribe(JointState, "joint_states", conv.joint_state_from_msg, self._runner.on_joint_states,
-                        qos_profile_sensor_data)
+        self._subscribe(JointState, "joint_states",
+                        lambda m: (conv.joint_state_from_msg(m), _stamp(m.header.stamp)),
+                        lambda now, v: self._runner.on_joint_states(now, *v), qos_profile_sensor_data)
+        # The pose in the odometry's own frames, whatever they are called: the memory compares poses only.
+        self._subscribe(Odometry, "odom", lambda m: (conv.odom_from_msg(m), _stamp(m.header.stamp)),
+                        lambda now, v: self._runner.on_odometry(now, *v), qos_profile_sensor_data)
         self._subscribe(String, "safevla/instruction", conv.instruction_from_msg, self._runner.on_instruction,
                         _LATCHED)
         self._subscribe(String, "safevla/primitive_status", conv.primitive_status_from_msg,
                         self._runner.on_primitive_status, _RELIABLE)
         self.create_subscription(Empty, "safevla/episode_reset",
                                  lambda _msg: self._runner.on_episode_reset(self._now()), _RELIABLE)
-        watch_config(self, PolicyNodeConfig, self._runner.reconfigure)
+        watch_config(self, PolicyNodeConfig, self._reconfigure)
         self.create_timer(_POLL_PERIOD_S, self._on_poll, clock=self._steady)
         self.create_timer(1.0 / config.diagnostics_rate_hz, self._on_diagnostics)
         self.create_timer(1.0 / config.heartbeat_rate_hz, self._on_heartbeat, clock=self._steady)
         self.get_logger().info(f"policy {policy.config.name!r} on {policy.device}, at most "
                                f"{config.max_rate_hz:g} Hz, images older than {config.max_image_age_s:g} s "
                                "are not acted on")
+
+    def _reconfigure(self, config: PolicyNodeConfig) -> None:
+        """Apply new parameters; a set ``instruction`` starts an episode with it (or withdraws the goal)."""
+        goal_set = config.instruction != self._runner.config.instruction
+        self._runner.reconfigure(config)
+        if goal_set:
+            self._runner.set_goal(self._now(), config.instruction)
 
     def _now(self) -> float:
         """Node-clock time in seconds (sim time under use_sim_time)."""
@@ -170,7 +196,7 @@ class PolicyNode(Node):
             (Image, conv.rgb_from_msg)
 
         def callback(msg: Any) -> None:
-            self._runner.on_frame(camera, self._now(), lambda: decode(msg))
+            self._runner.on_frame(camera, self._now(), lambda: decode(msg), _stamp(msg.header.stamp))
 
         name = f"{topic}/compressed" if compressed else topic
         self.create_subscription(msg_type, name, callback, qos_profile_sensor_data)

@@ -21,7 +21,8 @@ A NaN twist or an out-of-range joint target is dropped with a log line and never
 Evaluation through ROS: with ``action_execution: discrete`` each action the monitor lets through runs whole
 (``sim_bridge.bridge``), and ``proposer.kind`` (expert, noisy_expert, checkpoint) runs an evaluation policy
 inside this process, proposing on ``safevla/action_proposal`` in the policy node's format
-(``safevla_node.evaluation.proposer``); its shield interventions appear in ``safevla/episode_status``.
+(``safevla_node.evaluation.proposer``); the shield interventions of the proposals executed (whoever
+proposed them: this proposer or a policy node) appear in ``safevla/episode_status``.
 ``safevla/task_target`` (std_msgs/String, reliable + transient local) names the task's target object at
 every episode start (empty: none), for the monitor's shield.
 
@@ -141,6 +142,7 @@ class SimBridgeNode(Node):
         self._target_pub = self.create_publisher(String, "safevla/task_target", _LATCHED)
         self._proposal_pub = self.create_publisher(Float32MultiArray, "safevla/action_proposal", _RELIABLE)
         self._proposer = BridgeProposer()
+        self._decisions: dict[str, int] = {}  # discrete: the shield's verdict on each executed proposal
 
         self.create_subscription(Twist, "cmd_vel", self._on_twist, _RELIABLE)
         self.create_subscription(JointTrajectory, "arm_controller/joint_trajectory", self._on_trajectory, _RELIABLE)
@@ -160,7 +162,7 @@ class SimBridgeNode(Node):
 
     def _start_episode(self) -> None:
         """A new episode from the current parameters (``seed``, ``task``, ``infeasible``, ``render`` and
-        ``proposer.*`` apply at every reset; the backend's own set-up only at start-up).
+        ``proposer.*`` and ``step_budget`` apply at every reset; the backend's own set-up only at start-up).
 
         Raises:
             ConfigError: a parameter fails validation.
@@ -168,11 +170,12 @@ class SimBridgeNode(Node):
         """
         latest = read_config(self, BridgeConfig)
         c = self.config = replace(self.config, seed=latest.seed, task=latest.task, infeasible=latest.infeasible,
-                                  render=latest.render, proposer=latest.proposer)
+                                  render=latest.render, proposer=latest.proposer, step_budget=latest.step_budget)
         self.bridge.config = c
         self.bridge.reset(c.seed, c.task, c.infeasible)
         task = self.bridge.status().task
         self._proposer.reset(c.proposer, self.bridge.backend, task, c.seed, self.bridge.time)
+        self._decisions = {}
         self._reset_pub.publish(Empty())
         self._target_pub.publish(String(data=task.target_id or ""))
         self._instruction_pub.publish(String(data=task.instruction))
@@ -197,6 +200,9 @@ class SimBridgeNode(Node):
 
     def _status_json(self) -> str:
         counts = self._proposer.intervention_counts() if self._proposer.active else None
+        if counts is None and self.config.discrete:  # an outside proposer (the policy node): as it counts
+            d = self._decisions
+            counts = {"limits": d.get("limit", 0), "replacements": d.get("replace", 0), "stops": d.get("stop", 0)}
         return episode_status_json(self.bridge.status(), self.bridge.episode, counts)
 
     # --- commands ---------------------------------------------------------------------------------------
@@ -223,6 +229,8 @@ class SimBridgeNode(Node):
         cost = self.bridge.on_primitive_status(status)
         if cost is None:
             return
+        if self.config.discrete and status.verdict:  # a deciding status this episode stepped on
+            self._decisions[status.verdict] = self._decisions.get(status.verdict, 0) + 1
         self._cost_pub.publish(_step_cost_msg(cost))
         if self.config.discrete:  # the world jumped: publish it now, the next proposal is judged in it
             self._publish_step(BridgeStep(replace(self.bridge.observation, time=self.bridge.time), True, True,

@@ -49,9 +49,10 @@ class StackSession:
 
 @contextmanager
 def stack_session(launches: Sequence[NodeLaunch], lease: DomainLease, log_dir: Path,
-                  ready_timeout_s: float = 120.0) -> Iterator[StackSession]:
+                  ready_timeout_s: float = 120.0, steer_policy: bool = False) -> Iterator[StackSession]:
     """Start ``launches`` in ``lease``'s domain (node logs in ``log_dir``) and wait until the bridge's and
-    the monitor's services answer.
+    the monitor's services answer (and the policy node's, with ``steer_policy``: the observer then sets its
+    parameters too).
 
     Raises:
         SafeVLAError: the services did not appear within ``ready_timeout_s``.
@@ -68,7 +69,7 @@ def stack_session(launches: Sequence[NodeLaunch], lease: DomainLease, log_dir: P
     observer: EpisodeObserver | None = None
     try:
         rclpy.init(context=context, domain_id=lease.domain_id)
-        observer = EpisodeObserver(context)
+        observer = EpisodeObserver(context, policy="policy_node" if steer_policy else None)
         observer.wait_for_stack(timeout=ready_timeout_s)
         yield StackSession(launcher, observer)
     finally:

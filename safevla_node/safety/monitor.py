@@ -188,6 +188,7 @@ class SafetyMonitor:
         self._fault_until = -math.inf
         self._fault_reason = ""
         self._odom: OdometryData | None = None
+        self._odom_stamp: float | None = None
         self._odom_history: deque[tuple[float, OdometryData]] = deque(maxlen=_ODOM_HISTORY)
         self._joints: dict[str, float] = {}
         self._objects: tuple[ObjectState, ...] = ()
@@ -228,6 +229,7 @@ class SafetyMonitor:
         taken at."""
         self._accept(Source.ODOM, now)
         self._odom = odom
+        self._odom_stamp = stamp
         if stamp is not None:
             if self._odom_history and stamp < self._odom_history[-1][0]:
                 self._odom_history.clear()  # the clock restarted (a new simulated episode)
@@ -467,7 +469,7 @@ class SafetyMonitor:
             return
         decided = self._primitive is not None
         self._set_status(replace(self._status, phase=phase, reason=reason,
-                                 verdict="" if decided else self._status.verdict))
+                                 verdict="" if decided else self._status.verdict, stamp=self._odom_stamp))
         self._primitive = None
 
     def _step_primitive(self, now: float, gate: Verdict | None) -> tuple[TwistCommand, Verdict]:

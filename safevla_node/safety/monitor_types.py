@@ -90,6 +90,9 @@ class PrimitiveStatus:
         verdict: the kind of the shield's verdict on the proposal ("allow", "limit", "replace", "stop"),
             or "" where the shield did not judge it (a fail-safe refusal, or a status after the decision).
             It lets an evaluation count interventions per proposal exactly as in-process evaluation does.
+        stamp: on DONE/ABORTED, the stamp (s) of the latest odometry when the proposal ended: camera frames
+            stamped at or after it were taken after the motion ended (a step-synchronous policy acts on no
+            earlier frame); None before, or without stamped odometry.
     """
 
     phase: PrimitivePhase
@@ -98,6 +101,7 @@ class PrimitiveStatus:
     executed: int = -1
     reason: str = ""
     verdict: str = ""
+    stamp: float | None = None
 
 
 @dataclass(frozen=True)

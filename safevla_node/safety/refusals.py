@@ -7,11 +7,9 @@ answer: a deterministic policy would stall on it until its step budget runs out 
 pose they were refused at and masks them, so the policy chooses its next best action instead; any motion
 (base or arm) beyond the tolerances starts afresh, because then every action may be judged differently.
 
-Keyed on plain pose arrays (``robot_pose``), so every proposer can keep one: the evaluation adapters
-(``safevla_node.evaluation.policies``, pose from the simulator's snapshot) do; the policy node, which would take
-the pose from odometry and joint states and the refusals from the monitor's deciding
-``safevla/primitive_status``, does not yet (branch notes in the README's Evaluation section). Plain Python and
-NumPy.
+One implementation for every proposer: the evaluation adapters (``safevla_node.evaluation.policies``, pose
+from the simulator's snapshot) and the policy node (``safevla_node.policy_runner``, pose from odometry and
+joint states, refusals from the monitor's deciding ``safevla/primitive_status``). Plain Python and NumPy.
 
 Protocol per step: ``mask(pose, mask)`` before choosing, ``proposed(action)`` once chosen, then exactly one of
 ``executed(action or None)`` (what ran after the shield; None: nothing ran) or ``discard()`` (the proposal was

@@ -2,9 +2,9 @@
 
 ``config/eval_suite_parity.yaml`` (easy homes, 2 seeds, ObjectNav and PickUp, a 30-step budget, the expert
 and the shipped checkpoint, shield off and on: 16 episodes, several with shield replacements) runs through
-``safevla eval`` twice: in-process, and with ``--through-ros`` (the sim bridge and the safety monitor as
-processes over loopback DDS, the monitor judging every proposal from what it receives over ROS). Every
-episode must agree exactly.
+``safevla eval`` twice: in-process, and with ``--through-ros`` (the sim bridge, the safety monitor and, for
+the checkpoint, the real policy node as processes over loopback DDS, the monitor judging every proposal from
+what it receives over ROS; the expert runs inside the bridge). Every episode must agree exactly.
 """
 
 from __future__ import annotations

@@ -411,3 +411,15 @@ def test_episode_reset_aborts_a_running_primitive_but_keeps_the_estop():
     monitor.estop(0.07, "test")
     monitor.on_episode_reset(0.08)
     assert monitor.estopped
+
+
+def test_a_finished_proposal_carries_the_stamp_of_the_odometry_it_ended_on():
+    monitor = make()
+    feed(monitor, 0.0)
+    monitor.on_action_proposal(0.0, DiscreteCommand(11))  # arm up 0.1 m
+    assert monitor.tick(0.0).statuses[-1].stamp is None  # running: no end yet
+    monitor.on_odom(0.5, OdometryData(0.0, 0.0, 0.0), stamp=0.45)
+    feed(monitor, 0.5, joints=dict(JOINTS, joint_lift=0.7))
+    monitor.on_odom(0.5, OdometryData(0.0, 0.0, 0.0), stamp=0.48)
+    done = monitor.tick(0.5).statuses[-1]
+    assert done.phase is PrimitivePhase.DONE and done.stamp == 0.48
