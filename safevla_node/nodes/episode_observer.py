@@ -12,7 +12,7 @@ import json
 import time
 from typing import Any
 
-from diagnostic_msgs.msg import DiagnosticStatus
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from nav_msgs.msg import Odometry
 from rcl_interfaces.srv import SetParametersAtomically
 from rclpy.context import Context
@@ -33,6 +33,11 @@ from safevla_node.safety.types import VerdictKind
 __all__ = ["EpisodeObserver"]
 
 _RELIABLE = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+
+#: The policy node's /diagnostics counters of results it did not propose as computed: a result dropped as
+#: stale, a proposal repeated after a primitive timeout, a fault. Each leaves a step in the model's memory
+#: that in-process stepping never takes (``policy_counters``).
+POLICY_SLIP_COUNTERS = ("stale_results", "primitive_timeouts", "faults")
 
 
 class EpisodeObserver(Node):
@@ -57,6 +62,11 @@ class EpisodeObserver(Node):
         self._param_clients = {name: self.create_client(SetParametersAtomically, f"/{name}/set_parameters_atomically")
                                for name in steered}
         self._reset = self.create_client(Trigger, f"/{bridge}/reset")
+        self._policy = policy
+        self._policy_counters: dict[str, int] = {}
+        self._policy_reports = 0
+        if policy is not None:
+            self.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, _RELIABLE)
         self.create_subscription(String, "safevla/episode_status", self._on_status, _RELIABLE)
         self.create_subscription(Odometry, "odom", self._on_odom, qos_profile_sensor_data)
         self.create_subscription(DiagnosticStatus, "safevla/step_cost", self._on_cost, _RELIABLE)
@@ -134,6 +144,12 @@ class EpisodeObserver(Node):
                 or self._primitive_phase is PrimitivePhase.RUNNING):
             self.executor_.spin_once(timeout_sec=0.01)
 
+    def policy_counters(self, timeout: float) -> dict[str, int]:
+        """The policy node's ``POLICY_SLIP_COUNTERS`` from a /diagnostics report received after this call."""
+        seen = self._policy_reports
+        self.spin_until(lambda: self._policy_reports > seen, timeout, f"a /diagnostics report of {self._policy}")
+        return dict(self._policy_counters)
+
     def _bridge_episode_after_reset(self) -> int:
         self.spin_until(lambda: bool(self.trace.status), 10.0, "an episode status after the reset")
         return int(self.trace.status["episode"])
@@ -146,6 +162,13 @@ class EpisodeObserver(Node):
         self._latest_episode = max(self._latest_episode, episode)
         if episode > self._stale_episode:  # not a status of an episode before the reset, still in flight
             self.trace.status = status
+
+    def _on_diagnostics(self, msg: DiagnosticArray) -> None:
+        for status in msg.status:
+            if status.hardware_id == self._policy:
+                values = {kv.key: kv.value for kv in status.values}
+                self._policy_counters = {k: int(values[k]) for k in POLICY_SLIP_COUNTERS if k in values}
+                self._policy_reports += 1
 
     def _on_odom(self, msg: Odometry) -> None:
         t = conv.time_to_seconds(msg.header.stamp)

@@ -17,7 +17,12 @@ lets through, whole (``action_execution: discrete``). Who proposes:
   privileged scene; a policy node in the same graph idles (no goal, and no camera frames are rendered).
 
 The records compare one to one with in-process ones by key: same success, steps, cost per category, path
-lengths and intervention counts (the bridge counts the verdict of each proposal it executed).
+lengths and intervention counts (the bridge counts the verdict of each proposal it executed). That holds
+while the policy node proposes every result it computes, as in-process stepping does. On a badly overloaded
+machine it may not: a result dropped as stale, or a proposal repeated after a primitive timeout, leaves a
+step in the model's memory that in-process stepping never takes. The executor compares the node's
+/diagnostics counters before and after each episode and runs a slipped episode again (``SLIP_ATTEMPTS`` in
+all), then records it as an error that names the counters.
 
 Per episode the executor sets the bridge's episode parameters and the monitor's shield, resets the bridge
 and watches ``safevla/episode_status`` until the episode is done or its step budget is spent. A graph is
@@ -76,6 +81,13 @@ _POLICY_NODE = "policy_node"
 #: Sim time (s) a bridge-hosted policy waits after a reset before proposing, so the monitor has taken the new
 #: episode's sensors: 0.1 s of wall time at 10x, margin for a loaded machine (the default 0.3 is 30 ms).
 _SETTLE_S = 1.0
+#: Runs of an episode in which the policy node slipped (see the module docstring) before it is an error.
+SLIP_ATTEMPTS = 3
+_DIAGNOSTICS_TIMEOUT_S = 30.0
+
+
+class PolicyNodeSlipped(SafeVLAError):
+    """The policy node did not propose every result it computed in an episode (stale, timed out, faulted)."""
 
 
 def _node_policy(policy: PolicySpec) -> tuple[str, str] | None:
@@ -155,13 +167,25 @@ class RosGraphExecutor:
         )
         start = time.perf_counter()
         try:
-            record = self._episode(spec, base)
+            record = self._episode_until_no_slip(spec, base)
         except Exception as exc:  # noqa: BLE001 (one failing episode is recorded, the run goes on)
             _log.warning("episode %s failed through ROS: %s (node logs in %s)", spec.key, exc, self._log_dir)
             self._stop_graph()
             self._remove_logs = False
             record = replace(base, error=f"{type(exc).__name__}: {exc}")
         return replace(record, wall_time_s=time.perf_counter() - start)
+
+    def _episode_until_no_slip(self, spec: EpisodeSpec, base: EpisodeRecord) -> EpisodeRecord:
+        attempt = 1
+        while True:
+            try:
+                return self._episode(spec, base)
+            except PolicyNodeSlipped as exc:
+                if attempt >= SLIP_ATTEMPTS:
+                    raise
+                attempt += 1
+                _log.warning("episode %s: %s; running it again (attempt %d of %d)", spec.key, exc, attempt,
+                             SLIP_ATTEMPTS)
 
     def _episode(self, spec: EpisodeSpec, base: EpisodeRecord) -> EpisodeRecord:
         session = self._graph(spec)
@@ -177,6 +201,7 @@ class RosGraphExecutor:
             "proposer.step_budget": spec.step_budget, "proposer.settle_s": _SETTLE_S,
             "step_budget": spec.step_budget,
         })
+        counters_before = observer.policy_counters(_DIAGNOSTICS_TIMEOUT_S) if in_node else {}
         instruction = observer.start_episode()
         if in_node:
             observer.set_parameters(_POLICY_NODE, {"instruction": instruction})
@@ -190,6 +215,12 @@ class RosGraphExecutor:
                 observer.wait_until_decided(timeout=10.0)
         if session.launcher.poll():
             raise SafeVLAError(f"a node died: {session.launcher.exits[-1].describe()}")
+        if in_node:
+            after = observer.policy_counters(_DIAGNOSTICS_TIMEOUT_S)
+            slips = {k: n - counters_before.get(k, 0) for k, n in after.items() if n != counters_before.get(k, 0)}
+            if slips:
+                raise PolicyNodeSlipped(f"the policy node did not propose every result it computed {slips} "
+                                        "(an overloaded machine): its model memory left in-process stepping")
         if not (status.get("done") or status.get("steps", 0) >= spec.step_budget):
             raise SafeVLAError(f"episode unfinished after {self._timeout:g} s (status {status})")
         counts = status.get("interventions", {})
