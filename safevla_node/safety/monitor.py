@@ -40,7 +40,7 @@ from dataclasses import dataclass, replace
 from safevla_node.actions import ACTIONS, ActionKind
 from safevla_node.config import check_range, field
 from safevla_node.errors import ConfigError
-from safevla_node.safety.obstacle_memory import ObstacleMemory, ObstacleMemoryConfig
+from safevla_node.safety.obstacle_memory import ObstacleMemory, ObstacleMemoryConfig, check_scan
 from safevla_node.safety.primitives import (
     ArmTrajectory,
     MotionPrimitive,
@@ -84,6 +84,9 @@ _ODOM_HISTORY = 100
 #: previous episode handled after the simulator's clock restarted, or odometry that stalled (which the
 #: staleness gate stops on). Odometry runs at 25-50 Hz, so a live scan is never this far ahead of it.
 _SCAN_LEAD_S = 0.5
+#: Scans held until odometry reaches their stamp (``on_scan``): at 10-40 Hz against 25-50 Hz odometry one or
+#: two wait at a time; more means odometry stalled, and the oldest are dropped.
+_HELD_SCANS = 8
 
 
 @dataclass(frozen=True)
@@ -190,6 +193,7 @@ class SafetyMonitor:
         self._odom: OdometryData | None = None
         self._odom_stamp: float | None = None
         self._odom_history: deque[tuple[float, OdometryData]] = deque(maxlen=_ODOM_HISTORY)
+        self._held_scans: deque[tuple[float, float, LaserScanData]] = deque(maxlen=_HELD_SCANS)  # now, stamp
         self._joints: dict[str, float] = {}
         self._objects: tuple[ObjectState, ...] = ()
         self._task_target: str | None = None  # from safevla/task_target; None until one arrives
@@ -232,8 +236,10 @@ class SafetyMonitor:
         self._odom_stamp = stamp
         if stamp is not None:
             if self._odom_history and stamp < self._odom_history[-1][0]:
-                self._odom_history.clear()  # the clock restarted (a new simulated episode)
+                self._clear_poses()  # the clock restarted (a new simulated episode)
             self._odom_history.append((stamp, odom))
+            while self._held_scans and self._held_scans[0][1] <= stamp + 1e-9:
+                self._place_scan(*self._held_scans.popleft())
 
     def on_joint_states(self, now: float, joints: Mapping[str, float]) -> None:
         """Latest joint positions (merged: a message may name a subset of the joints)."""
@@ -261,19 +267,44 @@ class SafetyMonitor:
         self._accept(Source.CAMERA_INFO, now)
 
     def on_scan(self, now: float, scan: LaserScanData, stamp: float | None = None) -> None:
-        """A laser scan, added to the obstacle memory at the odometry pose of its ``stamp`` (the newest
-        odometry not newer than the scan, as a tf lookup at the scan's time would give; the latest pose
-        without a stamp or an older odometry). A scan handled after a newer pose arrived is so still placed
-        where it was taken; one stamped more than ``_SCAN_LEAD_S`` after the newest odometry is dropped
-        (and does not count as a fresh scan): there is no pose to place it at."""
-        if stamp is not None and self._odom_history and stamp > self._odom_history[-1][0] + _SCAN_LEAD_S:
-            _log.debug("dropped a scan stamped %.3f s, %.3f s after the newest odometry", stamp,
-                       stamp - self._odom_history[-1][0])
+        """A laser scan, added to the obstacle memory at the odometry pose of its ``stamp``: the newest
+        odometry not newer than the scan, as a tf lookup at the scan's time gives (the latest pose without a
+        stamp, or without odometry that is required or stamped). Like tf2's message filter, a scan stamped
+        after the newest odometry (or before the first of an episode) waits until odometry reaches its
+        stamp: the two are published together, and a scan handled first would otherwise be placed at the
+        pose before a motion (a discrete step jumps the pose, so the whole scan would land beside the world).
+        One stamped more than ``_SCAN_LEAD_S`` after the newest odometry is dropped (and does not count as a
+        fresh scan): there is no pose to place it at.
+
+        Raises:
+            MessageError: the scan's geometry is invalid (checked on arrival, also for a held scan).
+        """
+        check_scan(scan.angle_min, scan.angle_increment, scan.range_min, scan.range_max)
+        newest = self._odom_history[-1][0] if self._odom_history else None
+        if stamp is not None and newest is not None and stamp > newest + _SCAN_LEAD_S:
+            _log.debug("dropped a scan stamped %.3f s, %.3f s after the newest odometry", stamp, stamp - newest)
             return
         self._accept(Source.SCAN, now)
+        if stamp is not None and self._pose_pending(stamp):
+            self._held_scans.append((now, stamp, scan))
+            return
+        self._place_scan(now, stamp, scan)
+
+    def _pose_pending(self, stamp: float) -> bool:
+        """No odometry has reached ``stamp`` yet, but some will: it is required, or it came stamped before."""
+        if self._odom_history:
+            return stamp > self._odom_history[-1][0] + 1e-9
+        return self._odom_stamp is not None or self.config.is_required(Source.ODOM)
+
+    def _place_scan(self, now: float, stamp: float | None, scan: LaserScanData) -> None:
         self._memory.add_scan(now, self._robot(self._odom_at(stamp)), scan.ranges, scan.angle_min,
                               scan.angle_increment, scan.range_min, scan.range_max,
                               sensor_xy_yaw=self.config.scan_pose_in_base)
+
+    def _clear_poses(self) -> None:
+        """Forget the stamped poses and the scans waiting for one (a clock restart, a reset)."""
+        self._odom_history.clear()
+        self._held_scans.clear()
 
     def _odom_at(self, stamp: float | None) -> OdometryData | None:
         """The newest odometry stamped at or before ``stamp`` (None: use the latest)."""
@@ -386,7 +417,7 @@ class SafetyMonitor:
         _log.info("episode reset at %.3f s: obstacle memory and primitive cleared", now)
         self._memory.clear()
         self._objects = ()
-        self._odom_history.clear()
+        self._clear_poses()
         self._twist = None
         self._finish_primitive(PrimitivePhase.ABORTED, "episode reset")
 
@@ -566,7 +597,7 @@ class SafetyMonitor:
         _log.warning("%s: forgetting all inputs", reason)
         self._last_rx.clear()
         self._memory.clear()
-        self._odom_history.clear()
+        self._clear_poses()
         self._twist = None
         self._fault_until = -math.inf
         self._last_state = self._last_diagnostics = -math.inf

@@ -19,7 +19,7 @@ from safevla_node.config import check_range, field
 from safevla_node.errors import ConfigError, MessageError
 from safevla_node.safety.types import RobotState
 
-__all__ = ["ObstacleMemory", "ObstacleMemoryConfig"]
+__all__ = ["ObstacleMemory", "ObstacleMemoryConfig", "check_scan"]
 
 _SCAN_BIT = np.uint8(1)
 _DEPTH_BIT = np.uint8(2)
@@ -70,6 +70,20 @@ def _check_pose(name: str, values: tuple[float, ...]) -> None:
         raise MessageError(f"{name} must be finite, got {values!r}; drop the message")
 
 
+def check_scan(angle_min: float, angle_increment: float, range_min: float, range_max: float) -> None:
+    """Reject a scan whose geometry cannot be placed (an owner that stores a scan for later checks it first).
+
+    Raises:
+        MessageError: non-finite angles or limits, zero increment, or range_min >= range_max.
+    """
+    _check_pose("scan angles and range limits", (angle_min, angle_increment, range_min, range_max))
+    if angle_increment == 0.0 or not 0.0 <= range_min < range_max:
+        raise MessageError(
+            f"scan needs angle_increment != 0 and 0 <= range_min < range_max, got increment "
+            f"{angle_increment!r}, range_min {range_min!r}, range_max {range_max!r}"
+        )
+
+
 class ObstacleMemory:
     """Fuses laser scans and depth images into remembered obstacle cells. Not thread-safe: one owner."""
 
@@ -109,12 +123,7 @@ class ObstacleMemory:
         """
         _check_pose("scan stamp, robot pose and sensor pose",
                     (stamp, robot.x, robot.y, robot.yaw, *sensor_xy_yaw))
-        _check_pose("scan angles and range limits", (angle_min, angle_increment, range_min, range_max))
-        if angle_increment == 0.0 or not 0.0 <= range_min < range_max:
-            raise MessageError(
-                f"scan needs angle_increment != 0 and 0 <= range_min < range_max, got increment "
-                f"{angle_increment!r}, range_min {range_min!r}, range_max {range_max!r}"
-            )
+        check_scan(angle_min, angle_increment, range_min, range_max)
         ranges = np.asarray(ranges, dtype=float).ravel()
         sx, sy, syaw = self._sensor_in_odom(robot, sensor_xy_yaw)
         angles = syaw + angle_min + angle_increment * np.arange(len(ranges))

@@ -6,12 +6,15 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from safevla_node.errors import MessageError
 from safevla_node.safety.monitor import MonitorConfig, SafetyMonitor
 from safevla_node.safety.monitor_types import OdometryData
 from safevla_node.safety.primitives import PrimitivePhase
 from safevla_node.safety.types import DiscreteCommand, TwistCommand, VerdictKind
-from tests.safety.test_monitor_core import JOINTS, feed, scan
+from tests.safety.test_monitor_core import FORWARD, JOINTS, feed, scan
 
 
 def make(**overrides: object) -> SafetyMonitor:
@@ -74,3 +77,60 @@ def test_a_scan_of_the_previous_episode_handled_after_the_clock_restarted_leaves
     monitor.on_scan(0.0, scan(), stamp=0.1)
     monitor.on_scan(0.0, scan(obstacle_ahead_m=0.3), stamp=40.0)  # late: taken in the old episode
     assert monitor.on_twist(0.0, TwistCommand(0.2, 0.0)).linear_x == pytest.approx(0.2)
+
+
+def test_a_scan_handled_before_the_odometry_of_its_stamp_waits_for_it():
+    monitor = make()
+    monitor.on_joint_states(0.0, JOINTS)
+    monitor.on_odom(0.0, OdometryData(0.0, 0.0, 0.0), stamp=1.0)
+    # a discrete step jumped the robot 1 m on; its scan (an obstacle 0.3 m ahead) overtakes its odometry
+    monitor.on_scan(0.0, scan(obstacle_ahead_m=0.3), stamp=1.5)
+    monitor.on_odom(0.0, OdometryData(1.0, 0.0, 0.0), stamp=1.5)
+    assert monitor.on_twist(0.0, FORWARD).linear_x == 0.0  # at x=1.3, ahead: not at 0.3, behind
+
+
+def test_a_held_scan_of_the_previous_episode_is_dropped_when_the_clock_restarts():
+    monitor = make()
+    monitor.on_joint_states(0.0, JOINTS)
+    monitor.on_odom(0.0, OdometryData(0.0, 0.0, 0.0), stamp=40.0)
+    monitor.on_scan(0.0, scan(obstacle_ahead_m=0.3), stamp=40.1)  # held: no odometry at 40.1 yet
+    monitor.on_odom(0.0, OdometryData(0.0, 0.0, 0.0), stamp=0.1)  # the new episode's clock starts again
+    monitor.on_scan(0.0, scan(), stamp=0.1)
+    monitor.on_odom(0.0, OdometryData(0.0, 0.0, 0.0), stamp=41.0)  # would release a scan still held
+    assert monitor.on_twist(0.0, FORWARD).linear_x == pytest.approx(0.2)
+
+
+def test_a_scan_whose_geometry_is_invalid_is_rejected_on_arrival_even_when_it_would_wait():
+    monitor = make()
+    monitor.on_odom(0.0, OdometryData(0.0, 0.0, 0.0), stamp=1.0)
+    bad = dataclasses.replace(scan(), angle_increment=0.0)
+    with pytest.raises(MessageError, match="angle_increment != 0"):
+        monitor.on_scan(0.0, bad, stamp=1.1)
+    monitor.on_odom(0.0, OdometryData(0.0, 0.0, 0.0), stamp=1.2)  # nothing held to fail here
+
+
+ODOM_PERIOD_S, SCAN_PERIOD_S = 0.04, 0.1  # the sim bridge's 25 Hz odometry and 10 Hz scan
+
+
+@settings(max_examples=60, deadline=None)
+@given(jump_index=st.integers(1, 10), order=st.lists(st.booleans(), min_size=16, max_size=16))
+def test_where_a_scan_lands_does_not_depend_on_how_it_interleaves_with_odometry(
+        jump_index: int, order: list[bool]) -> None:
+    """Each topic arrives in order, the two interleave at random (as a loaded executor handles them); the
+    robot jumps 1 m ahead at an odometry stamp, and every scan sees an obstacle 0.3 m ahead of where it was
+    taken. Forward is blocked exactly when a scan was taken after the jump (its obstacle lies ahead)."""
+    odoms = [(k * ODOM_PERIOD_S, OdometryData(1.0 if k >= jump_index else 0.0, 0.0, 0.0)) for k in range(11)]
+    scans = [j * SCAN_PERIOD_S for j in range(5)]
+    monitor = make()
+    monitor.on_joint_states(0.0, JOINTS)
+    streams = {True: list(odoms), False: list(scans)}
+    for odom_next in order:
+        queue = streams[odom_next] or streams[not odom_next]
+        item = queue.pop(0)
+        if queue is streams[True]:
+            monitor.on_odom(0.0, item[1], stamp=item[0])
+        else:
+            monitor.on_scan(0.0, scan(obstacle_ahead_m=0.3), stamp=item)
+    jump_stamp = jump_index * ODOM_PERIOD_S
+    blocked = any(s >= jump_stamp - 1e-9 for s in scans)
+    assert (monitor.on_twist(0.0, FORWARD).linear_x == 0.0) is blocked
