@@ -21,6 +21,9 @@ Rules, strictest first (like Nav2's collision monitor, but stricter):
 5. otherwise the active command is judged by the predictive shield: a twist from ``cmd_vel_in`` through
    ``Shield.safe_twist`` every tick; a discrete action proposal is checked before it starts (REPLACE runs the
    replacement, STOP refuses it) and its motion primitive is re-checked every tick (STOP aborts it).
+   A proposal that follows a primitive is judged on a scan taken after that primitive ended: it waits
+   (the robot stopped) until such a scan is placed, and is refused after ``source_timeout_s.scan``
+   without one. A step judged on the scan from before it would miss what the step brought into view.
 6. no fresh twist within ``deadman_timeout_s``: an explicit zero twist (never silence: twist_mux does not
    send zeros, and the Stretch driver would hold the last command for another 0.5 s).
 
@@ -194,6 +197,9 @@ class SafetyMonitor:
         self._odom_stamp: float | None = None
         self._odom_history: deque[tuple[float, OdometryData]] = deque(maxlen=_ODOM_HISTORY)
         self._held_scans: deque[tuple[float, float, LaserScanData]] = deque(maxlen=_HELD_SCANS)  # now, stamp
+        self._scan_stamp: float | None = None  # of the newest scan placed
+        self._step_end_stamp: float | None = None  # odometry stamp when the latest primitive ended
+        self._deferred: tuple[float, DiscreteCommand] | None = None  # a proposal waiting for a post-step scan
         self._joints: dict[str, float] = {}
         self._objects: tuple[ObjectState, ...] = ()
         self._task_target: str | None = None  # from safevla/task_target; None until one arrives
@@ -240,6 +246,7 @@ class SafetyMonitor:
             self._odom_history.append((stamp, odom))
             while self._held_scans and self._held_scans[0][1] <= stamp + 1e-9:
                 self._place_scan(*self._held_scans.popleft())
+            self._decide_deferred(now)
 
     def on_joint_states(self, now: float, joints: Mapping[str, float]) -> None:
         """Latest joint positions (merged: a message may name a subset of the joints)."""
@@ -289,6 +296,7 @@ class SafetyMonitor:
             self._held_scans.append((now, stamp, scan))
             return
         self._place_scan(now, stamp, scan)
+        self._decide_deferred(now)
 
     def _pose_pending(self, stamp: float) -> bool:
         """No odometry has reached ``stamp`` yet, but some will: it is required, or it came stamped before."""
@@ -297,6 +305,8 @@ class SafetyMonitor:
         return self._odom_stamp is not None or self.config.is_required(Source.ODOM)
 
     def _place_scan(self, now: float, stamp: float | None, scan: LaserScanData) -> None:
+        if stamp is not None:
+            self._scan_stamp = stamp
         self._memory.add_scan(now, self._robot(self._odom_at(stamp)), scan.ranges, scan.angle_min,
                               scan.angle_increment, scan.range_min, scan.range_max,
                               sensor_xy_yaw=self.config.scan_pose_in_base)
@@ -305,6 +315,7 @@ class SafetyMonitor:
         """Forget the stamped poses and the scans waiting for one (a clock restart, a reset)."""
         self._odom_history.clear()
         self._held_scans.clear()
+        self._scan_stamp = self._step_end_stamp = None
 
     def _odom_at(self, stamp: float | None) -> OdometryData | None:
         """The newest odometry stamped at or before ``stamp`` (None: use the latest)."""
@@ -356,6 +367,32 @@ class SafetyMonitor:
         # action, or ABORTED), so a discrete-execution simulator can act on it at once.
         self._status = PrimitiveStatus(PrimitivePhase.RUNNING, self._proposals, command.action_index,
                                        command.action_index)
+        if self._scan_predates_step_end():
+            self._deferred = (now, command)
+            return
+        self._decide(now, command)
+
+    def _scan_predates_step_end(self) -> bool:
+        """No scan taken after the latest primitive ended has been placed yet (rule 5)."""
+        return (self._step_end_stamp is not None and self.config.is_required(Source.SCAN)
+                and (self._scan_stamp is None or self._scan_stamp < self._step_end_stamp - 1e-9))
+
+    def _decide_deferred(self, now: float) -> None:
+        """Judge the proposal waiting for a post-step scan once one is placed; refuse it after the scan
+        timeout without one."""
+        if self._deferred is None:
+            return
+        since, command = self._deferred
+        if not self._scan_predates_step_end():
+            self._deferred = None
+            self._decide(now, command)
+        elif now - since > self.config.source_timeout_s.scan:
+            self._finish_primitive(PrimitivePhase.ABORTED, (
+                f"refused: no scan taken after the previous step arrived within "
+                f"{self.config.source_timeout_s.scan:g} s"))
+
+    def _decide(self, now: float, command: DiscreteCommand) -> None:
+        """Judge a proposal (its provisional status is set) and start its primitive, or refuse it."""
         gate = self._gate(now)
         if gate is not None:
             self._finish_primitive(PrimitivePhase.ABORTED, f"refused: {gate.reason}")
@@ -415,11 +452,11 @@ class SafetyMonitor:
         exists, so the obstacle memory, the objects and any running primitive are dropped. Sensor
         freshness and the e-stop latch are kept: a reset never releases a stop."""
         _log.info("episode reset at %.3f s: obstacle memory and primitive cleared", now)
+        self._finish_primitive(PrimitivePhase.ABORTED, "episode reset")
         self._memory.clear()
         self._objects = ()
-        self._clear_poses()
+        self._clear_poses()  # after the primitive ended: its end stamp belongs to the old clock
         self._twist = None
-        self._finish_primitive(PrimitivePhase.ABORTED, "episode reset")
 
     @property
     def estopped(self) -> bool:
@@ -502,6 +539,9 @@ class SafetyMonitor:
         self._set_status(replace(self._status, phase=phase, reason=reason,
                                  verdict="" if decided else self._status.verdict, stamp=self._odom_stamp))
         self._primitive = None
+        self._deferred = None
+        if decided:  # the robot may have moved: the next proposal waits for a scan taken from here
+            self._step_end_stamp = self._odom_stamp
 
     def _step_primitive(self, now: float, gate: Verdict | None) -> tuple[TwistCommand, Verdict]:
         primitive = self._primitive
@@ -567,6 +607,7 @@ class SafetyMonitor:
         if now < self._last_tick - 1.0:
             self._forget(f"clock jumped back from {self._last_tick:.3f} to {now:.3f} s")
         self._last_tick = now
+        self._decide_deferred(now)
         gate = self._gate(now)
         arm_primitive = self._primitive is not None and bool(self._primitive.targets)
         arm_moving = arm_primitive or now < self._arm_busy_until
@@ -595,13 +636,13 @@ class SafetyMonitor:
     def _forget(self, reason: str) -> None:
         """Drop every input (a clock jump makes their ages meaningless): the sources must arrive again."""
         _log.warning("%s: forgetting all inputs", reason)
+        self._finish_primitive(PrimitivePhase.ABORTED, reason)
         self._last_rx.clear()
         self._memory.clear()
-        self._clear_poses()
+        self._clear_poses()  # after the primitive ended: its end stamp belongs to the old clock
         self._twist = None
         self._fault_until = -math.inf
         self._last_state = self._last_diagnostics = -math.inf
-        self._finish_primitive(PrimitivePhase.ABORTED, reason)
 
     # --- reporting --------------------------------------------------------------------------------------
 

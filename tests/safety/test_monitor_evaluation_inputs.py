@@ -134,3 +134,49 @@ def test_where_a_scan_lands_does_not_depend_on_how_it_interleaves_with_odometry(
     jump_stamp = jump_index * ODOM_PERIOD_S
     blocked = any(s >= jump_stamp - 1e-9 for s in scans)
     assert (monitor.on_twist(0.0, FORWARD).linear_x == 0.0) is blocked
+
+
+def after_a_step(end_stamp: float = 0.48) -> SafetyMonitor:
+    """A monitor whose arm primitive (lift up 0.1 m) ended on odometry stamped ``end_stamp``; its scans so far
+    came unstamped, so none is known to be taken after the step."""
+    monitor = make()
+    feed(monitor, 0.0)
+    monitor.on_action_proposal(0.0, DiscreteCommand(11))
+    monitor.tick(0.0)
+    feed(monitor, 0.5, joints=dict(JOINTS, joint_lift=0.7))
+    monitor.on_odom(0.5, OdometryData(0.0, 0.0, 0.0), stamp=end_stamp)
+    assert monitor.tick(0.5).statuses[-1].phase is PrimitivePhase.DONE
+    return monitor
+
+
+def test_a_proposal_after_a_step_is_judged_on_a_scan_taken_after_the_step_ended():
+    monitor = after_a_step()
+    monitor.on_action_proposal(0.5, DiscreteCommand(0))  # move ahead: the old scan shows a free path
+    out = monitor.tick(0.55)
+    assert out.statuses == () and out.twist.linear_x == 0.0  # undecided: waits, the robot stopped
+    monitor.on_scan(0.6, scan(obstacle_ahead_m=0.15), stamp=0.5)  # taken after the step: an obstacle
+    assert monitor.primitive_status.phase is PrimitivePhase.RUNNING  # held: no odometry at 0.5 yet
+    monitor.on_odom(0.6, OdometryData(0.0, 0.0, 0.0), stamp=0.5)
+    assert [(s.phase, s.verdict) for s in monitor.tick(0.6).statuses] == [(PrimitivePhase.ABORTED, "stop")]
+
+
+def test_a_proposal_waiting_for_a_post_step_scan_is_refused_after_the_scan_timeout():
+    monitor = after_a_step()
+    monitor.on_action_proposal(0.5, DiscreteCommand(2))
+    timeout = monitor.config.source_timeout_s.scan
+    assert monitor.tick(0.5 + timeout).statuses == ()
+    (refused,) = monitor.tick(0.5 + timeout + 0.05).statuses
+    assert refused.phase is PrimitivePhase.ABORTED
+    assert "no scan taken after the previous step arrived within" in refused.reason
+
+
+def test_after_an_episode_reset_a_proposal_does_not_wait_for_a_scan_of_the_old_clock():
+    monitor = make()
+    feed(monitor, 0.0)
+    monitor.on_odom(0.0, OdometryData(0.0, 0.0, 0.0), stamp=40.0)
+    monitor.on_action_proposal(0.0, DiscreteCommand(11))
+    assert monitor.tick(0.0).statuses[-1].phase is PrimitivePhase.RUNNING
+    monitor.on_episode_reset(0.1)  # ends the primitive on odometry stamped 40.0, of the old clock
+    monitor.tick(0.1)
+    monitor.on_action_proposal(0.1, DiscreteCommand(2))
+    assert [(s.phase, s.verdict) for s in monitor.tick(0.15).statuses] == [(PrimitivePhase.RUNNING, "allow")]
