@@ -97,7 +97,8 @@ class SourceTimeouts:
     """Age (s) after which a source counts as stale; a stale required sensor forces STOP, a stale policy
     heartbeat aborts a running discrete primitive."""
 
-    scan: float = field(0.5, "laser scan timeout (s)")
+    scan: float = field(
+        0.5, "laser scan timeout (s); also how long a proposal after a primitive waits for a scan taken after it")
     depth: float = field(0.5, "aligned depth image timeout (s)")
     odom: float = field(0.5, "odometry timeout (s)")
     joint_states: float = field(0.5, "joint states timeout (s)")
