@@ -51,6 +51,10 @@ def test_a_killed_node_is_reported_and_the_robot_is_stopped(launcher, ros_domain
         arrivals: list[tuple[float, Twist]] = []
         client.node.create_subscription(Twist, "cmd_vel", lambda m: arrivals.append((time.monotonic(), m)), 10)
         client.spin_until(lambda: arrivals, timeout=30, message="the monitor's zero twists")
+        # the armed stop publisher, started with the stack, must know this late subscriber too (on a robot
+        # the base driver was matched long before; a loaded machine discovered this client after the kill)
+        client.spin_until(lambda: client.node.count_publishers("cmd_vel") >= 2, timeout=30,
+                          message="the stop publisher on cmd_vel")
         os.kill(launcher.pid("safety_monitor"), signal.SIGKILL)
         killed = time.monotonic()
         died = []
