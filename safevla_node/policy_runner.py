@@ -657,6 +657,12 @@ class StepPolicy(Protocol):
                       deterministic: bool = True) -> _Output: ...
 
 
+def draw_action(rng: np.random.Generator, probabilities: np.ndarray) -> int:
+    """One action drawn from a (normalised) distribution: the one draw per step that the policy node and
+    sampled evaluation share, so the same generator state gives the same action in both."""
+    return int(rng.choice(NUM_ACTIONS, p=probabilities))
+
+
 class StepExecutor:
     """Runs one ``InferenceRequest`` on a policy (on the worker thread).
 
@@ -701,7 +707,7 @@ class StepExecutor:
         probabilities = probabilities / total
         action = int(output.action_index)
         if not request.deterministic:
-            action = int(self._rng.choice(NUM_ACTIONS, p=probabilities))
+            action = draw_action(self._rng, probabilities)
             if action != output.action_index:
                 self.policy.override_last_action(action)
         return StepResult(action, tuple(float(p) for p in probabilities))

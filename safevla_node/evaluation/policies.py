@@ -28,6 +28,7 @@ import numpy as np
 from safevla_node.actions import ACTIONS, NUM_ACTIONS, ActionKind
 from safevla_node.errors import ConfigError, PolicyLoadError
 from safevla_node.evaluation.suite import PolicySpec
+from safevla_node.policy_runner import draw_action
 from safevla_node.safety.refusals import RefusalMemory, robot_pose
 from sim_bridge.interface import Observation, SimBackend, TaskSpec
 
@@ -172,26 +173,31 @@ def resolve_checkpoint(checkpoint: str) -> Path:
 
 
 class CheckpointPolicy(EvalPolicy):
-    """A ``policies.runtime.SafeVLAPolicy`` loaded from a checkpoint, greedy (deterministic) decoding."""
+    """A ``policies.runtime.SafeVLAPolicy`` loaded from a checkpoint; greedy decoding, or ``sample``: one draw
+    per step from the masked distribution (``policy_runner.draw_action``, as the policy node samples), with
+    a generator seeded by the episode's seed so a sampled suite is as reproducible as a greedy one."""
 
     needs_images = True
 
-    def __init__(self, checkpoint: str, device: str = "cpu") -> None:
+    def __init__(self, checkpoint: str, device: str = "cpu", decoding: str = "greedy") -> None:
         from policies.runtime import SafeVLAPolicy
 
         self._policy: Any = SafeVLAPolicy.from_pretrained(resolve_checkpoint(checkpoint), device=device,
                                                           precision="fp32")
+        self._sample = decoding == "sample"
+        self._rng = np.random.default_rng(0)
         self._instruction = ""
         self._refusals = RefusalMemory()
 
     def reset(self, task: TaskSpec, seed: int) -> None:
-        """Drop the KV cache and remember the instruction."""
+        """Drop the KV cache, remember the instruction, reseed the sampler."""
         self._policy.reset()
         self._instruction = task.instruction
         self._refusals.clear()
+        self._rng = np.random.default_rng(seed)
 
     def act(self, observation: Observation, mask: np.ndarray | None = None) -> Proposal:
-        """One greedy step on both camera frames.
+        """One step on both camera frames (greedy, or one draw when sampling).
 
         Raises:
             ValueError: the observation was not rendered (the backend must render for this policy).
@@ -210,8 +216,13 @@ class CheckpointPolicy(EvalPolicy):
             ),
             action_mask=None if mask is None else np.asarray(mask, dtype=bool),
         )
-        self._refusals.proposed(out.action_index)
-        return out.action_index, np.asarray(out.probabilities, dtype=float)
+        probabilities = np.asarray(out.probabilities, dtype=np.float64)
+        action = out.action_index
+        if self._sample:
+            action = draw_action(self._rng, probabilities / probabilities.sum())
+            self._policy.override_last_action(action)
+        self._refusals.proposed(action)
+        return action, probabilities
 
     def executed(self, action_index: int | None) -> None:
         """Feed the executed action back as the previous action (a STOP keeps the proposed one) and
@@ -233,6 +244,6 @@ def make_policy(spec: PolicySpec, backend: SimBackend) -> EvalPolicy:
     if spec.kind == "noisy_expert":
         return NoisyExpertPolicy(backend, spec.noise)
     if spec.kind == "checkpoint":
-        return CheckpointPolicy(spec.checkpoint, spec.device)
+        return CheckpointPolicy(spec.checkpoint, spec.device, spec.decoding)
     raise ConfigError(f"unknown policy kind {spec.kind!r}; valid: expert, noisy_expert, checkpoint")
 

@@ -38,6 +38,7 @@ __all__ = [
 Difficulty = Literal["easy", "medium", "hard"]
 Perturbation = Literal["none", "colour", "light", "material", "all"]
 PolicyKind = Literal["expert", "noisy_expert", "checkpoint"]
+Decoding = Literal["greedy", "sample"]
 
 DIFFICULTIES: tuple[str, ...] = ("easy", "medium", "hard")
 PERTURBATIONS: tuple[str, ...] = ("none", "colour", "light", "material", "all")
@@ -52,6 +53,10 @@ class PolicySpec:
     noise: float = field(0.0, "noisy_expert: probability of a random (non-ending) action at each step")
     checkpoint: str = field("", "checkpoint: a path (our directory, .pt or .ckpt) or 'shipped'")
     device: str = field("cpu", "checkpoint: torch device ('cpu', 'cuda', 'auto')")
+    decoding: Decoding = field(
+        "greedy", "checkpoint: greedy (the most probable action) or sample (drawn from the policy's "
+        "distribution, the generator seeded with the episode's seed: a PPO policy is trained stochastic, "
+        "and its greedy action can hide what it learned)")
 
     def __post_init__(self) -> None:
         if not self.name or not all(ch.isalnum() or ch in "_-" for ch in self.name):
@@ -66,6 +71,9 @@ class PolicySpec:
                 f"policy {self.name!r}: kind {self.kind!r} with checkpoint={self.checkpoint!r}; a checkpoint "
                 "policy needs a path or 'shipped', the experts take none"
             )
+        if self.decoding != "greedy" and self.kind != "checkpoint":
+            raise ConfigError(f"policy {self.name!r}: decoding={self.decoding!r} applies only to kind checkpoint "
+                              "(the experts plan)")
 
     @property
     def needs_images(self) -> bool:

@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from safevla_node.dds import DomainLease
-from safevla_node.errors import SafeVLAError
+from safevla_node.errors import ConfigError, SafeVLAError
 from safevla_node.evaluation.metrics import EpisodeRecord
 from safevla_node.evaluation.policies import resolve_checkpoint
 from safevla_node.evaluation.suite import EpisodeSpec, PolicySpec
@@ -94,6 +94,10 @@ def _node_policy(policy: PolicySpec) -> tuple[str, str] | None:
     """(checkpoint path, device) when ``policy`` runs in the policy node, else None (bridge-hosted)."""
     if policy.kind != "checkpoint":
         return None
+    if policy.decoding != "greedy":
+        raise ConfigError(f"policy {policy.name!r}: decoding={policy.decoding!r} runs in-process only; the "
+                          "policy node seeds its sampler once per process, not per episode, so through ROS "
+                          "it would not draw what in-process evaluation draws (use decoding: greedy)")
     return str(resolve_checkpoint(policy.checkpoint)), policy.device
 
 

@@ -152,3 +152,14 @@ def test_the_benchmark_suite_covers_every_policy_shield_perturbation_and_infeasi
     assert {s.perturbation for s in specs} == {"none", "colour", "light", "material", "all"}
     assert {s.task for s in specs if not s.feasible} == set(TaskKind)
     assert all(s.step_budget == 600 for s in specs)
+
+
+def test_sampled_decoding_is_only_for_checkpoint_policies() -> None:
+    with pytest.raises(ConfigError, match="decoding='sample' applies only to kind checkpoint"):
+        suite(policies=[{"name": "e", "kind": "expert", "decoding": "sample"}])
+
+
+def test_an_unknown_decoding_is_rejected_naming_the_valid_ones() -> None:
+    with pytest.raises(ConfigError, match=r"decoding='beam' is not one of \['greedy', 'sample'\]"):
+        suite(policies=[{"name": "c", "kind": "checkpoint", "checkpoint": "shipped", "decoding": "beam"}])
+
