@@ -23,7 +23,9 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +52,9 @@ CHECKPOINT_FORMAT = 1
 RESUMABLE_CHANGES = frozenset({"updates", "checkpoint_every", "log_every", "device", "env.workers", "policy.init",
                                "time_limit_min"})
 LOSS_KEYS = ("policy_loss", "value_loss", "cost_value_loss", "entropy", "grad_norm", "clip_fraction")
+#: Where a rollout's time goes (seconds per update): the network acting, the simulators stepping, and the
+#: frozen image encoder; what tells a slow run on a new machine which of the three to scale.
+ROLLOUT_PHASES = ("act_s", "env_s", "encode_s")
 
 
 def _flatten(mapping: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -90,16 +95,17 @@ class Trainer:
         self.learner = PPOLearner(self.model, config.ppo, torch.Generator().manual_seed(config.seed + 1))
         self.update = 0
         self.env_steps = 0
+        self.phases: defaultdict[str, float] = defaultdict(float)
+        self._csv_fields = (["update", "env_steps", "episodes", "episode_reward", "episode_length", "success_rate",
+                             "cost_total"] + [f"cost_{c}" for c in self.categories]
+                            + [f"lambda_{c}" for c in self.constraints] + list(LOSS_KEYS)
+                            + ["steps_per_s", "rollout_s", "update_s", *ROLLOUT_PHASES])
+        self._tb: EventWriter | None = None
         episodes = [0] * self.envs.num_envs
         path = self.out_dir / CHECKPOINT_FILE
         if resume and path.is_file():
             episodes = self._load(path)
         self._start_episodes(episodes)
-        self._csv_fields = (["update", "env_steps", "episodes", "episode_reward", "episode_length", "success_rate",
-                             "cost_total"] + [f"cost_{c}" for c in self.categories]
-                            + [f"lambda_{c}" for c in self.constraints] + list(LOSS_KEYS)
-                            + ["steps_per_s", "rollout_s", "update_s"])
-        self._tb: EventWriter | None = None
 
     # ------------------------------------------------------------------ episodes and rollouts
     def _start_episodes(self, episode_indices: list[int]) -> None:
@@ -112,6 +118,14 @@ class Trainer:
         self.episode_steps = torch.zeros(n, dtype=torch.long)
         self.contexts: list[tuple[list[Any], list[int]]] = [([], []) for _ in range(n)]
 
+    @contextmanager
+    def _timed(self, phase: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.phases[phase] += time.perf_counter() - start
+
     def _costs(self, costs: list[tuple[float, ...]]) -> torch.Tensor:
         c = torch.tensor(costs, dtype=torch.float32)
         return c.sum(dim=1, keepdim=True) if self.constraints == ("total",) else c
@@ -122,11 +136,13 @@ class Trainer:
         recurrent = self.policy.recurrent
         buffer = RolloutBuffer(n, steps, len(self.constraints), self.contexts if recurrent else None)
         finished: list[EpisodeSummary] = []
+        self.phases.clear()
         for _ in range(steps):
-            with torch.no_grad():
+            with torch.no_grad(), self._timed("act_s"):
                 heads = self.policy.act(self.obs, self.prev_actions, self.episode_steps)
             actions, log_probs = sample_actions(heads.logits, self.sample_gen)
-            result = self.envs.step(actions.tolist())
+            with self._timed("env_s"):
+                result = self.envs.step(actions.tolist())
             dones = torch.tensor(result.dones)
             buffer.add(self.obs, actions, log_probs, heads.reward_value.float().cpu(),
                        heads.cost_value.float().cpu(), torch.tensor(result.rewards, dtype=torch.float32),
@@ -139,9 +155,9 @@ class Trainer:
             self.prev_actions = torch.where(dones, torch.full_like(actions, -1), actions)
             self.episode_steps = torch.where(dones, torch.zeros_like(self.episode_steps), self.episode_steps + 1)
             self.policy.begin_episodes([e for e in range(n) if result.dones[e]], n)
-            with torch.no_grad():
+            with torch.no_grad(), self._timed("encode_s"):
                 self.obs = self.policy.encode(result.observations)
-        with torch.no_grad():
+        with torch.no_grad(), self._timed("act_s"):
             last = self.policy.act(self.obs, self.prev_actions, self.episode_steps, advance=False)
         buffer.finish(last.reward_value.float().cpu(), last.cost_value.float().cpu(), self.config.ppo.gamma,
                       self.config.ppo.gae_lambda)
@@ -181,6 +197,7 @@ class Trainer:
         row.update({k: losses.get(k, math.nan) for k in LOSS_KEYS})
         row.update({"steps_per_s": buffer.num_envs * buffer.steps * self.ctx.world_size / elapsed,
                     "rollout_s": rollout_s, "update_s": elapsed - rollout_s})
+        row.update({phase: self.phases[phase] for phase in ROLLOUT_PHASES})
         return row
 
     # ------------------------------------------------------------------ the loop
@@ -317,7 +334,7 @@ class Trainer:
         if not rows:
             return
         kept = [r for r in rows if int(r["update"]) <= self.update]
-        with path.open("w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        with path.open("w", newline="") as f:  # this version's columns: a run from an older one gains the new
+            writer = csv.DictWriter(f, fieldnames=self._csv_fields, restval="nan", extrasaction="ignore")
             writer.writeheader()
             writer.writerows(kept)

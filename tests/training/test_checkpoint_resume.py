@@ -8,15 +8,17 @@ import pytest
 import torch
 
 from policies.training.distributed import parameters_digest
-from policies.training.trainer import CHECKPOINT_FILE, Trainer
+from policies.training.trainer import CHECKPOINT_FILE, ROLLOUT_PHASES, Trainer
 from safevla_node.errors import ConfigError, TrainingError
 from tests.training.toy import toy_config
 
 
+TIMINGS = ("steps_per_s", "rollout_s", "update_s", *ROLLOUT_PHASES)
+
+
 def _rows(path):
     with (path / "metrics.csv").open(newline="") as f:
-        return [{k: v for k, v in r.items() if k not in ("steps_per_s", "rollout_s", "update_s")}
-                for r in csv.DictReader(f)]
+        return [{k: v for k, v in r.items() if k not in TIMINGS} for r in csv.DictReader(f)]
 
 
 def test_resumed_run_continues_exactly_like_an_uninterrupted_one(tmp_path):
@@ -42,6 +44,31 @@ def test_resumed_run_continues_exactly_like_an_uninterrupted_one(tmp_path):
     assert torch.equal(resumed.sample_gen.get_state(), straight.sample_gen.get_state())
     assert resumed.envs.episode_indices == straight.envs.episode_indices
     assert _rows(tmp_path / "split") == _rows(tmp_path / "straight")  # the lost row 4 was dropped
+
+
+def test_every_update_logs_where_its_rollout_time_went(tmp_path):
+    trainer = Trainer(toy_config(updates=1), tmp_path, resume=False)
+    row = trainer.train_one_update()
+    phases = [row[p] for p in ROLLOUT_PHASES]
+    assert all(p > 0.0 for p in phases) and sum(phases) <= row["rollout_s"]
+
+
+def test_resuming_a_run_logged_with_fewer_columns_rewrites_its_metrics_with_this_versions_columns(tmp_path):
+    Trainer(toy_config(updates=2, checkpoint_every=1), tmp_path, resume=False).run()
+    path = tmp_path / "metrics.csv"
+    with path.open(newline="") as f:
+        old = [{k: v for k, v in r.items() if k not in ROLLOUT_PHASES} for r in csv.DictReader(f)]
+    with path.open("w", newline="") as f:  # as an older version wrote it
+        writer = csv.DictWriter(f, fieldnames=list(old[0]))
+        writer.writeheader()
+        writer.writerows(old)
+
+    Trainer(toy_config(updates=3, checkpoint_every=1), tmp_path).run()
+    with path.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["update"] for r in rows] == ["1", "2", "3"]
+    assert rows[0]["act_s"] == "nan" and float(rows[2]["act_s"]) > 0.0
+    assert [{k: r[k] for k in old[0]} for r in rows[:2]] == old
 
 
 def test_resume_refuses_a_checkpoint_written_with_other_settings(tmp_path):
