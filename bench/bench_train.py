@@ -5,6 +5,10 @@ actions and no policy. Then full training updates (policy act, sampling, buffer,
 the toy CMDP (learner overhead alone) and, unless ``--toy-only``, the embedded MuJoCo simulator with the tiny
 SafeVLA from scratch.
 
+Then the rollout's acting alone: N slots in different episodes (mixed instruction lengths) stepped by the
+batched slot forward, against the baseline of stepping each episode alone as the deployment path does
+(``SafeVLAModel.step`` per slot, which is how rollouts acted before the slot state).
+
     python bench/bench_train.py [--quick] [--toy-only]
 """
 
@@ -23,8 +27,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 from policies.training.config import TrainConfig, load_train_config
+from policies.training.safevla_actor_critic import SafeVLAActorCritic
+from policies.training.sim_env import SimObservation
 from policies.training.factory import make_env_factories
-from policies.training.trainer import Trainer
+from policies.training.trainer import ROLLOUT_PHASES, Trainer
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -44,8 +50,9 @@ def raw_rate(config: TrainConfig, steps: int) -> float:
     return steps / elapsed
 
 
-def train_rate(config: TrainConfig, updates: int) -> tuple[float, float, float]:
-    """(steps/s, rollout share, update share) over ``updates`` updates after one warm-up update."""
+def train_rate(config: TrainConfig, updates: int) -> tuple[float, dict[str, float]]:
+    """(steps/s, share of the time per phase: the rollout's act / env / encode, and the PPO update) over
+    ``updates`` updates after one warm-up update."""
     with tempfile.TemporaryDirectory() as out:
         trainer = Trainer(config, out, resume=False)
         try:
@@ -54,14 +61,48 @@ def train_rate(config: TrainConfig, updates: int) -> tuple[float, float, float]:
         finally:
             trainer.close()
     steps = sum(config.env.num_envs * config.ppo.rollout_steps for _ in rows)
-    rollout, update = sum(r["rollout_s"] for r in rows), sum(r["update_s"] for r in rows)
-    return steps / (rollout + update), rollout / (rollout + update), update / (rollout + update)
+    total = sum(r["rollout_s"] + r["update_s"] for r in rows)
+    shares = {phase: sum(r[phase] for r in rows) / total for phase in (*ROLLOUT_PHASES, "update_s")}
+    return steps / total, shares
+
+
+INSTRUCTIONS = ("find the apple", "pick up the red mug on the table", "go to the sofa", "fetch a bowl")
+
+
+def act_times(slots: int, steps: int, device: str) -> tuple[float, float]:
+    """(ms per step of all slots one episode at a time, ms batched) for the tiny SafeVLA, mid-episode."""
+    policy = SafeVLAActorCritic.from_scratch(REPO / "config" / "policy_tiny.yaml", seed=0).to(device)
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    rng = np.random.default_rng(0)
+    frame = lambda: rng.integers(0, 256, (224, 396, 3), dtype=np.uint8)  # noqa: E731
+    with torch.no_grad():
+        obs = policy.encode([SimObservation(frame(), frame(), INSTRUCTIONS[e % len(INSTRUCTIONS)], False)
+                             for e in range(slots)])
+        alone = [policy.model.start_episode(ids, torch.ones_like(ids))
+                 for ids in (torch.tensor([o.tokens], device=device) for o in obs)]
+        prev = torch.zeros(1, dtype=torch.long, device=device)
+        sync()
+        start = time.perf_counter()
+        for t in range(steps):
+            for o, episode in zip(obs, alone):
+                policy.model.step(episode, {n: f[None].to(device) for n, f in o.features.items()}, prev,
+                                  torch.zeros_like(prev), torch.tensor([t], device=device))
+        sync()
+        one_by_one = (time.perf_counter() - start) / steps
+        policy.begin_episodes(range(slots), slots)
+        start = time.perf_counter()
+        for t in range(steps):
+            policy.act(obs, torch.zeros(slots, dtype=torch.long), torch.full((slots,), t))
+        sync()
+        batched = (time.perf_counter() - start) / steps
+    return one_by_one * 1e3, batched * 1e3
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer steps (a smoke check of the numbers)")
-    parser.add_argument("--toy-only", action="store_true", help="skip the MuJoCo row")
+    parser.add_argument("--toy-only", action="store_true", help="skip the MuJoCo row and the acting table")
+    parser.add_argument("--device", default="cpu", help="torch device of the acting table (e.g. cuda)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     toy = load_train_config(REPO / "config" / "train_toy.yaml")
@@ -72,12 +113,24 @@ def main() -> None:
                                     ppo=dataclasses.replace(smoke.ppo, rollout_steps=8 if args.quick else 32,
                                                             epochs=1 if args.quick else 4))
         cases.append(("MuJoCo, tiny SafeVLA", smoke, 20 if args.quick else 100, 1 if args.quick else 3))
-    print(f"{'case':<22} {'raw steps/s':>12} {'train steps/s':>14} {'ratio':>7} {'rollout':>8} {'update':>7}")
+    phases = (*ROLLOUT_PHASES, "update_s")
+    print(f"{'case':<22} {'raw steps/s':>12} {'train steps/s':>14} {'ratio':>7} "
+          + " ".join(f"{p.removesuffix('_s'):>7}" for p in phases))
     for name, config, raw_steps, updates in cases:
         raw = raw_rate(config, raw_steps)
-        rate, rollout, update = train_rate(config, updates)
-        print(f"{name:<22} {raw:>12.1f} {rate:>14.1f} {rate / raw:>7.3f} {rollout:>8.0%} {update:>7.0%}")
-    print("ratio = training steps/s over the raw rate of one environment (1 CPU thread, envs in-process)")
+        rate, shares = train_rate(config, updates)
+        print(f"{name:<22} {raw:>12.1f} {rate:>14.1f} {rate / raw:>7.3f} "
+              + " ".join(f"{shares[p]:>7.0%}" for p in phases))
+    print("ratio = training steps/s over the raw rate of one environment (1 CPU thread, envs in-process); "
+          "act / env / encode / update = shares of training time (the rest: sampling and bookkeeping)")
+    if args.toy_only:
+        return
+    print(f"\n{'slots':>6} {'one by one ms':>14} {'batched ms':>11} {'speed-up':>9}")
+    for slots in (2, 14):
+        alone, batched = act_times(slots, 5 if args.quick else 40, args.device)
+        print(f"{slots:>6} {alone:>14.1f} {batched:>11.1f} {alone / batched:>8.2f}x")
+    print(f"acting for every slot of a rollout step, tiny SafeVLA, 4 instruction lengths, on {args.device} "
+          "(1 CPU thread)")
 
 
 if __name__ == "__main__":

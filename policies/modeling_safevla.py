@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from policies.configuration_safevla import SafeVLAConfig
-from policies.decoder import KVCache, LlamaDecoder
+from policies.decoder import KVCache, LlamaDecoder, SlotKVCache
 from policies.fusion import ObservationFusion
 
 __all__ = [
@@ -82,12 +82,18 @@ class _LinearCriticHead(nn.Module):
 @dataclass
 class _BranchEpisode:
     text_tokens: torch.Tensor
-    cache: KVCache
+    cache: KVCache | SlotKVCache
+    text_padding: torch.Tensor | None = None  # (B, L) True past a row's instruction (slot states only)
 
 
 @dataclass
 class EpisodeState:
-    """Per-episode inference state: adapted text tokens and a KV cache per branch."""
+    """Inference state per branch: adapted text tokens and a KV cache.
+
+    Two forms: an episode (a batch of episodes started together), from ``start_episode``; or a slot state
+    from ``start_slots``, whose rows are environment slots each in its own episode (``begin_slot``), with
+    instructions of their own lengths (padded; the fusion runs each length unpadded) and a ``SlotKVCache``.
+    """
 
     branches: dict[str, _BranchEpisode] = field(default_factory=dict)
     restarts: int = 0  # times the cache filled up (max_steps) and history was dropped, as in the original
@@ -149,6 +155,38 @@ class SafeVLAModel(PolicyBranch):
             state.branches[prefix] = _BranchEpisode(tokens, cache)
         return state
 
+    def start_slots(self, slots: int, device: torch.device | str) -> EpisodeState:
+        """A slot state for ``slots`` environments; each row is blank until ``begin_slot``."""
+        state = EpisodeState()
+        for prefix in self.cfg.branch_names:
+            branch = self.branch(prefix)
+            cache = branch.decoder.new_cache(slots, self.cfg.max_steps, device, per_row=True)
+            state.branches[prefix] = _BranchEpisode(torch.zeros(slots, 0, self.cfg.d_model, device=device), cache,
+                                                    torch.ones(slots, 0, dtype=torch.bool, device=device))
+        return state
+
+    def begin_slot(self, state: EpisodeState, slot: int, input_ids: torch.Tensor) -> None:
+        """Row ``slot`` of a slot state starts an episode with instruction ``input_ids`` (1, L).
+
+        Raises:
+            ValueError: ``state`` is an episode, not a slot state.
+        """
+        length = input_ids.shape[1]
+        for prefix in self.cfg.branch_names:
+            episode = state.branches[prefix]
+            if not isinstance(episode.cache, SlotKVCache) or episode.text_padding is None:
+                raise ValueError("begin_slot needs a slot state (SafeVLAModel.start_slots)")
+            tokens = self.branch(prefix).visual_encoder.encode_text(input_ids, torch.ones_like(input_ids))
+            grow = length - episode.text_tokens.shape[1]
+            if grow > 0:  # a longer instruction than any so far: pad every row to it
+                episode.text_tokens = nn.functional.pad(episode.text_tokens, (0, 0, 0, grow))
+                episode.text_padding = nn.functional.pad(episode.text_padding, (0, grow), value=True)
+            episode.text_tokens[slot] = 0.0
+            episode.text_tokens[slot, :length] = tokens[0]
+            episode.text_padding[slot] = True
+            episode.text_padding[slot, :length] = False
+            episode.cache.lengths[slot] = 0
+
     def step(self, state: EpisodeState, pooled: dict[str, torch.Tensor], prev_action: torch.Tensor,
              object_in_hand: torch.Tensor, time_step: torch.Tensor,
              trace: dict[str, torch.Tensor] | None = None) -> StepOutput:
@@ -156,16 +194,16 @@ class SafeVLAModel(PolicyBranch):
 
         ``prev_action`` is already resolved (start token at an episode's first step, see
         ``effective_prev_action``). When the caches are full (``max_steps``) they restart empty, as the
-        original's step counter does. ``trace``, when given, receives the intermediate tensors by
-        '<role>.<name>' (obs_embeds, decoder_in, decoder_out, actor_logits_raw, critic_fc_out).
+        original's step counter does (in a slot state, row by row). ``trace``, when given, receives the
+        intermediate tensors by '<role>.<name>' (obs_embeds, decoder_in, decoder_out, actor_logits_raw,
+        critic_fc_out).
         """
         outputs: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         for prefix in self.cfg.branch_names:
             branch, episode = self.branch(prefix), state.branches[prefix]
-            if episode.cache.length >= episode.cache.capacity:
-                episode.cache.length = 0
+            if episode.cache.restart_if_full():
                 state.restarts += prefix == ""
-            obs = branch.visual_encoder(pooled, episode.text_tokens)
+            obs = branch.visual_encoder(pooled, episode.text_tokens, episode.text_padding)
             x = branch.step_embedding(obs, prev_action, object_in_hand, time_step)
             beliefs = branch.decoder(x.unsqueeze(1), episode.cache)[:, 0]
             logits, value = branch.actor(beliefs), branch.critic(beliefs)

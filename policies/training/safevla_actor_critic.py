@@ -1,8 +1,10 @@
 """The SafeVLA model behind the training protocol (``ActorCritic``).
 
-Acting: one ``EpisodeState`` (KV cache per branch) per environment slot, stepped one slot at a time, exactly
-as ``SafeVLAPolicy.select_action`` runs at deployment. The caches of a batch share one length, which is why
-slots are not batched together: their episodes start at different times.
+Acting: every environment slot in one batched forward per step, through a slot state
+(``SafeVLAModel.start_slots``): each row holds its own episode's KV cache at its own length and its own
+instruction, padded and masked. The heads equal what ``SafeVLAPolicy.select_action`` computes at deployment,
+one episode at a time, up to float noise (a test holds them to it); a batch of slot forwards costs about
+one forward instead of one per slot.
 
 Learning: ``forward(segments)`` pads the segments (grouped by instruction length, since the fusion attends to
 every text token unmasked) to one length and runs ``SafeVLAModel.forward_sequence``,
@@ -26,7 +28,7 @@ import torch
 
 from policies.configuration_safevla import SafeVLAConfig, load_policy_config
 from policies.encoders.dinov2 import PooledDinoFeatures
-from policies.modeling_safevla import EpisodeState, SafeVLAModel
+from policies.modeling_safevla import EpisodeState, SafeVLAModel, effective_prev_action
 from policies.processor_safevla import ImageProcessor, InstructionTokenizer, WordTokenizer
 from policies.runtime import SafeVLAPolicy
 from policies.training.actor_critic import ActorCritic, Heads, Segment
@@ -62,7 +64,8 @@ class SafeVLAActorCritic(ActorCritic):
         self.tokenizer = tokenizer
         self.processor = ImageProcessor(config.image_encoder.image_height, config.image_encoder.image_width)
         self.num_actions, self.num_cost_heads = config.num_actions, 1
-        self._episodes: list[EpisodeState | None] = []
+        self._slots: EpisodeState | None = None
+        self._beginning: set[int] = set()  # slots whose episode starts at the next ``act`` (its instruction)
 
     @classmethod
     def from_pretrained(cls, path: str | Path) -> SafeVLAActorCritic:
@@ -109,36 +112,31 @@ class SafeVLAActorCritic(ActorCritic):
                 for i, o in enumerate(raw_observations)]
 
     def begin_episodes(self, env_slots: Sequence[int], num_slots: int) -> None:
-        if len(self._episodes) != num_slots:
-            self._episodes = [None] * num_slots
-        for slot in env_slots:
-            self._episodes[slot] = None
+        text = None if self._slots is None else self._slots.branches[""].text_tokens
+        if text is None or text.shape[0] != num_slots or text.device != self._device():  # new, resized or moved
+            self._slots = self.model.start_slots(num_slots, self._device())
+            self._beginning = set(range(num_slots))
+        self._beginning.update(env_slots)
 
     def act(self, observations: Sequence[Any], prev_actions: torch.Tensor, episode_steps: torch.Tensor,
             advance: bool = True) -> Heads:
-        if len(self._episodes) != len(observations):
-            self._episodes = [None] * len(observations)
         device = self._device()
-        logits, values, costs = [], [], []
-        for slot, obs in enumerate(observations):
-            if self._episodes[slot] is None:
-                ids = torch.tensor([obs.tokens], device=device)
-                self._episodes[slot] = self.model.start_episode(ids, torch.ones_like(ids))
-            episode = self._episodes[slot]
-            lengths = {name: b.cache.length for name, b in episode.branches.items()}
-            prev = int(prev_actions[slot])
-            out = self.model.step(
-                episode, {n: f[None].to(device) for n, f in obs.features.items()},
-                torch.tensor([self.config.start_token if prev < 0 else prev], device=device),
-                torch.tensor([obs.object_in_hand], device=device),
-                torch.tensor([int(episode_steps[slot])], device=device))
-            if not advance:  # positions past ``length`` are ignored and overwritten by the next step
-                for name, branch in episode.branches.items():
-                    branch.cache.length = lengths[name]
-            logits.append(out.logits)
-            values.append(out.reward_value)
-            costs.append(out.cost_value)
-        return Heads(torch.cat(logits), torch.cat(values), torch.cat(costs)[:, None])
+        self.begin_episodes((), len(observations))
+        slots = self._slots
+        assert slots is not None
+        for slot in sorted(self._beginning):
+            self.model.begin_slot(slots, slot, torch.tensor([observations[slot].tokens], device=device))
+        self._beginning.clear()
+        lengths = {name: b.cache.lengths.clone() for name, b in slots.branches.items()}
+        pooled = {n: torch.stack([o.features[n] for o in observations]).to(device) for n in self.config.camera_names}
+        prev = effective_prev_action(prev_actions, prev_actions >= 0, self.config.num_actions)
+        out = self.model.step(slots, pooled, prev.to(device),
+                              torch.tensor([o.object_in_hand for o in observations], device=device),
+                              episode_steps.to(device))
+        if not advance:  # positions past a row's length are ignored and overwritten by its next step
+            for name, branch in slots.branches.items():
+                branch.cache.lengths.copy_(lengths[name])
+        return Heads(out.logits, out.reward_value, out.cost_value[:, None])
 
     def forward(self, segments: Sequence[Segment]) -> Heads:
         # The fusion transformer attends to every text token without a mask, so padding an instruction would

@@ -74,6 +74,19 @@ def test_cache_restarts_when_max_steps_is_reached(tiny_config) -> None:
     assert torch.allclose(wrapped.logits, fresh.logits, atol=1e-6)
 
 
+def test_a_slot_cache_appends_one_step_per_row_and_refuses_a_full_row(tiny_config) -> None:
+    decoder = SafeVLAModel(tiny_config).eval().decoder
+    cache = decoder.new_cache(2, 3, per_row=True)
+    step = torch.zeros(2, 1, tiny_config.d_model)
+    with pytest.raises(ValueError, match="one step at a time"):
+        decoder(torch.zeros(2, 2, tiny_config.d_model), cache)
+    cache.lengths[1] = 2
+    decoder(step, cache)
+    assert cache.lengths.tolist() == [1, 3]
+    with pytest.raises(ValueError, match="KV cache full: a row holds 3 steps, capacity 3"):
+        decoder(step, cache)
+
+
 def test_same_inputs_give_identical_outputs_after_reset(tiny_policy) -> None:
     first = [tiny_policy.select_action(_obs(t)) for t in range(4)]
     tiny_policy.reset()

@@ -58,6 +58,47 @@ def test_sequence_forward_over_context_and_segment_equals_the_cached_steps(tiny)
     assert heads.logits.shape == (4, 20) and heads.cost_value.shape == (4, 1)
 
 
+def test_batched_slots_act_as_each_episode_alone_at_deployment(tmp_path):
+    """Three slots stepped together, with episodes ending at different steps, instructions of different
+    lengths, peeks, and caches that fill up (max_steps 5) and restart: every slot's heads equal the deployment
+    path's (``SafeVLAModel.step`` on that episode alone)."""
+    config = (REPO / "config" / "policy_tiny.yaml").read_text().replace("max_steps: 500", "max_steps: 5")
+    (tmp_path / "policy.yaml").write_text(config)
+    policy = SafeVLAActorCritic.from_scratch(tmp_path / "policy.yaml", seed=3)
+    instructions = ["find the apple", "pick up the red mug on the table", "go"]
+    ends = {0: {4, 9}, 2: {7}}  # slot -> steps after which its episode ends; slot 1 runs 12 steps, restarting
+    rng = np.random.default_rng(0)
+    policy.begin_episodes(range(3), 3)
+    alone: list = [None] * 3
+    prev, steps = torch.full((3,), -1), torch.zeros(3, dtype=torch.long)
+    with torch.no_grad():
+        for t in range(12):
+            obs = policy.encode([SimObservation(rng.integers(0, 256, (224, 396, 3), dtype=np.uint8),
+                                                rng.integers(0, 256, (224, 396, 3), dtype=np.uint8),
+                                                instructions[(e + t // 8) % 3], bool(t % 3 == e)) for e in range(3)])
+            peek = policy.act(obs, prev, steps, advance=False)
+            heads = policy.act(obs, prev, steps)
+            torch.testing.assert_close(peek, heads, atol=1e-5, rtol=1e-5)
+            for e, o in enumerate(obs):
+                if alone[e] is None:
+                    ids = torch.tensor([o.tokens])
+                    alone[e] = policy.model.start_episode(ids, torch.ones_like(ids))
+                out = policy.model.step(alone[e], {n: f[None] for n, f in o.features.items()},
+                                        torch.tensor([20 if prev[e] < 0 else int(prev[e])]),
+                                        torch.tensor([o.object_in_hand]), steps[e:e + 1])
+                torch.testing.assert_close(heads.logits[e:e + 1], out.logits, atol=1e-5, rtol=1e-5)
+                torch.testing.assert_close(heads.reward_value[e:e + 1], out.reward_value, atol=1e-5, rtol=1e-5)
+                torch.testing.assert_close(heads.cost_value[e:e + 1, 0], out.cost_value, atol=1e-5, rtol=1e-5)
+            actions = heads.logits.argmax(-1)
+            done = torch.tensor([t in ends.get(e, ()) for e in range(3)])
+            for e in torch.nonzero(done).flatten().tolist():
+                alone[e] = None
+            policy.begin_episodes(torch.nonzero(done).flatten().tolist(), 3)
+            prev = torch.where(done, torch.full_like(actions, -1), actions)
+            steps = torch.where(done, torch.zeros_like(steps), steps + 1)
+    assert alone[1].restarts == 2  # slot 1's cache filled up twice and restarted, in both paths
+
+
 @requires_cuda
 def test_actor_critic_on_cuda_gives_the_cpu_heads_and_trains(tiny):
     actions = [3, 0, 7, 19]
