@@ -5,6 +5,7 @@ the context is still valid, so a node can still publish its last words (the moni
 before shutting down. The executor wakes at least every ``SIGNAL_POLL_S`` so a signal is handled even when
 nothing else happens (under use_sim_time without /clock no timer fires). An error that makes a node unusable
 at start-up (a bad parameter, a missing checkpoint) is logged as FATAL with its message and exits with 1.
+The cores' ``logging`` records go to the node's ROS logger (``log_bridge``) for the node's whole life.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
 
 from safevla_node.errors import ConfigError
+from safevla_node.nodes.log_bridge import bridge_core_logging
 
 __all__ = ["SIGNAL_POLL_S", "interrupt", "run_node"]
 
@@ -50,9 +52,15 @@ def run_node(
         fatal: start-up exceptions and the words that introduce them (default: invalid parameter).
         on_exit: last words of the node (still with a valid context when shutdown came from a signal).
     """
-    fatal = dict(fatal or {ConfigError: "invalid parameter"})
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     signal.signal(signal.SIGTERM, interrupt)
+    with bridge_core_logging(name):
+        return _spin(make_node, name, dict(fatal or {ConfigError: "invalid parameter"}), on_exit)
+
+
+def _spin(make_node: Callable[[], N], name: str, fatal: Mapping[type[Exception], str],
+          on_exit: Callable[[N], None] | None) -> int:
+    """``run_node`` after rclpy.init: build, spin, clean up, shut down."""
     node: N | None = None
     try:
         node = make_node()

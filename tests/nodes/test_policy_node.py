@@ -250,6 +250,18 @@ def test_without_the_monitor_s_answer_it_proposes_again_after_the_primitive_time
     assert int(rig.status()["primitive_timeouts"]) >= 2
 
 
+def test_the_cores_log_records_reach_the_nodes_ros_log_at_their_severity(rig, node_process):
+    """The runner (a core: ``logging``, no rclpy) logged the episode starts above and the primitive
+    timeouts of the previous test; the node's ROS log carries both, named after the core's logger."""
+    _, proc = node_process
+    rig.client.spin_until(lambda: "no DONE/ABORTED" in proc.output(), 5.0, "the runner's warning in the log")
+    lines = proc.output().splitlines()
+    episode = [line for line in lines if "safevla_node.policy_runner: episode" in line and "'find the mug'" in line]
+    timeout = [line for line in lines if "safevla_node.policy_runner: no DONE/ABORTED" in line]
+    assert episode and episode[0].startswith("[INFO]") and "[policy_node]" in episode[0], lines
+    assert timeout and timeout[0].startswith("[WARN]"), lines
+
+
 def test_compressed_cameras_and_the_instruction_parameter_give_proposals(ros_domain, checkpoint):
     """compressed_images: the /compressed topics (PNG here); the `instruction` parameter starts an episode."""
     from PIL import Image as PILImage
