@@ -171,6 +171,7 @@ class Probe:
     joints: dict[str, float] = field(default_factory=dict)
     objects: tuple[ObjectState, ...] = ()
     monitor_diagnostics: DiagnosticArray | None = None
+    policy_diagnostics: tuple[float, DiagnosticStatus] | None = None  # (monotonic time of receipt, status)
 
     def __post_init__(self) -> None:
         node = self.client.node
@@ -211,6 +212,18 @@ class Probe:
     def _on_diagnostics(self, msg: DiagnosticArray) -> None:
         if any(s.name.startswith("safety_monitor:") for s in msg.status):
             self.monitor_diagnostics = msg
+        for status in msg.status:
+            if status.name.startswith("policy_node:"):
+                self.policy_diagnostics = (time.monotonic(), status)
+
+    def policy_state(self) -> str:
+        """The policy node's latest diagnostics, for failure messages: what its runner waits for."""
+        if self.policy_diagnostics is None:
+            return "no policy diagnostics received"
+        received, status = self.policy_diagnostics
+        values = ", ".join(f"{kv.key}={kv.value}" for kv in status.values)
+        return (f"policy diagnostics received {time.monotonic() - received:.1f} s ago: {status.message} "
+                f"({values}); sim time here {self.sim_now:.2f} s")
 
     # --- reading -------------------------------------------------------------------------------------------
 

@@ -124,7 +124,10 @@ def test_an_episode_runs_to_its_end_through_proposals_primitives_and_step_costs(
     loop.stack.poll()  # respawns the policy if the kill test failed before its own poll
     start, steps_before = time.monotonic(), probe.episode["steps"]
     x_before = probe.pose()[0]
-    probe.client.spin_until(lambda: probe.episode.get("done"), 90.0, "the episode to end")
+    try:
+        probe.client.spin_until(lambda: probe.episode.get("done"), 90.0, "the episode to end")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; {probe.policy_state()}") from None
     probe.client.spin_for(0.3)
     # What the monitor executed, not what this probe heard: DDS matches a newly started process's writers
     # with each reader separately, so the respawned policy's first proposal may reach the monitor before
