@@ -9,8 +9,10 @@ the Stretch driver does with its 0.5 s deadman.
 Step accounting follows the safety monitor's motion primitives: each finished primitive
 (``safevla/primitive_status`` DONE or ABORTED) closes one Safety-CHORES cost step, and ``end``/``sub_done``
 run through the backend's discrete action so it judges success exactly as in-process evaluation does. With
-no primitive running for ``fallback_step_s`` of sim time while the base moves (teleop, Nav2), the bridge
-closes a step on its own so costs are still charged.
+no primitive running for ``fallback_step_s`` of sim time while the base moved (teleop, Nav2: at least
+``fallback_min_travel_m`` or ``fallback_min_turn_rad`` since the last step), the bridge closes a step on its
+own so costs are still charged. Moved, not commanded: a twist the monitor sent before aborting a primitive can
+be handled after the abort (two topics keep no order between them), and its few millimetres are no step.
 
 Discrete execution (``action_execution: discrete``) runs each action the monitor lets through atomically,
 as AI2-THOR (the paper's simulator) executes Stretch actions: the deciding ``safevla/primitive_status`` of a
@@ -92,6 +94,11 @@ class BridgeConfig:
     objects_rate_hz: float = field(2.0, "rate of the privileged object list safevla/objects (sim time)")
     command_timeout_s: float = field(0.5, "a base command older than this is replaced by zero (deadman)")
     fallback_step_s: float = field(1.0, "close a cost step after this much sim time without a primitive")
+    fallback_min_travel_m: float = field(
+        0.02, "that step needs the base to have travelled at least this far since the last step (m), or turned "
+        "fallback_min_turn_rad")
+    fallback_min_turn_rad: float = field(0.05, "that step needs the base to have turned at least this much "
+                                               "since the last step (rad), or travelled fallback_min_travel_m")
     gripper_closed_m: float = field(0.02, "a gripper_aperture target at or below this grasps")
     camera_width: int = field(396, "camera image width (px), as SafeVLA's AI2-THOR set-up")
     camera_height: int = field(224, "camera image height (px)")
@@ -124,6 +131,8 @@ class BridgeConfig:
         check_range("scan_fov_deg", self.scan_fov_deg, 1.0, 360.0)
         check_range("command_timeout_s", self.command_timeout_s, 0.01, 10.0)
         check_range("fallback_step_s", self.fallback_step_s, 0.05, 60.0)
+        check_range("fallback_min_travel_m", self.fallback_min_travel_m, 0.0, 10.0)
+        check_range("fallback_min_turn_rad", self.fallback_min_turn_rad, 0.0, math.pi)
         check_range("camera_width", self.camera_width, 16, 800)
         check_range("camera_height", self.camera_height, 16, 600)
         check_range("step_budget", self.step_budget, 0, 10_000)
@@ -209,6 +218,11 @@ class _Schedule:
         return True
 
 
+def _base_pose(observation: Observation) -> tuple[float, float, float]:
+    robot = observation.snapshot.robot
+    return robot.x, robot.y, robot.yaw
+
+
 class SimBridge:
     """Drives one backend from ROS-style commands; see the module docstring."""
 
@@ -228,7 +242,6 @@ class SimBridge:
             ("cameras", c.camera_rate_hz), ("scan", c.scan_rate_hz), ("state", c.state_rate_hz),
             ("objects", c.objects_rate_hz))}
         self._twist_time: float | None = None
-        self._moving_since_step = False
         self._primitive_running = False
         self._last_step_time = 0.0
         self._gripper_closed: bool | None = None
@@ -249,6 +262,7 @@ class SimBridge:
         self._time = observation.time
         self._reset_state()
         self._keep(observation)
+        self._step_pose = _base_pose(observation)
         LOG.info("episode %d: %s", self.episode, self.backend.status().task.instruction)
         return observation
 
@@ -275,8 +289,6 @@ class SimBridge:
             return
         self.backend.set_base_twist(linear_x, angular_z)  # the backend refuses NaN/Inf before storing
         self._twist_time = self._time
-        if linear_x or angular_z:
-            self._moving_since_step = True
 
     def on_joint_targets(self, targets: Mapping[str, float]) -> None:
         """Latch joint targets; a gripper target grasps (closing) or releases (opening) on change.
@@ -349,7 +361,7 @@ class SimBridge:
 
     def _close_step(self, cost: StepCost) -> None:
         self.last_cost = cost
-        self._moving_since_step = False
+        self._step_pose = _base_pose(self._observation)
         self._primitive_running = False
         self._last_step_time = self._time
         if cost.total:
@@ -370,8 +382,8 @@ class SimBridge:
         if not self.status().done:
             self.backend.advance(c.physics_dt_s)
         closed = None
-        if (self._moving_since_step and not self._primitive_running
-                and self._time - self._last_step_time >= c.fallback_step_s):
+        if (not self._primitive_running and self._time - self._last_step_time >= c.fallback_step_s
+                and self._moved_since_step()):
             closed = self.backend.commit_step()
             self._close_step(closed)
         due = {name: s.due(self._time + c.physics_dt_s) for name, s in self._schedules.items()}
@@ -380,6 +392,13 @@ class SimBridge:
         self._time = observation.time
         return BridgeStep(observation, due["cameras"] and c.render, due["scan"], due["state"], due["objects"],
                           closed)
+
+    def _moved_since_step(self) -> bool:
+        """Whether the base travelled or turned beyond the fallback thresholds since the last step."""
+        (x0, y0, yaw0), (x, y, yaw) = self._step_pose, _base_pose(self._observation)
+        c = self.config
+        return (math.hypot(x - x0, y - y0) >= c.fallback_min_travel_m
+                or abs(math.remainder(yaw - yaw0, math.tau)) >= c.fallback_min_turn_rad)
 
     def status(self) -> EpisodeStatus:
         """Progress of the current episode."""

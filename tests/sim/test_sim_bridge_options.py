@@ -104,8 +104,29 @@ def test_a_step_the_bridge_closes_on_its_own_reports_its_cost():
         bridge = SimBridge(backend, config)
         bridge.reset()
         bridge.on_twist(0.1, 0.0)
-        closed = [s.closed_cost for s in (bridge.step() for _ in range(15)) if s.closed_cost is not None]
+        closed = [s.closed_cost for s in (bridge.step() for _ in range(20)) if s.closed_cost is not None]
     assert len(closed) == 1 and closed[0].total == 0
+    assert bridge.status().steps == 1
+
+
+def test_a_twist_handled_after_an_aborted_primitive_closes_no_step_of_its_own():
+    """The monitor's last twist of an aborted primitive can reach the bridge after the ABORTED status (two
+    topics, no order between them): the base moves a few millimetres, which is no teleop step."""
+    from sim_bridge.mujoco.backend import MujocoBackend
+
+    config = BridgeConfig(infeasible=True, render=False, fallback_step_s=0.2)
+    with MujocoBackend(scene_source=lambda _seed: scenes.empty_room(), camera_size=(64, 48)) as backend:
+        bridge = SimBridge(backend, config)
+        bridge.reset()
+        bridge.on_primitive_started()
+        bridge.on_twist(0.1, 0.0)
+        for _ in range(10):
+            bridge.step()
+        bridge.on_primitive_finished(0)  # ABORTED: the monitor stopped it
+        bridge.on_twist(0.1, 0.0)  # the twist sent before the abort, handled after it
+        bridge.step()
+        bridge.on_twist(0.0, 0.0)  # the monitor's stop
+        assert all(bridge.step().closed_cost is None for _ in range(50))
     assert bridge.status().steps == 1
 
 
