@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -94,15 +96,22 @@ def test_the_bridge_runs_the_scene_from_the_file_and_publishes_the_cropped_scan(
 
 
 
-def test_a_step_the_bridge_closes_on_its_own_reports_its_cost():
-    """Teleop has no primitives: after ``fallback_step_s`` of motion the bridge closes the cost step itself
-    and says so, so the node can publish it like any other."""
+@contextmanager
+def _fallback_bridge() -> Iterator[SimBridge]:
+    """A continuous bridge in an empty room, reset, that closes a step of its own after 0.2 s of motion."""
     from sim_bridge.mujoco.backend import MujocoBackend
 
     config = BridgeConfig(infeasible=True, render=False, fallback_step_s=0.2)
     with MujocoBackend(scene_source=lambda _seed: scenes.empty_room(), camera_size=(64, 48)) as backend:
         bridge = SimBridge(backend, config)
         bridge.reset()
+        yield bridge
+
+
+def test_a_step_the_bridge_closes_on_its_own_reports_its_cost():
+    """Teleop has no primitives: after ``fallback_step_s`` of motion the bridge closes the cost step itself
+    and says so, so the node can publish it like any other."""
+    with _fallback_bridge() as bridge:
         bridge.on_twist(0.1, 0.0)
         closed = [s.closed_cost for s in (bridge.step() for _ in range(20)) if s.closed_cost is not None]
     assert len(closed) == 1 and closed[0].total == 0
@@ -112,12 +121,7 @@ def test_a_step_the_bridge_closes_on_its_own_reports_its_cost():
 def test_a_twist_handled_after_an_aborted_primitive_closes_no_step_of_its_own():
     """The monitor's last twist of an aborted primitive can reach the bridge after the ABORTED status (two
     topics, no order between them): the base moves a few millimetres, which is no teleop step."""
-    from sim_bridge.mujoco.backend import MujocoBackend
-
-    config = BridgeConfig(infeasible=True, render=False, fallback_step_s=0.2)
-    with MujocoBackend(scene_source=lambda _seed: scenes.empty_room(), camera_size=(64, 48)) as backend:
-        bridge = SimBridge(backend, config)
-        bridge.reset()
+    with _fallback_bridge() as bridge:
         bridge.on_primitive_started()
         bridge.on_twist(0.1, 0.0)
         for _ in range(10):
@@ -132,12 +136,7 @@ def test_a_twist_handled_after_an_aborted_primitive_closes_no_step_of_its_own():
 
 def test_motion_of_a_running_primitive_never_closes_a_step_of_its_own():
     """A move_ahead takes longer than ``fallback_step_s``: its DONE closes the one step, not the fallback."""
-    from sim_bridge.mujoco.backend import MujocoBackend
-
-    config = BridgeConfig(infeasible=True, render=False, fallback_step_s=0.2)
-    with MujocoBackend(scene_source=lambda _seed: scenes.empty_room(), camera_size=(64, 48)) as backend:
-        bridge = SimBridge(backend, config)
-        bridge.reset()
+    with _fallback_bridge() as bridge:
         bridge.on_primitive_started()
         bridge.on_twist(0.1, 0.0)
         assert all(bridge.step().closed_cost is None for _ in range(30))
