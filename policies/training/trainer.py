@@ -95,7 +95,7 @@ class Trainer:
         self.learner = PPOLearner(self.model, config.ppo, torch.Generator().manual_seed(config.seed + 1))
         self.update = 0
         self.env_steps = 0
-        self.phases: defaultdict[str, float] = defaultdict(float)
+        self._phases: defaultdict[str, float] = defaultdict(float)
         self._csv_fields = (["update", "env_steps", "episodes", "episode_reward", "episode_length", "success_rate",
                              "cost_total"] + [f"cost_{c}" for c in self.categories]
                             + [f"lambda_{c}" for c in self.constraints] + list(LOSS_KEYS)
@@ -124,7 +124,7 @@ class Trainer:
         try:
             yield
         finally:
-            self.phases[phase] += time.perf_counter() - start
+            self._phases[phase] += time.perf_counter() - start
 
     def _costs(self, costs: list[tuple[float, ...]]) -> torch.Tensor:
         c = torch.tensor(costs, dtype=torch.float32)
@@ -136,7 +136,7 @@ class Trainer:
         recurrent = self.policy.recurrent
         buffer = RolloutBuffer(n, steps, len(self.constraints), self.contexts if recurrent else None)
         finished: list[EpisodeSummary] = []
-        self.phases.clear()
+        self._phases.clear()
         for _ in range(steps):
             with torch.no_grad(), self._timed("act_s"):
                 heads = self.policy.act(self.obs, self.prev_actions, self.episode_steps)
@@ -197,7 +197,7 @@ class Trainer:
         row.update({k: losses.get(k, math.nan) for k in LOSS_KEYS})
         row.update({"steps_per_s": buffer.num_envs * buffer.steps * self.ctx.world_size / elapsed,
                     "rollout_s": rollout_s, "update_s": elapsed - rollout_s})
-        row.update({phase: self.phases[phase] for phase in ROLLOUT_PHASES})
+        row.update({phase: self._phases[phase] for phase in ROLLOUT_PHASES})
         return row
 
     # ------------------------------------------------------------------ the loop
