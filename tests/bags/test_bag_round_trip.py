@@ -126,6 +126,9 @@ def test_recorded_graph_replayed_into_a_fresh_monitor_gets_the_verdicts_of_its_a
             client.node.create_subscription(
                 LaserScan, "/scan", lambda m: scans.append((time.monotonic(), stamp_s(m))), QoSProfile(depth=100))
             client.node.create_subscription(DiagnosticStatus, "/safevla/safety_state", on_state, QoSProfile(depth=100))
+            # The replay waits for the monitor to subscribe, not for this client to hear the monitor: wait for
+            # its state (repeated at 1 Hz) first, or a loaded machine matches us after the collision STOP.
+            client.spin_until(lambda: states, 30.0, "the fresh monitor's first safety_state")
             env = fresh.env()
             env["PYTHONPATH"] = f"{REPO_ROOT}:{env.get('PYTHONPATH', '')}".rstrip(":")
             replay = subprocess.Popen(
