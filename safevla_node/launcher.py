@@ -6,17 +6,6 @@ robot stop (``nodes/stop_robot.py`` publishes zero velocity, covering the case w
 died) and then either restarts the node (``respawn``) or shuts the stack down. The stop publisher runs armed
 beside the nodes from the start (discovered before it is needed) and is signalled on a death; a one-shot
 one is started if it is gone. Plain Python: no rclpy here.
-
-A stack that respawns runs every node on Fast DDS's UDPv4 transport only (``RESPAWN_ENV``; kept when the
-operator set ``FASTDDS_BUILTIN_TRANSPORTS`` themselves). A process that dies without closing its participant
-(SIGKILL, a crash) leaves shared-memory buffers and ports behind, and the nodes that published to it can fail
-to deliver anything to a process started after it, which matches every topic and receives nothing
-(eProsima/Fast-DDS#5053, #5469, #2811). The HIL policy loop saw it under load: a respawned policy that never
-got a camera frame, and one whose /clock stopped. Running only the respawned node on UDP did not cure it
-(the publishers' side is stuck too); the whole stack on UDP did (20 of 20 runs against 2 failures in 16).
-Other RMW implementations ignore the variable; Humble's Fast DDS (2.6) predates it, so there set the
-transport in an XML profile (``FASTRTPS_DEFAULT_PROFILES_FILE``) if you rely on respawn. A fail-stop stack
-keeps Fast DDS's defaults: any death shuts it down.
 """
 
 from __future__ import annotations
@@ -32,14 +21,12 @@ from pathlib import Path
 
 from safevla_node.stack import NodeLaunch
 
-__all__ = ["RESPAWN_ENV", "NodeExit", "StackLauncher"]
+__all__ = ["NodeExit", "StackLauncher"]
 
 LOG = logging.getLogger(__name__)
 STOP_ROBOT_MODULE = "safevla_node.nodes.stop_robot"
 #: How long the stop publisher (``safevla_node.nodes.stop_robot``) publishes zeros per stop.
 PUBLISH_FOR_S = 1.0
-#: Environment of every node of a respawning stack, under the stack's own (see the module docstring).
-RESPAWN_ENV = {"FASTDDS_BUILTIN_TRANSPORTS": "UDPv4"}
 
 
 @dataclass(frozen=True)
@@ -84,8 +71,7 @@ class StackLauncher:
         launches: the nodes, from ``StackDescription.resolve``.
         env: the environment of every node (``DomainLease.env()`` confines DDS to loopback).
         log_dir: one ``<node>.log`` per node.
-        respawn: restart a node that died (after stopping the robot) instead of shutting down; every node
-            then runs with ``RESPAWN_ENV``.
+        respawn: restart a node that died (after stopping the robot) instead of shutting down.
         stop_remappings: remappings for the stop publisher (so it reaches the robot's velocity topic).
     """
 
@@ -98,7 +84,6 @@ class StackLauncher:
         stop_remappings: Mapping[str, str] | None = None,
     ) -> None:
         log_dir.mkdir(parents=True, exist_ok=True)
-        env = {**RESPAWN_ENV, **env} if respawn else env
         self._children = [_Child(launch, env, log_dir) for launch in launches]
         self._env = dict(env)
         self._log_dir = log_dir

@@ -9,7 +9,7 @@ import time
 import pytest
 from geometry_msgs.msg import Twist
 
-from safevla_node.launcher import RESPAWN_ENV, StackLauncher
+from safevla_node.launcher import StackLauncher
 from safevla_node.stack import load_stack
 from tests.ros_harness import ros_client
 
@@ -28,11 +28,11 @@ profiles:
 """
 
 
-@pytest.fixture(params=[False], ids=["fail-stop"])
-def launcher(request, tmp_path, ros_domain):
+@pytest.fixture
+def launcher(tmp_path, ros_domain):
     (tmp_path / "stack.yaml").write_text(STACK)
     launches = load_stack(tmp_path / "stack.yaml").resolve("sim")
-    stack = StackLauncher(launches, ros_domain.env(), tmp_path / "logs", respawn=request.param)
+    stack = StackLauncher(launches, ros_domain.env(), tmp_path / "logs")
     stack.start()
     yield stack
     stack.shutdown()
@@ -75,34 +75,3 @@ def test_run_returns_failure_when_a_node_dies_and_shuts_the_rest_down(launcher):
     assert launcher.exits[0].name == "sim_bridge"
     with pytest.raises(StopIteration):
         launcher.pid("nonexistent")
-
-
-def _environ(pid: int) -> dict[str, str]:
-    raw = open(f"/proc/{pid}/environ", "rb").read().split(b"\0")
-    return dict(item.decode().split("=", 1) for item in raw if b"=" in item)
-
-
-def test_a_fail_stop_stack_keeps_the_dds_defaults(launcher):
-    assert "FASTDDS_BUILTIN_TRANSPORTS" not in _environ(launcher.pid("safety_monitor"))
-
-
-@pytest.mark.parametrize("launcher", [True], ids=["respawn"], indirect=True)
-def test_a_killed_node_of_a_respawning_stack_restarts_off_shared_memory_and_works_again(launcher, ros_domain):
-    """A SIGKILLed participant can leave Fast DDS shared memory unusable for a process started after it; a
-    respawning stack runs on UDPv4 only (``RESPAWN_ENV``), and the respawned monitor's twists arrive."""
-    transports = RESPAWN_ENV["FASTDDS_BUILTIN_TRANSPORTS"]
-    killed_pid = launcher.pid("safety_monitor")
-    assert _environ(launcher.pid("sim_bridge"))["FASTDDS_BUILTIN_TRANSPORTS"] == transports
-    os.kill(killed_pid, signal.SIGKILL)
-    deadline = time.monotonic() + 5
-    while not launcher.poll() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    respawned = launcher.pid("safety_monitor")
-    assert respawned != killed_pid
-    assert _environ(respawned)["FASTDDS_BUILTIN_TRANSPORTS"] == transports
-    respawned_at = time.monotonic()  # the stop publisher's zeros ended inside poll()
-    with ros_client(ros_domain) as client:
-        arrivals: list[float] = []
-        client.node.create_subscription(Twist, "cmd_vel", lambda _m: arrivals.append(time.monotonic()), 10)
-        client.spin_until(lambda: len([t for t in arrivals if t > respawned_at]) >= 3, timeout=30,
-                          message="zero twists of the respawned monitor")
