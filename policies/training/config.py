@@ -1,7 +1,8 @@
 """The training run's configuration: frozen dataclasses read from YAML (``safevla_node.config`` rules).
 
 Defaults are SafeVLA's (REFERENCE.md section 1): PPO clip 0.1, value coefficient 0.5, entropy 0, gamma 0.99,
-GAE 0.95, 128-step rollouts, 4 epochs, lr 2e-5, gradient norm 0.5; Lagrange init 0.001, lr 0.035 (Adam),
+GAE 0.95, 128-step rollouts, 4 epochs, lr 2e-5, gradient norm 0.5 (and no KL anchor, which SafeVLA lacks);
+Lagrange init 0.001, lr 0.035 (Adam),
 cost limit 2.31; PID gains 0.1 / 0.01 / 0.01, delay 10, EMA 0.95; reward +10 on success; 500-step episodes.
 """
 
@@ -28,6 +29,8 @@ class PPOConfig:
     clip: float = field(0.1, "PPO ratio clip epsilon")
     value_coef: float = field(0.5, "weight of the reward- and cost-value losses")
     entropy_coef: float = field(0.0, "entropy bonus weight")
+    kl_coef: float = field(0.0, "weight of KL(policy || starting policy): keeps a fine-tuned policy near the "
+                                "checkpoint it started from where the reward is too rare to steer it (0: off)")
     gamma: float = field(0.99, "discount of reward and cost")
     gae_lambda: float = field(0.95, "GAE lambda")
     lr: float = field(2e-5, "Adam learning rate of the network")
@@ -40,7 +43,7 @@ class PPOConfig:
         check_range("clip", self.clip, 0.0, 1.0)
         check_range("gamma", self.gamma, 0.0, 1.0)
         check_range("gae_lambda", self.gae_lambda, 0.0, 1.0)
-        for name in ("value_coef", "entropy_coef", "lr", "max_grad_norm"):
+        for name in ("value_coef", "entropy_coef", "kl_coef", "lr", "max_grad_norm"):
             check_range(name, getattr(self, name), 0.0)
 
 

@@ -6,6 +6,11 @@ constraint on the summed cost this is ``(A_r - lambda * A_c) / (1 + lambda)``. V
 ``0.5 * (return - value)^2`` for the reward critic and every cost critic, weighted by ``value_coef``.
 Advantages are standardised (reward) and centred (cost) over the rollout when ``normalize_advantages``, as
 omnisafe's buffer does. An episode end (success, 'end', time limit) stops both bootstraps.
+
+``kl_coef`` adds ``kl_coef * KL(policy || reference)``, the exact KL over the action vocabulary at every
+step, where the reference is the frozen starting policy (the anchor of RLHF-style fine-tuning). Fine-tuning a
+behaviour-cloned policy whose reward is rarely seen otherwise lets the cost advantage alone drag the greedy
+action onto a do-nothing turn in place (docs/finetuning.md).
 """
 
 from __future__ import annotations
@@ -138,12 +143,19 @@ class RolloutBuffer:
 
 
 class PPOLearner:
-    """Runs the PPO epochs on a finished buffer; ``model`` may be a DistributedDataParallel wrapper."""
+    """Runs the PPO epochs on a finished buffer; ``model`` may be a DistributedDataParallel wrapper.
 
-    def __init__(self, model: nn.Module, config: PPOConfig, generator: torch.Generator) -> None:
+    ``reference`` is the frozen policy of the KL anchor; required when ``config.kl_coef`` > 0.
+    """
+
+    def __init__(self, model: nn.Module, config: PPOConfig, generator: torch.Generator,
+                 reference: nn.Module | None = None) -> None:
+        if config.kl_coef > 0 and reference is None:
+            raise ValueError("ppo.kl_coef > 0 needs the reference policy to anchor to")
         self.model = model
         self.config = config
         self.generator = generator
+        self.reference = reference
         self.optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=config.lr)
 
     def update(self, buffer: RolloutBuffer, lambdas: torch.Tensor) -> dict[str, float]:
@@ -183,14 +195,23 @@ class PPOLearner:
         value_loss = 0.5 * (buffer.ret_reward[index].to(device) - heads.reward_value.float()).pow(2).mean()
         cost_loss = 0.5 * (buffer.ret_cost[index].to(device) - heads.cost_value.float()).pow(2).mean()
         entropy = -(log_all.exp() * log_all).sum(-1).mean()
-        loss = surrogate + cfg.value_coef * (value_loss + cost_loss) - cfg.entropy_coef * entropy
+        kl = self._kl_to_reference(segments, log_all)
+        loss = surrogate + cfg.value_coef * (value_loss + cost_loss) - cfg.entropy_coef * entropy + cfg.kl_coef * kl
         self.optimizer.zero_grad()
         loss.backward()
         grad_norm = nn.utils.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
         self.optimizer.step()
         return {"policy_loss": surrogate.item(), "value_loss": value_loss.item(), "cost_value_loss": cost_loss.item(),
-                "entropy": entropy.item(), "grad_norm": grad_norm.item(),
+                "entropy": entropy.item(), "kl_to_reference": kl.item(), "grad_norm": grad_norm.item(),
                 "clip_fraction": float(((ratio - 1).abs() > cfg.clip).float().mean())}
+
+    def _kl_to_reference(self, segments: list[Segment], log_probs: torch.Tensor) -> torch.Tensor:
+        """Mean over steps of KL(policy || reference); zero without a reference."""
+        if self.reference is None:
+            return log_probs.new_zeros(())
+        with torch.no_grad():
+            log_reference = torch.log_softmax(self.reference(segments).logits.float(), dim=-1)
+        return nn.functional.kl_div(log_reference, log_probs, log_target=True, reduction="batchmean")
 
 
 def sample_actions(heads_logits: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:

@@ -17,6 +17,7 @@ training curves (``policies.training.curves``).
 
 from __future__ import annotations
 
+import copy
 import csv
 import json
 import logging
@@ -51,7 +52,8 @@ CHECKPOINT_FORMAT = 1
 #: Settings a resumed run may change; anything else must match the checkpoint.
 RESUMABLE_CHANGES = frozenset({"updates", "checkpoint_every", "log_every", "device", "env.workers", "policy.init",
                                "time_limit_min"})
-LOSS_KEYS = ("policy_loss", "value_loss", "cost_value_loss", "entropy", "grad_norm", "clip_fraction")
+LOSS_KEYS = ("policy_loss", "value_loss", "cost_value_loss", "entropy", "kl_to_reference", "grad_norm",
+             "clip_fraction")
 #: Where a rollout's time goes (seconds per update): the network acting, the simulators stepping, and the
 #: frozen image encoder; what tells a slow run on a new machine which of the three to scale.
 ROLLOUT_PHASES = ("act_s", "env_s", "encode_s")
@@ -92,7 +94,8 @@ class Trainer:
         self.policy = make_policy(config, self.envs.num_actions, len(limits)).to(self.ctx.device)
         self.model = wrap_model(self.policy, self.ctx, self.policy.has_unused_parameters)
         self.sample_gen = torch.Generator().manual_seed(config.seed * 7919 + self.ctx.rank)
-        self.learner = PPOLearner(self.model, config.ppo, torch.Generator().manual_seed(config.seed + 1))
+        self.learner = PPOLearner(self.model, config.ppo, torch.Generator().manual_seed(config.seed + 1),
+                                  self._frozen_copy() if config.ppo.kl_coef > 0 else None)
         self.update = 0
         self.env_steps = 0
         self._phases: defaultdict[str, float] = defaultdict(float)
@@ -106,6 +109,11 @@ class Trainer:
         if resume and path.is_file():
             episodes = self._load(path)
         self._start_episodes(episodes)
+
+    def _frozen_copy(self) -> torch.nn.Module:
+        """The starting policy, frozen, for the KL anchor: taken before a resume loads later weights, so a
+        resumed run anchors to the same policy as the run it continues."""
+        return copy.deepcopy(self.policy).eval().requires_grad_(False)
 
     # ------------------------------------------------------------------ episodes and rollouts
     def _start_episodes(self, episode_indices: list[int]) -> None:
