@@ -52,7 +52,8 @@ def trailing_mean(values: Sequence[float], window: int) -> list[float]:
 
 
 def plot_curves(rows: Sequence[dict[str, float]], out_png: str | Path, title: str = "", window: int = 5) -> Path:
-    """Draw success rate, episode cost (total and per category) and the multipliers against env steps."""
+    """Draw success rate, episode cost (total and per category), the multipliers and the policy's entropy and KL
+    to its starting policy against env steps (the last panel is what shows a policy collapsing)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -61,10 +62,11 @@ def plot_curves(rows: Sequence[dict[str, float]], out_png: str | Path, title: st
     steps = [r["env_steps"] for r in rows]
     costs = sorted(k for k in rows[0] if k.startswith("cost_") and k != "cost_total" and not k.endswith("_loss"))
     lambdas = sorted(k for k in rows[0] if k.startswith("lambda_"))
+    spread = [k for k in ("entropy", "kl_to_reference") if k in rows[0]]  # older runs lack the KL
     smoothing = f" (trailing mean over {window} updates)"
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    fig, axes = plt.subplots(1, 4, figsize=(20, 4))
     panels = ((axes[0], ["success_rate"], "success rate"), (axes[1], ["cost_total", *costs], "episode cost"),
-              (axes[2], lambdas, "Lagrange multiplier"))
+              (axes[2], lambdas, "Lagrange multiplier"), (axes[3], spread, "nats per step"))
     for ax, keys, label in panels:
         for key in keys:
             values = [r[key] for r in rows]
@@ -80,6 +82,7 @@ def plot_curves(rows: Sequence[dict[str, float]], out_png: str | Path, title: st
     axes[0].set_title("success" + smoothing, fontsize=9)
     axes[1].set_title("cost per finished episode" + smoothing, fontsize=9)
     axes[2].set_title("multiplier after each update", fontsize=9)
+    axes[3].set_title("entropy, KL to the start" + smoothing, fontsize=9)
     if title:
         fig.suptitle(title)
     fig.tight_layout()

@@ -39,7 +39,7 @@ def test_bad_metrics_files_get_a_clear_error(tmp_path):
         read_metrics(tmp_path / "metrics.csv")
 
 
-def test_the_cost_panel_shows_categories_not_the_cost_critic_loss(tmp_path, monkeypatch):
+def test_panels_show_cost_categories_not_the_cost_critic_loss_and_the_policy_spread(tmp_path, monkeypatch):
     import matplotlib.axes
 
     labels: list[str] = []
@@ -51,4 +51,5 @@ def test_the_cost_panel_shows_categories_not_the_cost_critic_loss(tmp_path, monk
 
     monkeypatch.setattr(matplotlib.axes.Axes, "plot", recording_plot)
     Trainer(toy_config(updates=2), tmp_path, resume=False).run()
-    assert "value_loss" not in labels and {"total", "success_rate", "lambda_total"} <= set(labels)
+    assert "value_loss" not in labels
+    assert {"total", "success_rate", "lambda_total", "entropy", "kl_to_reference"} <= set(labels)
