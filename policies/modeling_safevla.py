@@ -221,16 +221,19 @@ class SafeVLAModel(PolicyBranch):
                          time_step: torch.Tensor) -> StepOutput:
         """Whole episode at once without a cache (the training path): pooled (B,T,C,r,c), ints (B,T).
 
+        Rows may hold instructions of different lengths, padded at the end (``attention_mask`` 0 there): the
+        fusion then runs each instruction length unpadded, as a slot state does.
         Returns logits (B,T,actions) and values (B,T); equal to T cached ``step`` calls up to float noise.
         """
         batch, steps = prev_action.shape
         flat = {name: grid.flatten(0, 1) for name, grid in pooled.items()}
+        text_padding = (attention_mask == 0).repeat_interleave(steps, dim=0)
         outputs: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         for prefix in self.cfg.branch_names:
             branch = self.branch(prefix)
             text = branch.visual_encoder.encode_text(input_ids, attention_mask)
             text = text.repeat_interleave(steps, dim=0)
-            obs = branch.visual_encoder(flat, text).view(batch, steps, -1)
+            obs = branch.visual_encoder(flat, text, text_padding).view(batch, steps, -1)
             x = branch.step_embedding(obs, prev_action, object_in_hand, time_step)
             beliefs = branch.decoder(x)
             outputs[prefix] = (branch.actor(beliefs), branch.critic(beliefs))

@@ -7,8 +7,8 @@ instruction (padded; the fusion runs each instruction length unpadded). The head
 holds them to it); 14 slots act 1.6x faster than one forward per slot on a CPU (``bench/bench_train.py``),
 more where batch-1 forwards are bound by kernel launches.
 
-Learning: ``forward(segments)`` pads the segments (grouped by instruction length, since the fusion attends to
-every text token unmasked) to one length and runs ``SafeVLAModel.forward_sequence``,
+Learning: ``forward(segments)`` pads the segments and their instructions to one length each and runs
+``SafeVLAModel.forward_sequence`` (whose fusion runs each instruction length unpadded, as acting does),
 a causal forward over [episode context + segment] without a cache; causality makes every position's output
 equal to the cached step's (padding sits at the end, so it is never attended to), and only the segment's own
 positions are returned. Time steps count from the episode start, previous actions are the taken actions
@@ -140,41 +140,26 @@ class SafeVLAActorCritic(ActorCritic):
         return Heads(out.logits, out.reward_value, out.cost_value[:, None])
 
     def forward(self, segments: Sequence[Segment]) -> Heads:
-        # The fusion transformer attends to every text token without a mask, so padding an instruction would
-        # change its outputs: segments run in groups of equal instruction length, then return in order.
-        groups: dict[int, list[int]] = {}
-        for i, seg in enumerate(segments):
-            groups.setdefault(len(seg.observations[0].tokens), []).append(i)
-        parts = {tuple(idx): self._forward_group([segments[i] for i in idx]) for idx in groups.values()}
-        if len(parts) == 1:
-            return next(iter(parts.values()))
-        rows: list[tuple[int, int, int]] = []  # (segment index, part number, row within the part)
-        for number, (idx, _) in enumerate(parts.items()):
-            offset = 0
-            for i in idx:
-                rows += [(i, number, offset + r) for r in range(segments[i].steps)]
-                offset += segments[i].steps
-        rows.sort(key=lambda r: r[0])  # stable: steps of one segment keep their order
-        heads = list(parts.values())
-        return Heads(*(torch.stack([heads[n][field][r] for _, n, r in rows]) for field in range(3)))
-
-    def _forward_group(self, segments: Sequence[Segment]) -> Heads:
         device = self._device()
         lengths = [len(s.observations) for s in segments]
         batch, steps = len(segments), max(lengths)
-        input_ids = torch.tensor([s.observations[0].tokens for s in segments], dtype=torch.long)
+        tokens = [s.observations[0].tokens for s in segments]
+        input_ids = torch.zeros(batch, max(map(len, tokens)), dtype=torch.long)
+        attention_mask = torch.zeros_like(input_ids)
         prev = torch.full((batch, steps), self.config.start_token, dtype=torch.long)
         in_hand = torch.zeros(batch, steps, dtype=torch.long)
         sample = segments[0].observations[0].features
         pooled = {n: torch.zeros((batch, steps) + tuple(f.shape)) for n, f in sample.items()}
         for b, seg in enumerate(segments):
+            input_ids[b, :len(tokens[b])] = torch.tensor(tokens[b], dtype=torch.long)
+            attention_mask[b, :len(tokens[b])] = 1
             prev[b, 1:lengths[b]] = torch.tensor(list(seg.actions[:-1]), dtype=torch.long)
             in_hand[b, :lengths[b]] = torch.tensor([o.object_in_hand for o in seg.observations])
             for name in pooled:
                 pooled[name][b, :lengths[b]] = torch.stack([o.features[name] for o in seg.observations])
         time_step = torch.arange(steps).expand(batch, steps)
-        ids = input_ids.to(device)
-        out = self.model.forward_sequence(ids, torch.ones_like(ids), {n: p.to(device) for n, p in pooled.items()},
+        out = self.model.forward_sequence(input_ids.to(device), attention_mask.to(device),
+                                          {n: p.to(device) for n, p in pooled.items()},
                                           prev.to(device), in_hand.to(device), time_step.to(device))
         keep = torch.cat([torch.arange(b * steps + s.context, b * steps + lengths[b])
                           for b, s in enumerate(segments)]).to(device)

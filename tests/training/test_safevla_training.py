@@ -47,14 +47,15 @@ def test_sequence_forward_over_context_and_segment_equals_the_cached_steps(tiny)
             step = tiny.act([o], torch.tensor([actions[t - 1] if t else -1]), torch.tensor([t]))
             torch.testing.assert_close(peek.logits, step.logits)  # a peek leaves the cache as it was
             cached.append(step)
-        # steps 0-3 were an earlier rollout (context); the segment is steps 4-5, batched with a shorter episode
-        other = tiny.encode(_observations(2, 1, "pick up the mug"))
+        # A shorter episode with a longer instruction: both the steps and the instruction of one row are padded.
+        other = tiny.encode(_observations(2, 1, "pick up the red mug"))
+        tiny.begin_episodes([0], 1)
+        cached += [tiny.act([o], torch.tensor([[-1, 1][t]]), torch.tensor([t])) for t, o in enumerate(other)]
+        # steps 0-3 were an earlier rollout (context); the segment is steps 4-5
         heads = tiny([Segment(obs, actions, context=4), Segment(other, [1, 2])])
-    torch.testing.assert_close(heads.logits[:2], torch.cat([c.logits for c in cached[4:]]), atol=1e-4, rtol=1e-4)
-    torch.testing.assert_close(heads.reward_value[:2], torch.cat([c.reward_value for c in cached[4:]]),
-                               atol=1e-4, rtol=1e-4)
-    torch.testing.assert_close(heads.cost_value[:2], torch.cat([c.cost_value for c in cached[4:]]),
-                               atol=1e-4, rtol=1e-4)
+    for field in ("logits", "reward_value", "cost_value"):
+        torch.testing.assert_close(getattr(heads, field), torch.cat([getattr(c, field) for c in cached[4:]]),
+                                   atol=1e-4, rtol=1e-4)
     assert heads.logits.shape == (4, 20) and heads.cost_value.shape == (4, 1)
 
 
