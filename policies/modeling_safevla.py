@@ -218,23 +218,41 @@ class SafeVLAModel(PolicyBranch):
 
     def forward_sequence(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                          pooled: dict[str, torch.Tensor], prev_action: torch.Tensor, object_in_hand: torch.Tensor,
-                         time_step: torch.Tensor) -> StepOutput:
-        """Whole episode at once without a cache (the training path): pooled (B,T,C,r,c), ints (B,T).
+                         time_step: torch.Tensor, real_steps: torch.Tensor | None = None,
+                         frozen_steps: torch.Tensor | None = None) -> StepOutput:
+        """Whole episodes at once without a cache (the training path): pooled (B,T,C,r,c), ints (B,T).
 
         Rows may hold instructions of different lengths, padded at the end (``attention_mask`` 0 there): the
-        fusion then runs each instruction length unpadded, as a slot state does.
+        fusion then runs each instruction length unpadded, as a slot state does. ``real_steps`` (B,) counts a
+        row's steps before its padding (default: all T); the causal decoder never attends from a real step to a
+        padding step, so padding observations are not encoded at all (their outputs are zero-input garbage).
+        ``frozen_steps`` (B,) counts a row's first steps whose observation embeddings carry no gradient (default:
+        none): an episode's context from earlier rollouts, which the loss does not score. Their values are the
+        same; only the gradient into the fusion through them is cut, as recurrent PPO cuts backpropagation at
+        the rollout boundary, and the fusion (the costliest part, once per step and branch) then runs
+        backwards over the trained steps alone.
         Returns logits (B,T,actions) and values (B,T); equal to T cached ``step`` calls up to float noise.
         """
         batch, steps = prev_action.shape
+        position = torch.arange(steps, device=prev_action.device).expand(batch, steps)
+        real = position < (steps if real_steps is None else real_steps[:, None])
+        frozen = position < (0 if frozen_steps is None else frozen_steps[:, None])
+        encoded = [((real & frozen).flatten().nonzero().flatten(), False),
+                   ((real & ~frozen).flatten().nonzero().flatten(), torch.is_grad_enabled())]
         flat = {name: grid.flatten(0, 1) for name, grid in pooled.items()}
-        text_padding = (attention_mask == 0).repeat_interleave(steps, dim=0)
+        text_padding = attention_mask == 0
         outputs: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         for prefix in self.cfg.branch_names:
             branch = self.branch(prefix)
             text = branch.visual_encoder.encode_text(input_ids, attention_mask)
-            text = text.repeat_interleave(steps, dim=0)
-            obs = branch.visual_encoder(flat, text, text_padding).view(batch, steps, -1)
-            x = branch.step_embedding(obs, prev_action, object_in_hand, time_step)
+            obs = text.new_zeros(batch * steps, self.cfg.d_model)
+            for rows, grad in encoded:
+                if rows.numel():
+                    with torch.set_grad_enabled(grad):
+                        part = branch.visual_encoder({n: g[rows] for n, g in flat.items()}, text[rows // steps],
+                                                     text_padding[rows // steps])
+                    obs = obs.index_put((rows,), part)
+            x = branch.step_embedding(obs.view(batch, steps, -1), prev_action, object_in_hand, time_step)
             beliefs = branch.decoder(x)
             outputs[prefix] = (branch.actor(beliefs), branch.critic(beliefs))
         cost = outputs["c_critic_tsfm"][1] if self.cfg.cost_critic else None

@@ -12,8 +12,9 @@ Learning: ``forward(segments)`` pads the segments and their instructions to one 
 a causal forward over [episode context + segment] without a cache; causality makes every position's output
 equal to the cached step's (padding sits at the end, so it is never attended to), and only the segment's own
 positions are returned. Time steps count from the episode start, previous actions are the taken actions
-shifted by one with the start token first. The cost of exactness: an episode that spans rollouts is recomputed
-from its start in each update (bounded by the 500-step episode length).
+shifted by one with the start token first. An episode that spans rollouts runs from its start in each update
+(bounded by the 500-step episode length), but its context steps are encoded without gradient and the padding
+not at all: the values are exact, and the gradient stops at the rollout boundary as in recurrent PPO.
 
 The frozen image encoder runs once per step in ``encode``; the buffer keeps its pooled features.
 """
@@ -160,7 +161,9 @@ class SafeVLAActorCritic(ActorCritic):
         time_step = torch.arange(steps).expand(batch, steps)
         out = self.model.forward_sequence(input_ids.to(device), attention_mask.to(device),
                                           {n: p.to(device) for n, p in pooled.items()},
-                                          prev.to(device), in_hand.to(device), time_step.to(device))
+                                          prev.to(device), in_hand.to(device), time_step.to(device),
+                                          torch.tensor(lengths, device=device),
+                                          torch.tensor([s.context for s in segments], device=device))
         keep = torch.cat([torch.arange(b * steps + s.context, b * steps + lengths[b])
                           for b, s in enumerate(segments)]).to(device)
         cost = out.cost_value.reshape(-1)[keep]

@@ -211,3 +211,22 @@ def test_the_fine_tuned_checkpoint_loads_strictly_and_ppo_trained_its_critics():
     tuned = SafeVLAPolicy.from_pretrained(REPO / "policies" / "checkpoints" / "bc_tiny_ppo_25k", device="cpu")
     out = tuned.select_action(observation)
     assert out.reward_value != 0.0 and out.cost_value != 0.0
+
+
+def test_sequence_forward_encodes_context_without_gradient_and_padding_not_at_all(tiny):
+    """A segment with 4 context steps and 2 trained steps, batched with a 2-step one (padded by 4): the fusion
+    of every branch runs backwards over the 4 trained steps only, and never over the 4 padding steps."""
+    encoded: list[tuple[int, bool]] = []  # (rows, with gradient) per fusion call
+    hooks = [tiny.model.branch(prefix).visual_encoder.register_forward_hook(
+        lambda _module, _inputs, out: encoded.append((out.shape[0], torch.is_grad_enabled())))
+        for prefix in tiny.config.branch_names]
+    long = tiny.encode(_observations(6, 0, "find the apple"))
+    short = tiny.encode(_observations(2, 1, "find the mug"))
+    heads = tiny([Segment(long, [3, 0, 7, 19, 2, 5], context=4), Segment(short, [1, 2])])
+    for hook in hooks:
+        hook.remove()
+    branches = len(tiny.config.branch_names)
+    assert sorted(encoded) == sorted([(4, False), (4, True)] * branches)
+    heads.logits.sum().backward()  # the graph still reaches the fusion through the trained steps
+    fusion = tiny.model.branch("").visual_encoder
+    assert any(p.grad is not None and bool(p.grad.abs().sum() > 0) for p in fusion.parameters())
