@@ -11,6 +11,7 @@ Workers start with the 'spawn' method (no forked torch or GL state) and take a p
 from __future__ import annotations
 
 import multiprocessing as mp
+import signal
 import traceback
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
@@ -125,7 +126,12 @@ class InProcessVecEnv(VecEnv):
 
 
 def _worker(conn: Connection, factory: EnvFactory, base_seed: int, rank: int, index: int) -> None:
-    """Worker process main: build the env, then serve requests until 'close' or the pipe breaks."""
+    """Worker process main: build the env, then serve requests until 'close' or the pipe breaks.
+
+    Ctrl-C in a terminal reaches the whole process group: the worker ignores it and leaves the stop to the
+    trainer, which finishes its update and checkpoints first (a dead parent breaks the pipe all the same).
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     slot: EnvSlot | None = None
     try:
         slot = EnvSlot(factory(), base_seed, rank, index)
@@ -139,7 +145,7 @@ def _worker(conn: Connection, factory: EnvFactory, base_seed: int, rank: int, in
                 conn.send(("ok", result))
             except Exception:  # noqa: BLE001 (sent to the parent, which raises it with the slot named)
                 conn.send(("error", traceback.format_exc()))
-    except (EOFError, KeyboardInterrupt):
+    except EOFError:
         pass
     except Exception:  # noqa: BLE001 (construction failed)
         conn.send(("error", traceback.format_exc()))

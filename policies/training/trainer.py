@@ -23,6 +23,8 @@ import json
 import logging
 import math
 import os
+import signal
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
@@ -57,6 +59,29 @@ LOSS_KEYS = ("policy_loss", "value_loss", "cost_value_loss", "entropy", "kl_to_r
 #: Where a rollout's time goes (seconds per update): the network acting, the simulators stepping, and the
 #: frozen image encoder; what tells a slow run on a new machine which of the three to scale.
 ROLLOUT_PHASES = ("act_s", "env_s", "encode_s")
+
+
+@contextmanager
+def _stop_on_interrupt() -> Iterator[Callable[[], bool]]:
+    """Ctrl-C (SIGINT) once sets the flag the context yields, so the run stops after its current update with a
+    checkpoint; a second Ctrl-C raises KeyboardInterrupt at once. Outside the main thread, where Python cannot
+    take signals, Ctrl-C keeps its default."""
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: False
+        return
+    pressed = threading.Event()
+
+    def handler(_signum: int, _frame: Any) -> None:
+        if pressed.is_set():
+            raise KeyboardInterrupt
+        pressed.set()
+        logger.warning("Ctrl-C: stopping after this update with a checkpoint (press again to abort at once)")
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield pressed.is_set
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _flatten(mapping: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -209,32 +234,34 @@ class Trainer:
         return row
 
     # ------------------------------------------------------------------ the loop
-    def _out_of_time(self, start: float) -> bool:
-        """Whether ``time_limit_min`` has passed on any rank (all ranks agree, so they stop together)."""
+    def _stop_requested(self, start: float, interrupted: bool) -> str:
+        """Why to stop after this update ('' to go on): the time limit passed or Ctrl-C was pressed, on any
+        rank (all ranks agree, so they stop together)."""
         limit = self.config.time_limit_min
-        if not limit:  # the same config on every rank: no collective needed
-            return False
-        late = float(time.monotonic() - start > 60.0 * limit)
-        return bool(self.ctx.all_reduce_sum(torch.tensor([late])).item() > 0)
+        late = bool(limit) and time.monotonic() - start > 60.0 * limit
+        flags = self.ctx.all_reduce_sum(torch.tensor([float(late), float(interrupted)]))
+        if flags[1].item() > 0:
+            return "interrupted (Ctrl-C)"
+        return f"time limit of {limit:g} min reached" if flags[0].item() > 0 else ""
 
     def run(self, stop_after: int | None = None) -> dict[str, Any]:
-        """Train until ``config.updates`` (or ``stop_after`` more updates, or ``time_limit_min``); returns the
-        run summary."""
+        """Train until ``config.updates`` (or ``stop_after`` more updates, or ``time_limit_min``, or Ctrl-C);
+        returns the run summary. Ctrl-C once finishes the current update and checkpoints; twice aborts."""
         target = self.config.updates if stop_after is None else min(self.config.updates, self.update + stop_after)
         row: dict[str, Any] = {}
         start = time.monotonic()
         try:
-            while self.update < target:
-                row = self.train_one_update()
-                if self.ctx.is_main:
-                    self._log(row)
-                out_of_time = self._out_of_time(start)
-                if self.update % self.config.checkpoint_every == 0 or self.update == target or out_of_time:
-                    self.save_checkpoint()
-                if out_of_time:
-                    logger.info("time limit of %g min reached after update %d; resume with the same command",
-                                self.config.time_limit_min, self.update)
-                    break
+            with _stop_on_interrupt() as interrupted:
+                while self.update < target:
+                    row = self.train_one_update()
+                    if self.ctx.is_main:
+                        self._log(row)
+                    stop = self._stop_requested(start, interrupted())
+                    if self.update % self.config.checkpoint_every == 0 or self.update == target or stop:
+                        self.save_checkpoint()
+                    if stop:
+                        logger.info("%s after update %d; resume with the same command", stop, self.update)
+                        break
             digests = assert_in_sync(self.policy, self.ctx)
         finally:
             if self._tb is not None:

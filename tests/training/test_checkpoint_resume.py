@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -13,6 +19,7 @@ from safevla_node.errors import ConfigError, TrainingError
 from tests.training.toy import toy_config
 
 
+REPO = Path(__file__).resolve().parents[2]
 TIMINGS = ("steps_per_s", "rollout_s", "update_s", *ROLLOUT_PHASES)
 
 
@@ -99,3 +106,42 @@ def test_a_negative_time_limit_is_refused():
 def test_an_unknown_training_difficulty_is_refused():
     with pytest.raises(ConfigError, match="difficulties"):
         toy_config(env={"difficulties": ["extreme"]})
+
+
+def test_ctrl_c_finishes_the_update_checkpoints_and_stops_the_workers(tmp_path):
+    """SIGINT to the whole process group, as a terminal's Ctrl-C sends it: the subprocess workers ignore it,
+    the trainer finishes its update, checkpoints it and exits 0; nothing of the group is left running."""
+    config = tmp_path / "toy.yaml"
+    toy = (REPO / "config" / "train_toy.yaml").read_text()
+    config.write_text(toy.replace("log_every: 25", "log_every: 1")
+                      .replace("num_envs: 8", "num_envs: 2, workers: subprocess"))
+    run = subprocess.Popen([sys.executable, "-m", "policies.training", "--config", str(config), "--out",
+                            str(tmp_path / "run"), "--updates", "1000000"], cwd=REPO, start_new_session=True,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert run.stdout is not None
+        for line in run.stdout:
+            if "update 3/" in line:
+                break
+        os.killpg(run.pid, signal.SIGINT)
+        output, _ = run.communicate(timeout=120)
+    finally:
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
+    assert run.returncode == 0, output
+    assert "stopping after this update" in output
+    stopped = torch.load(tmp_path / "run" / CHECKPOINT_FILE, weights_only=True)["update"]
+    assert f"interrupted (Ctrl-C) after update {stopped}" in output
+    assert int(_rows(tmp_path / "run")[-1]["update"]) == stopped
+    deadline = time.monotonic() + 10
+    while _group_alive(run.pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _group_alive(run.pid), "a rollout worker outlived the trainer"
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
