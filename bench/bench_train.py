@@ -9,6 +9,10 @@ Then the rollout's acting alone: N slots in different episodes (mixed instructio
 batched slot forward, against the baseline of stepping each episode alone as the deployment path does
 (``SafeVLAModel.step`` per slot, which is how rollouts acted before the slot state).
 
+Last, one PPO minibatch's forward+backward over an episode that spans rollouts: context steps encoded without
+gradient and padding skipped (``forward_sequence``'s ``real_steps`` / ``frozen_steps``), against the baseline
+of every padded step encoded with gradient, which is how the update ran before.
+
     python bench/bench_train.py [--quick] [--toy-only]
 """
 
@@ -26,6 +30,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
+from policies.training.actor_critic import Segment
 from policies.training.config import TrainConfig, load_train_config
 from policies.training.safevla_actor_critic import SafeVLAActorCritic
 from policies.training.sim_env import SimObservation
@@ -98,6 +103,39 @@ def act_times(slots: int, steps: int, device: str) -> tuple[float, float]:
     return one_by_one * 1e3, batched * 1e3
 
 
+def update_times(context: int, trained: int, repeats: int, device: str) -> tuple[float, float]:
+    """(s per forward+backward with every step encoded with gradient, s with the context frozen and the padding
+    skipped) for a minibatch of two episodes of one instruction: ``context`` steps from earlier rollouts plus
+    ``trained`` new ones, and a fresh ``trained // 2``-step episode padded to the first's length."""
+    policy = SafeVLAActorCritic.from_scratch(REPO / "config" / "policy_tiny.yaml", seed=0).to(device)
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    rng = np.random.default_rng(0)
+
+    def episode(steps: int) -> list:
+        frames = [rng.integers(0, 256, (224, 396, 3), dtype=np.uint8) for _ in range(2 * steps)]
+        return policy.encode([SimObservation(frames[2 * i], frames[2 * i + 1], INSTRUCTIONS[0], False)
+                              for i in range(steps)])
+
+    segments = [Segment(episode(context + trained), [0] * (context + trained), context),
+                Segment(episode(trained // 2), [0] * (trained // 2))]
+    fast = policy.sequence_inputs(segments)
+    every_step = {k: v for k, v in fast.items() if k not in ("real_steps", "frozen_steps")}
+
+    def best_of(inputs: dict) -> float:
+        best = float("inf")
+        for _ in range(repeats):
+            policy.zero_grad()
+            sync()
+            start = time.perf_counter()
+            out = policy.model.forward_sequence(**inputs)
+            (out.logits.sum() + out.reward_value.sum() + out.cost_value.sum()).backward()
+            sync()
+            best = min(best, time.perf_counter() - start)
+        return best
+
+    return best_of(every_step), best_of(fast)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer steps (a smoke check of the numbers)")
@@ -131,6 +169,12 @@ def main() -> None:
         print(f"{slots:>6} {alone:>14.1f} {batched:>11.1f} {alone / batched:>8.2f}x")
     print(f"acting for every slot of a rollout step, tiny SafeVLA, 4 instruction lengths, on {args.device} "
           "(1 CPU thread)")
+    print(f"\n{'context':>8} {'trained':>8} {'every step s':>13} {'frozen context s':>17} {'speed-up':>9}")
+    for context, trained in ((0, 64), (200, 64)):
+        every_step, fast = update_times(context, trained, 1 if args.quick else 3, args.device)
+        print(f"{context:>8} {trained:>8} {every_step:>13.2f} {fast:>17.2f} {every_step / fast:>8.2f}x")
+    print("one PPO minibatch forward+backward: an episode with `context` steps from earlier rollouts and `trained` "
+          "new ones,\nplus a fresh half-length episode padded to it; baseline: every step encoded with gradient")
 
 
 if __name__ == "__main__":

@@ -141,7 +141,16 @@ class SafeVLAActorCritic(ActorCritic):
         return Heads(out.logits, out.reward_value, out.cost_value[:, None])
 
     def forward(self, segments: Sequence[Segment]) -> Heads:
-        device = self._device()
+        out = self.model.forward_sequence(**self.sequence_inputs(segments))
+        steps = max(len(s.observations) for s in segments)
+        keep = torch.cat([torch.arange(b * steps + s.context, b * steps + len(s.observations))
+                          for b, s in enumerate(segments)]).to(out.logits.device)
+        cost = out.cost_value.reshape(-1)[keep]
+        return Heads(out.logits.reshape(-1, out.logits.shape[-1])[keep], out.reward_value.reshape(-1)[keep],
+                     cost[:, None])
+
+    def sequence_inputs(self, segments: Sequence[Segment]) -> dict[str, Any]:
+        """The keyword arguments of ``SafeVLAModel.forward_sequence`` for ``segments``, padded, on the device."""
         lengths = [len(s.observations) for s in segments]
         batch, steps = len(segments), max(lengths)
         tokens = [s.observations[0].tokens for s in segments]
@@ -158,16 +167,13 @@ class SafeVLAActorCritic(ActorCritic):
             in_hand[b, :lengths[b]] = torch.tensor([o.object_in_hand for o in seg.observations])
             for name in pooled:
                 pooled[name][b, :lengths[b]] = torch.stack([o.features[name] for o in seg.observations])
-        time_step = torch.arange(steps).expand(batch, steps)
-        out = self.model.forward_sequence(input_ids.to(device), attention_mask.to(device),
-                                          {n: p.to(device) for n, p in pooled.items()},
-                                          prev.to(device), in_hand.to(device), time_step.to(device),
-                                          torch.tensor(lengths, device=device),
-                                          torch.tensor([s.context for s in segments], device=device))
-        keep = torch.cat([torch.arange(b * steps + s.context, b * steps + lengths[b])
-                          for b, s in enumerate(segments)]).to(device)
-        cost = out.cost_value.reshape(-1)[keep]
-        return Heads(out.logits.reshape(batch * steps, -1)[keep], out.reward_value.reshape(-1)[keep], cost[:, None])
+        device = self._device()
+        return {"input_ids": input_ids.to(device), "attention_mask": attention_mask.to(device),
+                "pooled": {n: p.to(device) for n, p in pooled.items()}, "prev_action": prev.to(device),
+                "object_in_hand": in_hand.to(device),
+                "time_step": torch.arange(steps, device=device).expand(batch, steps),
+                "real_steps": torch.tensor(lengths, device=device),
+                "frozen_steps": torch.tensor([s.context for s in segments], device=device)}
 
     def export(self, directory: Path) -> Path:
         """Our checkpoint format (config.yaml + model.safetensors + image encoder + tokenizer)."""
