@@ -23,6 +23,7 @@ import dataclasses
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -74,10 +75,15 @@ def train_rate(config: TrainConfig, updates: int) -> tuple[float, dict[str, floa
 INSTRUCTIONS = ("find the apple", "pick up the red mug on the table", "go to the sofa", "fetch a bowl")
 
 
+def _tiny_policy(device: str) -> tuple[SafeVLAActorCritic, Callable[[], None]]:
+    """The tiny SafeVLA from scratch on ``device`` and the device's synchronize (a no-op on the CPU)."""
+    policy = SafeVLAActorCritic.from_scratch(REPO / "config" / "policy_tiny.yaml", seed=0).to(device)
+    return policy, (torch.cuda.synchronize if device.startswith("cuda") else (lambda: None))
+
+
 def act_times(slots: int, steps: int, device: str) -> tuple[float, float]:
     """(ms per step of all slots one episode at a time, ms batched) for the tiny SafeVLA, mid-episode."""
-    policy = SafeVLAActorCritic.from_scratch(REPO / "config" / "policy_tiny.yaml", seed=0).to(device)
-    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    policy, sync = _tiny_policy(device)
     rng = np.random.default_rng(0)
     frame = lambda: rng.integers(0, 256, (224, 396, 3), dtype=np.uint8)  # noqa: E731
     with torch.no_grad():
@@ -107,8 +113,7 @@ def update_times(context: int, trained: int, repeats: int, device: str) -> tuple
     """(s per forward+backward with every step encoded with gradient, s with the context frozen and the padding
     skipped) for a minibatch of two episodes of one instruction: ``context`` steps from earlier rollouts plus
     ``trained`` new ones, and a fresh ``trained // 2``-step episode padded to the first's length."""
-    policy = SafeVLAActorCritic.from_scratch(REPO / "config" / "policy_tiny.yaml", seed=0).to(device)
-    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    policy, sync = _tiny_policy(device)
     rng = np.random.default_rng(0)
 
     def episode(steps: int) -> list:
