@@ -225,7 +225,7 @@ class SafeVLAModel(PolicyBranch):
         Rows may hold instructions of different lengths, padded at the end (``attention_mask`` 0 there): the
         fusion then runs each instruction length unpadded, as a slot state does. ``real_steps`` (B,) counts a
         row's steps before its padding (default: all T); the causal decoder never attends from a real step to a
-        padding step, so padding observations are not encoded at all (their outputs are zero-input garbage).
+        padding step, so padding observations are not encoded at all (a zero embedding; their outputs are unused).
         ``frozen_steps`` (B,) counts a row's first steps whose observation embeddings carry no gradient (default:
         none): an episode's context from earlier rollouts, which the loss does not score. Their values are the
         same; only the gradient into the fusion through them is cut, as recurrent PPO cuts backpropagation at
