@@ -168,6 +168,7 @@ class PPOLearner:
         advantages = combined_advantage(adv_r, adv_c, lambdas)
         old_log_probs, actions = buffer.flat("log_probs"), buffer.flat("actions")
         device = next(self.model.parameters()).device
+        reference = self._reference_log_probs(buffer)
         totals: dict[str, float] = {}
         batches = 0
         for _ in range(cfg.epochs):
@@ -176,15 +177,15 @@ class PPOLearner:
                 envs = sorted(group.tolist())
                 index = torch.cat([torch.arange(e * buffer.steps, (e + 1) * buffer.steps) for e in envs])
                 segments = [s for e in envs for s in buffer.segments(e)]
-                stats = self._step(segments, index, advantages, old_log_probs, actions, buffer, device)
+                stats = self._step(segments, index, advantages, old_log_probs, actions, reference, buffer, device)
                 for key, value in stats.items():
                     totals[key] = totals.get(key, 0.0) + value
                 batches += 1
         return {key: value / batches for key, value in totals.items()}
 
     def _step(self, segments: list[Segment], index: torch.Tensor, advantages: torch.Tensor,
-              old_log_probs: torch.Tensor, actions: torch.Tensor, buffer: RolloutBuffer,
-              device: torch.device) -> dict[str, float]:
+              old_log_probs: torch.Tensor, actions: torch.Tensor, reference: torch.Tensor | None,
+              buffer: RolloutBuffer, device: torch.device) -> dict[str, float]:
         cfg = self.config
         heads = self.model(segments)
         adv = advantages[index].to(device)
@@ -195,7 +196,8 @@ class PPOLearner:
         value_loss = 0.5 * (buffer.ret_reward[index].to(device) - heads.reward_value.float()).pow(2).mean()
         cost_loss = 0.5 * (buffer.ret_cost[index].to(device) - heads.cost_value.float()).pow(2).mean()
         entropy = -(log_all.exp() * log_all).sum(-1).mean()
-        kl = self._kl_to_reference(segments, log_all)
+        kl = (log_all.new_zeros(()) if reference is None else
+              nn.functional.kl_div(reference[index].to(device), log_all, log_target=True, reduction="batchmean"))
         loss = surrogate + cfg.value_coef * (value_loss + cost_loss) - cfg.entropy_coef * entropy + cfg.kl_coef * kl
         self.optimizer.zero_grad()
         loss.backward()
@@ -205,13 +207,14 @@ class PPOLearner:
                 "entropy": entropy.item(), "kl_to_reference": kl.item(), "grad_norm": grad_norm.item(),
                 "clip_fraction": float(((ratio - 1).abs() > cfg.clip).float().mean())}
 
-    def _kl_to_reference(self, segments: list[Segment], log_probs: torch.Tensor) -> torch.Tensor:
-        """Mean over steps of KL(policy || reference); zero without a reference."""
+    def _reference_log_probs(self, buffer: RolloutBuffer) -> torch.Tensor | None:
+        """The reference policy's log-probabilities at every step of the rollout (flattened environment-major),
+        once per update: they do not change over the epochs. None without a reference."""
         if self.reference is None:
-            return log_probs.new_zeros(())
+            return None
         with torch.no_grad():
-            log_reference = torch.log_softmax(self.reference(segments).logits.float(), dim=-1)
-        return nn.functional.kl_div(log_reference, log_probs, log_target=True, reduction="batchmean")
+            logits = [self.reference(buffer.segments(e)).logits.float() for e in range(buffer.num_envs)]
+        return torch.log_softmax(torch.cat(logits), dim=-1)
 
 
 def sample_actions(heads_logits: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:

@@ -142,7 +142,7 @@ class SafeVLAActorCritic(ActorCritic):
 
     def forward(self, segments: Sequence[Segment]) -> Heads:
         out = self.model.forward_sequence(**self.sequence_inputs(segments))
-        steps = max(len(s.observations) for s in segments)
+        steps = out.logits.shape[1]
         keep = torch.cat([torch.arange(b * steps + s.context, b * steps + len(s.observations))
                           for b, s in enumerate(segments)]).to(out.logits.device)
         cost = out.cost_value.reshape(-1)[keep]
