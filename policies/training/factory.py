@@ -47,8 +47,8 @@ def make_policy(config: TrainConfig, num_actions: int, num_costs: int, obs_dim: 
     ``num_costs`` is the number of constraints (1 in 'sum' mode).
 
     Raises:
-        ConfigError: a combination the network cannot serve (SafeVLA with per-category constraints, a
-            SafeVLA action space other than the environment's, episodes longer than the KV cache).
+        ConfigError: a combination the network cannot serve (a SafeVLA action space other than the
+            environment's, episodes longer than the KV cache).
     """
     spec: PolicySpec = config.policy
     if spec.kind == "toy_mlp":
@@ -60,10 +60,8 @@ def make_policy(config: TrainConfig, num_actions: int, num_costs: int, obs_dim: 
         return MLPActorCritic(obs_dim, num_actions, num_costs, spec.hidden)
     from policies.training.safevla_actor_critic import SafeVLAActorCritic
 
-    if num_costs != 1:
-        raise ConfigError("policy.kind 'safevla' has one cost critic: use constraint.mode 'sum'")
-    policy = (SafeVLAActorCritic.from_pretrained(spec.init) if spec.init is not None
-              else SafeVLAActorCritic.from_scratch(spec.config, config.seed))
+    policy = (SafeVLAActorCritic.from_pretrained(spec.init, num_costs) if spec.init is not None
+              else SafeVLAActorCritic.from_scratch(spec.config, config.seed, num_costs))
     if policy.num_actions != num_actions:
         raise ConfigError(f"the policy has {policy.num_actions} actions, the environment {num_actions}")
     if config.env.max_episode_steps > policy.config.max_steps:

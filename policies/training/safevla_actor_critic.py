@@ -17,16 +17,24 @@ shifted by one with the start token first. An episode that spans rollouts runs f
 not at all: the values are exact, and the gradient stops at the rollout boundary as in recurrent PPO.
 
 The frozen image encoder runs once per step in ``encode``; the buffer keeps its pooled features.
+
+Constraints per cost category: the cost branch's value head (``c_critic_tsfm.critic.fc``) gets one output per
+category, each row starting as the checkpoint's row divided by the number of categories, so the category values
+start out summing to the checkpoint's cost value and each critic then learns its own share. ``export`` folds
+them back into the single output of the checkpoint format (their sum: the total cost value, by linearity), so
+the policy node loads a fine-tuned checkpoint unchanged whichever the mode.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from policies.configuration_safevla import SafeVLAConfig, load_policy_config
 from policies.encoders.dinov2 import PooledDinoFeatures
@@ -49,13 +57,13 @@ class EncodedStep:
 
 
 class SafeVLAActorCritic(ActorCritic):
-    """See the module docstring. Only the summed cost: the SafeVLA cost critic has a single head."""
+    """See the module docstring; ``num_cost_heads`` is 1 (the summed cost) or the number of cost categories."""
 
     recurrent = True
     has_unused_parameters = True  # the actor branch's own value head feeds no loss
 
     def __init__(self, config: SafeVLAConfig, model: SafeVLAModel, image_encoder: PooledDinoFeatures,
-                 tokenizer: InstructionTokenizer) -> None:
+                 tokenizer: InstructionTokenizer, num_cost_heads: int = 1) -> None:
         super().__init__()
         if not config.cost_critic:
             raise ConfigError(f"policy config {config.name!r} has no cost critic (cost_critic: false); "
@@ -65,12 +73,14 @@ class SafeVLAActorCritic(ActorCritic):
         self.image_encoder = image_encoder.eval().requires_grad_(False)
         self.tokenizer = tokenizer
         self.processor = ImageProcessor(config.image_encoder.image_height, config.image_encoder.image_width)
-        self.num_actions, self.num_cost_heads = config.num_actions, 1
+        self.num_actions, self.num_cost_heads = config.num_actions, num_cost_heads
+        if num_cost_heads > 1:
+            model.c_critic_tsfm.critic.fc = _split_head(model.c_critic_tsfm.critic.fc, num_cost_heads)
         self._slots: EpisodeState | None = None
         self._beginning: set[int] = set()  # slots whose episode starts at the next ``act`` (its instruction)
 
     @classmethod
-    def from_pretrained(cls, path: str | Path) -> SafeVLAActorCritic:
+    def from_pretrained(cls, path: str | Path, num_cost_heads: int = 1) -> SafeVLAActorCritic:
         """Start from a checkpoint (our directory, .pt, .ckpt) that includes the image encoder and tokenizer.
 
         Raises:
@@ -81,16 +91,16 @@ class SafeVLAActorCritic(ActorCritic):
         if policy.image_encoder is None or policy.tokenizer is None:
             raise ConfigError(f"{path}: training needs a checkpoint with its image encoder and tokenizer "
                               "(our directory format written by save_pretrained)")
-        return cls(policy.config, policy.model, policy.image_encoder, policy.tokenizer)
+        return cls(policy.config, policy.model, policy.image_encoder, policy.tokenizer, num_cost_heads)
 
     @classmethod
-    def from_scratch(cls, config_path: str | Path, seed: int) -> SafeVLAActorCritic:
+    def from_scratch(cls, config_path: str | Path, seed: int, num_cost_heads: int = 1) -> SafeVLAActorCritic:
         """A freshly initialised network of ``config_path`` with the simulator word vocabulary."""
         config = load_policy_config(config_path)
         torch.manual_seed(seed)
         model = SafeVLAModel(config)
         encoder = PooledDinoFeatures(config.image_encoder, config.pooled_grid)
-        return cls(config, model, encoder, WordTokenizer.from_texts([]))
+        return cls(config, model, encoder, WordTokenizer.from_texts([]), num_cost_heads)
 
     def train(self, mode: bool = True) -> SafeVLAActorCritic:
         """Stays in eval mode: the fusion layers' dropout (0.1) would make the rollout's and the update's
@@ -138,16 +148,15 @@ class SafeVLAActorCritic(ActorCritic):
         if not advance:  # positions past a row's length are ignored and overwritten by its next step
             for name, branch in slots.branches.items():
                 branch.cache.lengths.copy_(lengths[name])
-        return Heads(out.logits, out.reward_value, out.cost_value[:, None])
+        return Heads(out.logits, out.reward_value, out.cost_value.reshape(len(observations), -1))
 
     def forward(self, segments: Sequence[Segment]) -> Heads:
         out = self.model.forward_sequence(**self.sequence_inputs(segments))
         steps = out.logits.shape[1]
         keep = torch.cat([torch.arange(b * steps + s.context, b * steps + len(s.observations))
                           for b, s in enumerate(segments)]).to(out.logits.device)
-        cost = out.cost_value.reshape(-1)[keep]
         return Heads(out.logits.reshape(-1, out.logits.shape[-1])[keep], out.reward_value.reshape(-1)[keep],
-                     cost[:, None])
+                     out.cost_value.reshape(-1, self.num_cost_heads)[keep])
 
     def sequence_inputs(self, segments: Sequence[Segment]) -> dict[str, Any]:
         """The keyword arguments of ``SafeVLAModel.forward_sequence`` for ``segments``, padded, on the device."""
@@ -176,7 +185,30 @@ class SafeVLAActorCritic(ActorCritic):
                 "frozen_steps": torch.tensor([s.context for s in segments], device=device)}
 
     def export(self, directory: Path) -> Path:
-        """Our checkpoint format (config.yaml + model.safetensors + image encoder + tokenizer)."""
-        policy = SafeVLAPolicy(self.config, self.model, self.image_encoder, self.tokenizer, device=self._device(),
+        """Our checkpoint format (config.yaml + model.safetensors + image encoder + tokenizer), per-category cost
+        heads folded into the format's single one."""
+        model = self.model
+        if self.num_cost_heads > 1:
+            model = copy.deepcopy(model)
+            model.c_critic_tsfm.critic.fc = _fold_head(model.c_critic_tsfm.critic.fc)
+        policy = SafeVLAPolicy(self.config, model, self.image_encoder, self.tokenizer, device=self._device(),
                                precision="fp32")
         return policy.save_pretrained(directory)
+
+
+def _split_head(head: nn.Linear, parts: int) -> nn.Linear:
+    """A linear layer with ``parts`` outputs, each ``head`` / ``parts``: their sum is ``head``'s output."""
+    split = nn.Linear(head.in_features, parts, device=head.weight.device, dtype=head.weight.dtype)
+    with torch.no_grad():
+        split.weight.copy_(head.weight.expand(parts, -1) / parts)
+        split.bias.copy_(head.bias.expand(parts) / parts)
+    return split
+
+
+def _fold_head(head: nn.Linear) -> nn.Linear:
+    """The one-output layer whose output is the sum of ``head``'s outputs."""
+    folded = nn.Linear(head.in_features, 1, device=head.weight.device, dtype=head.weight.dtype)
+    with torch.no_grad():
+        folded.weight.copy_(head.weight.sum(0, keepdim=True))
+        folded.bias.copy_(head.bias.sum().reshape(1))
+    return folded

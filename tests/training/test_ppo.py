@@ -87,10 +87,3 @@ def test_trainer_in_per_category_mode_keeps_a_multiplier_and_a_cost_critic_per_c
     assert summed.constraints == ("total",) and summed.policy.num_cost_heads == 1
     torch.testing.assert_close(summed._costs([(1.0, 2.0)]), torch.tensor([[3.0]]))
 
-
-def test_safevla_policy_refuses_per_category_constraints(tmp_path):
-    config = toy_config(constraint={"mode": "per_category", "category_limits": [1.0, 1.0]},
-                        env={"toy_rewards": [0.0, 1.0, 1.0], "toy_costs": [[0, 0], [1, 0], [0, 1]]},
-                        policy={"kind": "safevla"})
-    with pytest.raises(ConfigError, match="one cost critic: use constraint.mode 'sum'"):
-        Trainer(config, tmp_path, resume=False)

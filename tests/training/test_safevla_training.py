@@ -230,3 +230,54 @@ def test_sequence_forward_encodes_context_without_gradient_and_padding_not_at_al
     heads.logits.sum().backward()  # the graph still reaches the fusion through the trained steps
     fusion = tiny.model.branch("").visual_encoder
     assert any(p.grad is not None and bool(p.grad.abs().sum() > 0) for p in fusion.parameters())
+
+
+def test_per_category_cost_critics_start_as_the_summed_one_split_and_export_folds_them_back(tmp_path):
+    summed = SafeVLAActorCritic.from_scratch(REPO / "config" / "policy_tiny.yaml", seed=0)
+    per = SafeVLAActorCritic.from_scratch(REPO / "config" / "policy_tiny.yaml", seed=0, num_cost_heads=5)
+    obs = summed.encode(_observations(3, 3, "find the apple"))
+    segment = Segment(obs, [0, 1, 2])
+    with torch.no_grad():
+        total, split = summed([segment]).cost_value, per([segment]).cost_value
+        per.begin_episodes([0], 1)
+        first = per.act([obs[0]], torch.tensor([-1]), torch.tensor([0])).cost_value
+    assert split.shape == (3, 5) and first.shape == (1, 5)
+    torch.testing.assert_close(split.sum(-1, keepdim=True), total)
+    torch.testing.assert_close(first, split[:1], atol=1e-5, rtol=1e-5)
+
+    head = per.model.c_critic_tsfm.critic.fc
+    with torch.no_grad():  # training gives each category its own value
+        head.weight.add_(torch.randn(head.weight.shape, generator=torch.Generator().manual_seed(0)))
+        head.bias.copy_(torch.arange(5.0))
+        trained = per([segment]).cost_value
+    assert not torch.allclose(trained, trained[:, :1].expand(-1, 5))
+    per.export(tmp_path / "policy")
+    assert per.model.c_critic_tsfm.critic.fc is head  # exporting leaves the training network as it was
+    exported = SafeVLAActorCritic.from_pretrained(tmp_path / "policy")
+    with torch.no_grad():
+        torch.testing.assert_close(exported([segment]).cost_value, trained.sum(-1, keepdim=True), atol=1e-4,
+                                   rtol=1e-4)
+
+
+def test_training_with_a_constraint_per_cost_category_logs_each_and_resumes(tmp_path):
+    config = load_train_config(REPO / "config" / "train_smoke.yaml")
+    config = dataclasses.replace(
+        config, updates=1, checkpoint_every=1, ppo=dataclasses.replace(config.ppo, rollout_steps=4),
+        constraint=dataclasses.replace(config.constraint, mode="per_category", category_limits=(1.0,) * 5))
+    trainer = Trainer(config, tmp_path, resume=False)
+    try:
+        trainer.run()
+    finally:
+        trainer.close()
+    assert trainer.policy.num_cost_heads == 5
+    header = (tmp_path / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert {f"lambda_{c}" for c in trainer.constraints} <= set(header)
+    assert set(trainer.constraints) == {"blind_spot", "corner", "critical", "danger", "fragile"}
+    resumed = Trainer(dataclasses.replace(config, updates=2), tmp_path, resume=True)
+    try:
+        for key, value in trainer.policy.state_dict().items():
+            torch.testing.assert_close(resumed.policy.state_dict()[key], value)
+    finally:
+        resumed.close()
+    exported = SafeVLAPolicy.from_pretrained(tmp_path / "policy", device="cpu")
+    assert exported.model.c_critic_tsfm.critic.fc.out_features == 1
