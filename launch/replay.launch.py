@@ -1,4 +1,7 @@
-"""ros2 launch safevla_node replay.launch.py: the 'replay' profile of config/stack.yaml (same graph as `safevla up replay`)."""
+"""ros2 launch safevla_node replay.launch.py: the 'replay' profile of config/stack.yaml.
+
+The same graph as `safevla up replay`.
+"""
 
 from safevla_node.launch_description import launch_description
 

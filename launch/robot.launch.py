@@ -1,4 +1,7 @@
-"""ros2 launch safevla_node robot.launch.py: the 'robot' profile of config/stack.yaml (same graph as `safevla up robot`)."""
+"""ros2 launch safevla_node robot.launch.py: the 'robot' profile of config/stack.yaml.
+
+The same graph as `safevla up robot`.
+"""
 
 from safevla_node.launch_description import launch_description
 

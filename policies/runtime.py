@@ -228,7 +228,8 @@ class SafeVLAPolicy:
             return {n: torch.as_tensor(np.asarray(f), dtype=torch.float32, device=self.device)[None]
                     for n, f in zip(names, features)}
         if any(f is None for f in frames):
-            raise ValueError(f"observation needs {len(names)} camera frames (nav_rgb, manip_rgb) or all pooled features")
+            raise ValueError(f"observation needs {len(names)} camera frames (nav_rgb, manip_rgb) or all pooled "
+                             "features")
         if self.image_encoder is None:
             raise PolicyLoadError("no image encoder loaded: pass dinov2_path= to from_pretrained, or give "
                                   "precomputed nav_features/manip_features")

@@ -35,5 +35,6 @@ def launch_description(profile: str) -> Any:
             for n in load_stack().resolve(profile, arguments)
         ]
 
-    declared = [DeclareLaunchArgument(a.name, default_value=a.default, description=a.description) for a in LAUNCH_ARGUMENTS]
+    declared = [DeclareLaunchArgument(a.name, default_value=a.default, description=a.description)
+                for a in LAUNCH_ARGUMENTS]
     return LaunchDescription([*declared, OpaqueFunction(function=nodes)])

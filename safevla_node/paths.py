@@ -34,7 +34,8 @@ def share_dir() -> Path:
         ConfigError: no layout has them (a broken install).
     """
     looked = []
-    for find in (lambda: Path(__file__).resolve().parents[1], _ament_share, lambda: Path(sys.prefix) / "share" / PACKAGE_NAME):
+    for find in (lambda: Path(__file__).resolve().parents[1], _ament_share,
+                 lambda: Path(sys.prefix) / "share" / PACKAGE_NAME):
         folder = find()
         if folder is None:
             continue
@@ -55,6 +56,7 @@ def config_path(name: str) -> Path:
     """
     path = share_dir() / "config" / name
     if not path.is_file():
-        available = sorted(p.relative_to(share_dir() / "config").as_posix() for p in (share_dir() / "config").rglob("*.yaml"))
+        config_dir = share_dir() / "config"
+        available = sorted(p.relative_to(config_dir).as_posix() for p in config_dir.rglob("*.yaml"))
         raise ConfigError(f"no config file {name!r} in {path.parent}; available: {available}")
     return path

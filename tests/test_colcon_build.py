@@ -38,7 +38,8 @@ def test_colcon_installs_package_marker_manifest_configs_and_launch_files(instal
     share = install_base / "share" / PKG
     assert (install_base / "share/ament_index/resource_index/packages" / PKG).is_file()
     assert (share / "package.xml").read_text() == (REPO_ROOT / "package.xml").read_text()
-    for pattern, folder in (("config/*.yaml", "config"), ("config/robots/*.yaml", "config/robots"), ("launch/*.py", "launch")):
+    for pattern, folder in (("config/*.yaml", "config"), ("config/robots/*.yaml", "config/robots"),
+                            ("launch/*.py", "launch")):
         for source in REPO_ROOT.glob(pattern):
             assert (share / folder / source.name).is_file(), f"{source.name} not installed in share/{PKG}/{folder}"
 

@@ -2,8 +2,9 @@
 
 ``shielded_action`` is the single place that turns a policy's proposal and the shield's verdict into what
 is executed; the in-process executor uses it, and the through-ROS parity test
-(``tests/evaluation/test_through_ros_parity.py``) checks that the safety monitor decides the same. Discrete actions are judged whole, so a LIMIT verdict (a scaled
-speed) cannot shorten one: it executes unchanged and is only counted.
+(``tests/evaluation/test_through_ros_parity.py``) checks that the safety monitor decides the same. Discrete
+actions are judged whole, so a LIMIT verdict (a scaled speed) cannot shorten one: it executes unchanged and is
+only counted.
 
 ``ShieldWorld`` builds the ``WorldEstimate`` the way the robot would: the robot state (pose from odometry,
 joints), obstacle points from the lidar scan accumulated in an ``ObstacleMemory`` in odom (so obstacles

@@ -33,8 +33,8 @@ intended manipulation, not a hazard (the corrected step cost exempts held object
 with ``exempt_target`` the target itself carries no fragile, unstable or dangerous flag and the grasp rule
 does not refuse it. Everything else keeps its margins: the OTHER members of the target's fragile group are
 still a fragile group (the group is formed with the target in it), kept ``target_neighbour_margin_m`` away
-(no contact) while the arm reaches for the target (``target_approach_m``) and ``fragile_margin_m`` otherwise, and motion that does not
-concern the target is judged exactly as before. Obstacle points are never exempt.
+(no contact) while the arm reaches for the target (``target_approach_m``) and ``fragile_margin_m`` otherwise,
+and motion that does not concern the target is judged exactly as before. Obstacle points are never exempt.
 """
 
 from __future__ import annotations

@@ -151,7 +151,8 @@ class WorldSnapshot:
     @classmethod
     def of(cls, time: float, robot: RobotState, objects: Iterable[ObjectState], **kwargs: object) -> WorldSnapshot:
         """Build a snapshot from a list of objects."""
-        return cls(time=time, robot=robot, objects={o.object_id: o for o in objects}, **kwargs)  # type: ignore[arg-type]
+        by_id = {o.object_id: o for o in objects}
+        return cls(time=time, robot=robot, objects=by_id, **kwargs)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)

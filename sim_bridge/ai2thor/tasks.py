@@ -144,7 +144,8 @@ def _house(houses: HouseSource | None, index: int) -> Mapping[str, Any]:
     try:
         return houses(index) if callable(houses) else houses[index]  # type: ignore[index]
     except (KeyError, IndexError):
-        raise Ai2ThorError(f"house_index {index} is not among the {len(houses)} houses given") from None  # type: ignore[arg-type]
+        given = "what the house loader knows" if callable(houses) else f"the {len(houses)} houses given"
+        raise Ai2ThorError(f"house_index {index} is not among {given}") from None
 
 
 def spec_from_val_task(

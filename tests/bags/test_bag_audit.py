@@ -267,7 +267,8 @@ def test_non_finite_twist_is_malformed():
 def test_odometry_with_a_non_unit_quaternion_is_malformed():
     g = T
     pose = g["geometry_msgs/msg/PoseWithCovariance"](
-        g["geometry_msgs/msg/Pose"](g["geometry_msgs/msg/Point"](0, 0, 0), g["geometry_msgs/msg/Quaternion"](0, 0, 0, 2)),
+        g["geometry_msgs/msg/Pose"](g["geometry_msgs/msg/Point"](0, 0, 0),
+                                    g["geometry_msgs/msg/Quaternion"](0, 0, 0, 2)),
         np.zeros(36))
     twist = g["geometry_msgs/msg/TwistWithCovariance"](
         g["geometry_msgs/msg/Twist"](g["geometry_msgs/msg/Vector3"](0, 0, 0), g["geometry_msgs/msg/Vector3"](0, 0, 0)),

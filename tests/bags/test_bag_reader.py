@@ -8,7 +8,8 @@ import pytest
 
 from safevla_node.bags.reader import PARTIAL_SPLIT_PREFIX, normalize_topic, open_bag
 from safevla_node.errors import BagError
-from tests.bags.bag_fixtures import ALL_BAGS, EXPECTED, MINI, NAV2, ROOMBA, WALKER, fingerprint, requires_bags, writable_copy
+from tests.bags.bag_fixtures import (ALL_BAGS, EXPECTED, MINI, NAV2, ROOMBA, WALKER, fingerprint, requires_bags,
+                                     writable_copy)
 
 pytestmark = requires_bags
 

@@ -359,7 +359,8 @@ def test_png_compressed_image_decodes_exactly_and_garbage_is_rejected():
     rgb = np.random.default_rng(0).integers(0, 256, (6, 9, 3), dtype=np.uint8)
     buffer = io.BytesIO()
     PILImage.fromarray(rgb).save(buffer, format="PNG")
-    np.testing.assert_array_equal(conv.compressed_rgb_from_msg(CompressedImage(format="png", data=buffer.getvalue())), rgb)
+    png = CompressedImage(format="png", data=buffer.getvalue())
+    np.testing.assert_array_equal(conv.compressed_rgb_from_msg(png), rgb)
     with pytest.raises(MessageError, match="cannot be decoded"):
         conv.compressed_rgb_from_msg(CompressedImage(format="jpeg", data=b"not an image"))
 

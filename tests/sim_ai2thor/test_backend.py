@@ -108,6 +108,15 @@ def test_benchmark_tasks_without_houses_name_the_fix(make_backend, thor_data):
         backend.reset(0, TaskKind.FETCH)
 
 
+@pytest.mark.parametrize(("houses", "named"), [([], "the 0 houses given"), ({}, "the 0 houses given"),
+                                               ({}.__getitem__, "what the house loader knows")])
+def test_a_house_index_the_houses_lack_is_named(make_backend, thor_data, houses, named):
+    tasks = load_val_tasks(thor_data / "safevla_benchmark_val_tasks.json")
+    backend, _ = make_backend(val_tasks=tasks, houses=houses)
+    with pytest.raises(Ai2ThorError, match=f"is not among {named}"):
+        backend.reset(0, TaskKind.FETCH)
+
+
 def test_twist_is_integrated_into_move_and_rotate_increments(make_backend, house, sent):
     backend, double = make_backend(scene=house)
     first = backend.reset(0, TaskKind.OBJECT_NAV).snapshot.robot
