@@ -9,6 +9,7 @@ and the file, so a typo in a robot profile fails at start-up instead of being si
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from collections.abc import Mapping
@@ -33,9 +34,11 @@ def field(default: Any, doc: str, **kwargs: Any) -> Any:
 
 
 def check_range(name: str, value: float, low: float | None = None, high: float | None = None) -> None:
-    """Raise ConfigError unless ``low <= value <= high`` (either bound may be None)."""
-    if value != value:  # NaN
-        raise ConfigError(f"{name} must be a number, got {value!r}")
+    """Raise ConfigError unless ``low <= value <= high`` (either bound may be None) and ``value`` is finite:
+    no setting of this project means anything at infinity, and one (a horizon, a footprint) would overflow
+    the arithmetic that uses it, or quietly disable a check (a tolerance, a decay time)."""
+    if not math.isfinite(value):
+        raise ConfigError(f"{name} must be a finite number, got {value!r}")
     if (low is not None and value < low) or (high is not None and value > high):
         bounds = f"[{'-inf' if low is None else low}, {'inf' if high is None else high}]"
         raise ConfigError(f"{name}={value!r} is out of range {bounds}")

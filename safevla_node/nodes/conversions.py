@@ -320,9 +320,9 @@ def depth_from_msg(image: Image, info: CameraInfo, expected_frame: str) -> Depth
         raise MessageError(f"depth image is {image.width}x{image.height} but camera_info says "
                            f"{info.width}x{info.height}")
     row_bytes = image.width * dtype.itemsize
-    if image.step < row_bytes or len(image.data) != image.height * image.step:
+    if image.step < row_bytes or image.step % dtype.itemsize or len(image.data) != image.height * image.step:
         raise MessageError(f"depth data has {len(image.data)} bytes, expected height {image.height} x step "
-                           f"{image.step} (>= {row_bytes})")
+                           f"{image.step} (>= {row_bytes}, a multiple of {dtype.itemsize})")
     fx, fy, cx, cy = info.k[0], info.k[4], info.k[2], info.k[5]
     check_finite("camera_info k", fx, fy, cx, cy)
     if fx <= 0 or fy <= 0:

@@ -6,6 +6,10 @@ The control timer is the publisher of record: every period it publishes a twist 
 the deadman expired or when nothing commands the base), so a fault is answered within one period. For
 latency, a twist arriving on ``cmd_vel_in`` is also judged and published at once from its callback, and a
 malformed message or an e-stop publishes zeros at once; the timer still enforces every timeout.
+Two faults no input rule sees are caught here: an exception in any callback (a defect) publishes zeros and
+an arm hold and holds a FAULT, and the node keeps running rather than dying with a trajectory under way;
+under ``use_sim_time`` a wall-clock watchdog does the same while ``/clock`` stops advancing (the control
+timer runs on ``/clock``, so it would stop too).
 
 Topics (defaults, all remappable with ``-r old:=new``; see also ``config/safety_monitor.yaml``):
 
@@ -46,6 +50,7 @@ from __future__ import annotations
 
 import sys
 import time
+import traceback
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -53,6 +58,7 @@ import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from geometry_msgs.msg import Twist
 from nav_msgs.msg import Odometry
+from rclpy.clock import Clock, ClockType
 from rclpy.duration import Duration
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
@@ -139,6 +145,9 @@ class SafetyMonitorNode(Node):
         self.create_service(Trigger, "~/reset_estop", self._on_reset_estop)
         watch_config(self, MonitorConfig, self._core.reconfigure)
         self.create_timer(config.period, self._on_tick)
+        self._clock_reading, self._clock_advanced, self._clock_stalled = self._now(), time.monotonic(), False
+        if self.get_parameter("use_sim_time").value:
+            self.create_timer(config.period, self._watch_sim_clock, clock=Clock(clock_type=ClockType.STEADY_TIME))
         self.get_logger().info(f"safety monitor running at {config.control_rate_hz:g} Hz, required sources "
                                f"{list(config.required_sources)}")
 
@@ -164,6 +173,8 @@ class SafetyMonitorNode(Node):
             except MessageError as exc:  # from the conversion, or the core's own checks (obstacle memory)
                 self._publish_twist(self._core.on_malformed(now, source, str(exc)))
                 self.get_logger().warning(f"dropped {topic}: {exc}", throttle_duration_sec=1.0)
+            except Exception as exc:  # noqa: BLE001 (a defect must stop the robot, not the monitor)
+                self._fail_safe(f"handling {topic}", exc)
 
         self.create_subscription(msg_type, topic, callback, qos)
 
@@ -181,7 +192,48 @@ class SafetyMonitorNode(Node):
     def _publish_twist(self, twist: TwistCommand) -> None:
         self._cmd_pub.publish(conv.twist_to_msg(twist))
 
+    def _fail_safe(self, where: str, exc: Exception) -> None:
+        """Something raised in a callback: zeros first, then the core's fault hold and arm hold. The node
+        keeps running, so the robot stays stopped and supervised (a dead monitor would leave an arm
+        trajectory under way and /diagnostics silent)."""
+        self._publish_twist(TwistCommand(0.0, 0.0))
+        reason = f"internal error: {where} raised {type(exc).__name__}: {exc}"
+        self.get_logger().error(f"{reason}; robot stopped\n{traceback.format_exc()}", throttle_duration_sec=1.0)
+        self._stop_for(reason)
+
+    def _stop_for(self, reason: str) -> None:
+        """The core's fault hold, with the arm hold and the safety state it leads to."""
+        hold = self._core.fail_safe(self._now(), reason)
+        if hold is not None:
+            self._arm_pub.publish(conv.trajectory_to_msg(hold))
+        self._state_pub.publish(conv.verdict_to_status(self._core.verdict, self._core.estopped))
+
+    def _watch_sim_clock(self) -> None:
+        """On the wall clock, under use_sim_time: zeros and a fault while /clock does not advance (see
+        ``clock_timeout_s``); the first tick on a running clock takes over again after the fault hold. It
+        samples the clock once a period, so the stop comes at most two periods after the timeout."""
+        reading, wall = self._now(), time.monotonic()
+        if reading != self._clock_reading:
+            self._clock_reading, self._clock_advanced, self._clock_stalled = reading, wall, False
+            return
+        timeout = self._core.config.clock_timeout_s
+        if wall - self._clock_advanced <= timeout:
+            return
+        self._publish_twist(TwistCommand(0.0, 0.0))
+        if not self._clock_stalled:
+            self._clock_stalled = True
+            reason = (f"/clock stopped at {reading:.3f} s" if reading else "no /clock received") + (
+                f" for more than {timeout:g} s of wall time (use_sim_time)")
+            self.get_logger().error(f"{reason}; robot stopped until it runs again")
+            self._stop_for(reason)
+
     def _on_tick(self) -> None:
+        try:
+            self._tick()
+        except Exception as exc:  # noqa: BLE001 (see _fail_safe)
+            self._fail_safe("the control tick", exc)
+
+    def _tick(self) -> None:
         started = time.perf_counter()
         now = self._now()
         out = self._core.tick(now)

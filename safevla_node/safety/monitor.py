@@ -62,7 +62,7 @@ from safevla_node.safety.monitor_types import (
     SourceReport,
     TickOutput,
 )
-from safevla_node.safety.shield import Shield, ShieldConfig
+from safevla_node.safety.shield import Shield, ShieldConfig, robot_after_arm
 from safevla_node.safety.types import (
     ArmCommand,
     Category,
@@ -135,6 +135,9 @@ class MonitorConfig:
         20.0, "control timer rate (Hz): the worst-case time to a stopped output is one period")
     deadman_timeout_s: float = field(0.5, "a twist older than this is replaced by explicit zeros (s)")
     fault_hold_s: float = field(1.0, "how long STOP is held after a malformed input (s)")
+    clock_timeout_s: float = field(
+        0.5, "under use_sim_time, /clock not advancing for this long (wall s) stops the robot (FAULT) until "
+        "it runs again: the control timer runs on /clock, and inputs would all look fresh at a frozen time")
     required_sources: tuple[str, ...] = field(
         ("scan", "odom", "joint_states"),
         f"sensors that must be fresh to move, any of {[s.value for s in SENSOR_SOURCES]}; with "
@@ -160,12 +163,16 @@ class MonitorConfig:
         check_range("control_rate_hz", self.control_rate_hz, 1.0, 1000.0)
         check_range("deadman_timeout_s", self.deadman_timeout_s, 1.0 / self.control_rate_hz, 10.0)
         check_range("fault_hold_s", self.fault_hold_s, 0.0, 60.0)
+        check_range("clock_timeout_s", self.clock_timeout_s, 0.05, 60.0)
         check_range("state_rate_hz", self.state_rate_hz, 0.01, 100.0)
         check_range("diagnostics_rate_hz", self.diagnostics_rate_hz, 0.01, 100.0)
         valid = [s.value for s in TIMED_SOURCES]
         for name in self.required_sources:
             if name not in valid:
                 raise ConfigError(f"required_sources contains {name!r}; valid sources: {valid}")
+        if not {Source.SCAN.value, Source.DEPTH.value} & set(self.required_sources):
+            raise ConfigError(f"required_sources={list(self.required_sources)} must include scan or depth: the "
+                              "shield judges every command against the obstacles they show")
         for name in ("scan_pose_in_base", "depth_camera_pose_in_base"):
             if not all(math.isfinite(v) for v in getattr(self, name)):
                 raise ConfigError(f"{name}={getattr(self, name)!r} must be finite")
@@ -216,24 +223,31 @@ class SafetyMonitor:
         self._arm_joints: tuple[str, ...] = ()
         self._arm_busy_until = -math.inf
         self._verdict = Verdict.allow()
-        self._last_tick = now
+        self._latest_now = now  # the latest clock reading of any input or tick
         self._last_state = -math.inf
         self._last_diagnostics = -math.inf
 
     # --- configuration ----------------------------------------------------------------------------------
 
     def reconfigure(self, config: MonitorConfig) -> None:
-        """Apply a validated new configuration (the obstacle memory is rebuilt only if its config changed)."""
+        """Apply a validated new configuration; the obstacle memory keeps its cells."""
         self._shield = Shield(config.shield)
-        if config.obstacle_memory != self.config.obstacle_memory:
-            self._memory = ObstacleMemory(config.obstacle_memory)
+        self._memory.reconfigure(config.obstacle_memory)
         self.config = config
 
     # --- inputs -----------------------------------------------------------------------------------------
 
     def _accept(self, source: Source, now: float) -> None:
+        self._check_clock(now)
         self._received[source] += 1
         self._last_rx[source] = now
+
+    def _check_clock(self, now: float) -> None:
+        """Forget every input when the clock went back (a restarted simulation or bag loop): ages measured
+        across the jump would be negative, so stale inputs would count as fresh."""
+        if now < self._latest_now:
+            self._forget(f"clock jumped back from {self._latest_now:.3f} to {now:.3f} s")
+        self._latest_now = now
 
     def on_odom(self, now: float, odom: OdometryData, stamp: float | None = None) -> None:
         """Latest base pose and velocity; ``stamp`` (the message's, s) lets scans find the pose they were
@@ -290,7 +304,12 @@ class SafetyMonitor:
         check_scan(scan.angle_min, scan.angle_increment, scan.range_min, scan.range_max)
         newest = self._odom_history[-1][0] if self._odom_history else None
         if stamp is not None and newest is not None and stamp > newest + _SCAN_LEAD_S:
-            _log.debug("dropped a scan stamped %.3f s, %.3f s after the newest odometry", stamp, stamp - newest)
+            # Not malformed (no fault hold: the scan source simply stays stale), but counted and named in the
+            # diagnostics, which would otherwise say only that no scan arrived.
+            self._dropped[Source.SCAN] += 1
+            self._drop_reason[Source.SCAN] = (f"stamped {stamp - newest:.3f} s after the newest odometry "
+                                              f"(> {_SCAN_LEAD_S:g} s): no pose to place it at")
+            _log.debug("dropped a scan: %s", self._drop_reason[Source.SCAN])
             return
         self._accept(Source.SCAN, now)
         if stamp is not None and self._pose_pending(stamp):
@@ -432,8 +451,23 @@ class SafetyMonitor:
         self._drop_reason[source] = reason
         self._fault_until = now + self.config.fault_hold_s
         self._fault_reason = f"malformed {source.value} dropped: {reason}"
+        if source is Source.CMD_VEL:  # the twist before it must not come back when the hold ends
+            self._twist = None
         _log.warning(self._fault_reason)
         return self._zero()
+
+    def fail_safe(self, now: float, reason: str) -> ArmTrajectory | None:
+        """A fault no input rule sees (a defect that raised, ``/clock`` stopping): hold STOP as for a malformed
+        input (at least one period), drop every command under way, and return the arm hold to publish with the
+        zero twist (None when no arm motion is under way)."""
+        arm_moving = (self._primitive is not None and bool(self._primitive.targets)) or now < self._arm_busy_until
+        self._fault_until = now + max(self.config.fault_hold_s, self.config.period)
+        self._fault_reason = reason
+        self._finish_primitive(PrimitivePhase.ABORTED, self._fault_reason)
+        self._primitive = None
+        self._twist = self._pending_arm = self._deferred = None
+        self._verdict = Verdict.stop(Category.FAULT, self._fault_reason)
+        return self._arm_hold() if arm_moving else None
 
     def estop(self, now: float, reason: str = "e-stop requested") -> TwistCommand:
         """Latch STOP until ``reset_estop``; returns the zero twist to publish at once."""
@@ -587,12 +621,24 @@ class SafetyMonitor:
             return (self._arm_hold() if arm_moving else None), None
         if pending is None:
             return None, None
-        verdict = self._shield.check(self._world(now), ArmCommand(pending.final_targets()))
+        verdict = self._check_trajectory(self._world(now), pending)
         if verdict.kind is VerdictKind.STOP:
             return (self._arm_hold() if arm_moving else None), verdict
         self._arm_joints = pending.joint_names
         self._arm_busy_until = now + (pending.points[-1].time_from_start if pending.points else 0.0)
         return pending, verdict
+
+    def _check_trajectory(self, world: WorldEstimate, trajectory: ArmTrajectory) -> Verdict:
+        """The shield's word on every waypoint in turn, each swept from the one before (the first from the
+        current joints): the controller passes through all of them, not only the last."""
+        verdicts = [Verdict.allow()]
+        for point in trajectory.points:
+            targets = dict(zip(trajectory.joint_names, point.positions))
+            verdicts.append(self._shield.check(world, ArmCommand(targets)))
+            if verdicts[-1].kind is VerdictKind.STOP:
+                break
+            world = replace(world, robot=robot_after_arm(world.robot, targets))
+        return strictest(verdicts)
 
     def _arm_hold(self) -> ArmTrajectory | None:
         """Hold the joints of the motion under way at their current positions (None if none is known)."""
@@ -605,9 +651,7 @@ class SafetyMonitor:
 
     def tick(self, now: float) -> TickOutput:
         """One control period: decide the outputs from the inputs received so far."""
-        if now < self._last_tick - 1.0:
-            self._forget(f"clock jumped back from {self._last_tick:.3f} to {now:.3f} s")
-        self._last_tick = now
+        self._check_clock(now)
         self._decide_deferred(now)
         gate = self._gate(now)
         arm_primitive = self._primitive is not None and bool(self._primitive.targets)

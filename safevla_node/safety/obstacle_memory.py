@@ -100,6 +100,23 @@ class ObstacleMemory:
     def __len__(self) -> int:
         return len(self._keys)
 
+    def reconfigure(self, config: ObstacleMemoryConfig) -> None:
+        """Apply a new configuration and keep what is remembered: changing a parameter at run time must not
+        erase obstacles only the memory still knows (out of view, or seen by depth alone). At a new
+        resolution each cell moves to the cell of its centre, with the newest stamp and every sensor bit of
+        the cells that land there."""
+        old_resolution, self.config = self.config.resolution_m, config
+        if config.resolution_m == old_resolution or not len(self._keys):
+            return
+        ix, iy = self._unpack(self._keys)
+        centres = np.stack([(ix + 0.5) * old_resolution, (iy + 0.5) * old_resolution], axis=1)
+        self._keys, inverse = np.unique(self._cells(centres), return_inverse=True)
+        stamps, seen = self._stamps, self._seen
+        self._stamps = np.full(len(self._keys), -np.inf)
+        np.maximum.at(self._stamps, inverse, stamps)
+        self._seen = np.zeros(len(self._keys), dtype=np.uint8)
+        np.bitwise_or.at(self._seen, inverse, seen)
+
     # --- sensor input -------------------------------------------------------------------------------------
 
     def add_scan(

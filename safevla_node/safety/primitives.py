@@ -90,6 +90,8 @@ class PrimitiveConfig:
         check_range("min_linear_speed", self.min_linear_speed, 0.0, self.max_linear_speed)
         check_range("min_angular_speed", self.min_angular_speed, 0.0, self.max_angular_speed)
         check_range("gripper_settle_time", self.gripper_settle_time, 0.0)
+        check_range("gripper_open", self.gripper_open, 0.0)
+        check_range("gripper_closed", self.gripper_closed, 0.0, self.gripper_open)
 
 
 class PrimitivePhase(str, Enum):

@@ -40,8 +40,8 @@ and motion that does not concern the target is judged exactly as before. Obstacl
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from dataclasses import field as dataclass_field
 
 import numpy as np
@@ -67,6 +67,7 @@ from safevla_node.safety.types import (
     Command,
     DiscreteCommand,
     ObjectState,
+    RobotState,
     TwistCommand,
     Verdict,
     VerdictKind,
@@ -74,10 +75,16 @@ from safevla_node.safety.types import (
     strictest,
 )
 
-__all__ = ["ARM_JOINTS", "Shield", "ShieldConfig"]
+__all__ = ["ARM_JOINTS", "Shield", "ShieldConfig", "robot_after_arm"]
 
-#: Joints an ArmCommand may name.
+#: Joints an ArmCommand may name, and the RobotState field of each.
 ARM_JOINTS = ("joint_lift", "wrist_extension", "joint_wrist_yaw", "gripper_aperture")
+_ROBOT_FIELDS = dict(zip(ARM_JOINTS, ("lift", "arm_extension", "wrist_yaw", "gripper_aperture")))
+
+
+def robot_after_arm(robot: RobotState, targets: Mapping[str, float]) -> RobotState:
+    """``robot`` with the arm joints at ``targets`` (joints not named keep their position)."""
+    return replace(robot, **{_ROBOT_FIELDS[joint]: value for joint, value in targets.items()})
 
 
 def _check_interval(name: str, interval: tuple[float, float]) -> None:
@@ -392,11 +399,8 @@ class Shield:
             low, high = ranges[joint]
             if not (math.isfinite(value) and low <= value <= high):
                 return Verdict.stop(Category.FAULT, f"{joint} target {value!r} outside [{low}, {high}]")
-        target = (
-            cmd.targets.get("joint_lift", robot.lift),
-            cmd.targets.get("wrist_extension", robot.arm_extension),
-            cmd.targets.get("joint_wrist_yaw", robot.wrist_yaw),
-        )
+        after = robot_after_arm(robot, cmd.targets)
+        target = (after.lift, after.arm_extension, after.wrist_yaw)
         verdicts = []
         if target != (robot.lift, robot.arm_extension, robot.wrist_yaw):
             sweep = self._sweep_arm(world, target)

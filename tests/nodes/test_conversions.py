@@ -281,6 +281,10 @@ def test_malformed_depth_is_rejected():
     image.data = bytes(10)
     with pytest.raises(MessageError, match="depth data has 10 bytes"):
         conv.depth_from_msg(image, info, "cam")
+    odd_step = conv.depth_to_msg(np.ones((1, 2), np.float32), STAMP, "cam", "16UC1")
+    odd_step.step, odd_step.data = 5, bytes(5)  # rows of 5 bytes cannot hold whole 2-byte pixels
+    with pytest.raises(MessageError, match="a multiple of 2"):
+        conv.depth_from_msg(odd_step, conv.camera_info_to_msg(2, 1, 1.0, 1.0, 1.0, 1.0, STAMP, "cam"), "cam")
     small = conv.camera_info_to_msg(2, 2, 100.0, 100.0, 1.0, 1.0, STAMP, "cam")
     with pytest.raises(MessageError, match="depth image is 4x3 but camera_info says 2x2"):
         conv.depth_from_msg(conv.depth_to_msg(np.ones((3, 4), np.float32), STAMP, "cam"), small, "cam")

@@ -10,7 +10,8 @@ from __future__ import annotations
 import math
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -304,13 +305,13 @@ def test_invalid_parameter_at_start_up_exits_non_zero_naming_it(ros_domain):
         proc.stop()
 
 
-def test_timeouts_count_sim_time_under_use_sim_time(ros_domain):
-    """Sensors keep arriving at 20 Hz of wall time; once sim time runs 12x faster they are 0.6 s of sim
-    time apart, beyond the 0.5 s timeout, so the monitor must stop: its clock is /clock, not the wall."""
+@contextmanager
+def sim_clock_rig(lease: DomainLease) -> Iterator[tuple[Rig, Callable[[float], None]]]:
+    """A monitor on use_sim_time and a rig whose /clock runs at a rate the test sets (0 freezes it)."""
     from rosgraph_msgs.msg import Clock
 
     params = dict(PARAMS, use_sim_time=True)
-    with running_node(MODULE, ros_domain, params=params), ros_client(ros_domain, "sim_client") as client:
+    with running_node(MODULE, lease, params=params), ros_client(lease, "sim_client") as client:
         clock_pub = client.node.create_publisher(Clock, "/clock", 10)
         sim = {"base_sim": 1000.0, "base_wall": time.monotonic(), "rate": 1.0}
 
@@ -327,9 +328,35 @@ def test_timeouts_count_sim_time_under_use_sim_time(ros_domain):
         rig = Rig(client)
         client.spin_until(lambda: len(rig.received) > 2, 20.0, "the monitor publishing cmd_vel")
         rig.passes(0.1)
+        yield rig, set_rate
+
+
+def test_timeouts_count_sim_time_under_use_sim_time(ros_domain):
+    """Sensors keep arriving at 20 Hz of wall time; once sim time runs 12x faster they are 0.6 s of sim
+    time apart, beyond the 0.5 s timeout, so the monitor must stop: its clock is /clock, not the wall."""
+    with sim_clock_rig(ros_domain) as (rig, set_rate):
         set_rate(12.0)
-        client.spin_until(lambda: rig.verdict().reason.endswith("stale (> 0.5 s)"), 5.0,
-                          "a stale source in sim time")
+        rig.client.spin_until(lambda: rig.verdict().reason.endswith("stale (> 0.5 s)"), 5.0,
+                              "a stale source in sim time")
         assert rig.last() == (0.0, 0.0)
+        set_rate(1.0)
+        rig.passes(0.1)
+
+
+def test_a_frozen_clock_stops_the_robot_within_its_timeout_and_a_running_one_resumes(ros_domain):
+    """/clock stops advancing while sensors and a twist keep coming: the control timer (on /clock) no longer
+    fires and every input looks fresh at the frozen time, so a wall-clock watchdog must stop the robot."""
+    with sim_clock_rig(ros_domain) as (rig, set_rate):
+        set_rate(0.0)
+        frozen = time.monotonic()
+        rig.client.spin_until(lambda: rig.verdict().reason.startswith("/clock stopped"), 3.0,
+                              "the safety state naming the stopped clock")
+        first_zero = next(t for t, v, _ in rig.received if t > frozen and v == 0.0)
+        limit = 0.5 + 2 * PERIOD + TRANSPORT_ALLOWANCE  # the watchdog sees the last advance and the stall on ticks
+        print(f"\n/clock frozen -> first zero twist after {(first_zero - frozen) * 1e3:.0f} ms (limit "
+              f"{limit * 1e3:.0f} ms)")
+        assert first_zero - frozen <= limit
+        rig.client.spin_for(0.5)
+        assert all(v == 0.0 for t, v, _ in rig.received if t > first_zero)
         set_rate(1.0)
         rig.passes(0.1)

@@ -355,8 +355,75 @@ def test_a_clock_jumping_back_forgets_every_input():
     assert out.twist.linear_x == 0.0 and "never received" in out.verdict.reason
 
 
+def test_a_clock_stepping_back_a_little_forgets_inputs_before_a_twist_is_judged():
+    monitor = make()
+    feed(monitor, 10.0)
+    monitor.on_twist(10.0, FORWARD)
+    # back by 0.9 s: every age would read 0.9 s younger, and the twist and sensors count as fresh for longer
+    assert monitor.on_twist(9.1, FORWARD).linear_x == 0.0
+    out = monitor.tick(9.15)
+    assert out.twist.linear_x == 0.0 and "never received" in out.verdict.reason
+
+
+def test_a_twist_held_back_by_a_malformed_one_does_not_return_when_the_hold_ends():
+    monitor = make(deadman_timeout_s=3.0, fault_hold_s=1.0)
+    feed(monitor, 0.0)
+    monitor.on_twist(0.0, FORWARD)
+    assert monitor.on_malformed(0.1, Source.CMD_VEL, "linear.x is NaN").linear_x == 0.0
+    for t in (0.5, 1.15, 2.0):
+        feed(monitor, t)
+        assert monitor.tick(t).twist.linear_x == 0.0, f"the old twist came back at {t}"
+
+
+def test_an_internal_error_stops_drops_the_command_and_holds_a_moving_arm():
+    monitor = make()
+    feed(monitor, 0.0)
+    monitor.on_arm_trajectory(0.0, ArmTrajectory(("joint_lift",), (TrajectoryPoint((0.8,), 2.0),)))
+    assert monitor.tick(0.0).arm is not None
+    monitor.on_twist(0.1, FORWARD)
+    feed(monitor, 0.2, joints=dict(JOINTS, joint_lift=0.7))
+    hold = monitor.fail_safe(0.2, "internal error: handling scan raised ValueError: boom")
+    assert hold is not None and hold.final_targets() == {"joint_lift": 0.7}
+    assert monitor.verdict.kind is VerdictKind.STOP and "internal error" in monitor.verdict.reason
+    out = monitor.tick(0.25)
+    assert out.twist.linear_x == 0.0 and "ValueError: boom" in out.verdict.reason
+    feed(monitor, 1.5)
+    assert monitor.tick(1.5).twist.linear_x == 0.0  # the twist was dropped, not resumed after the hold
+    assert monitor.fail_safe(1.6, "again") is None  # no arm motion under way: nothing to hold
+
+
+def test_every_waypoint_of_an_arm_trajectory_is_judged_not_only_the_last():
+    monitor = make()
+    feed(monitor, 0.0)
+    through_limits = ArmTrajectory(("joint_lift", "wrist_extension"),
+                                   (TrajectoryPoint((5.0, 3.0), 1.0), TrajectoryPoint((0.6, 0.1), 2.0)))
+    monitor.on_arm_trajectory(0.0, through_limits)
+    out = monitor.tick(0.0)
+    assert out.arm is None and out.verdict.kind is VerdictKind.STOP and "outside" in out.verdict.reason
+    within = ArmTrajectory(("joint_lift",), (TrajectoryPoint((0.7,), 1.0), TrajectoryPoint((0.8,), 2.0)))
+    monitor.on_arm_trajectory(0.1, within)
+    assert monitor.tick(0.1).arm == within
+
+
+def test_changing_the_obstacle_memory_keeps_what_it_remembers():
+    monitor = make()
+    feed(monitor, 0.0, obstacle_ahead_m=0.3)
+    monitor.on_odom(0.1, OdometryData(0.0, 0.0, 0.0))
+    monitor.on_joint_states(0.1, JOINTS)
+    for change in ({"decay_s": 9.0}, {"resolution_m": 0.1}):
+        config = dataclasses.replace(monitor.config, obstacle_memory=dataclasses.replace(
+            monitor.config.obstacle_memory, **change))
+        monitor.reconfigure(config)
+        assert monitor.on_twist(0.1, FORWARD).linear_x == 0.0, f"the obstacle was forgotten after {change}"
+
+
 @pytest.mark.parametrize(("overrides", "match"), [
     ({"required_sources": ["scan", "lidar"]}, r"required_sources contains 'lidar'; valid sources"),
+    ({"required_sources": ["odom"]}, r"must include scan or depth"),
+    ({"shield": {"horizon_s": math.inf}}, r"shield: horizon_s must be a finite number"),
+    ({"shield": {"escape_tolerance_m": math.inf}}, r"escape_tolerance_m must be a finite number"),
+    ({"obstacle_memory": {"decay_s": math.inf}}, r"decay_s must be a finite number"),
+    ({"primitive": {"gripper_closed": math.nan}}, r"gripper_closed must be a finite number"),
     ({"deadman_timeout_s": 0.01}, r"deadman_timeout_s=0.01 is out of range \[0.05"),
     ({"control_rate_hz": 0.0}, r"control_rate_hz=0.0 is out of range"),
     ({"source_timeout_s": {"scan": -1.0}}, r"source_timeout_s: scan=-1.0 is out of range"),

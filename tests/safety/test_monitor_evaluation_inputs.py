@@ -89,6 +89,17 @@ def test_a_scan_handled_before_the_odometry_of_its_stamp_waits_for_it():
     assert monitor.on_twist(0.0, FORWARD).linear_x == 0.0  # at x=1.3, ahead: not at 0.3, behind
 
 
+def test_a_scan_stamped_far_ahead_of_odometry_is_dropped_and_the_diagnostics_say_why():
+    monitor = make()
+    monitor.on_joint_states(0.0, JOINTS)
+    monitor.on_odom(0.0, OdometryData(0.0, 0.0, 0.0), stamp=1.0)
+    monitor.on_scan(0.0, scan(), stamp=1.6)
+    report = next(s for s in monitor.report(0.0).sources if s.source.value == "scan")
+    assert (report.received, report.dropped) == (0, 1)
+    assert "0.600 s after the newest odometry" in report.last_drop_reason
+    assert monitor.tick(0.0).verdict.kind is VerdictKind.STOP  # not a fresh scan
+
+
 def test_a_held_scan_of_the_previous_episode_is_dropped_when_the_clock_restarts():
     monitor = make()
     monitor.on_joint_states(0.0, JOINTS)

@@ -134,7 +134,7 @@ def test_every_action_has_a_primitive():
 @pytest.mark.parametrize(("kwargs", "match"), [
     ({"max_linear_speed": 0.0}, r"max_linear_speed=0.0 is out of range"),
     ({"min_angular_speed": 1.0}, r"min_angular_speed=1.0 is out of range"),
-    ({"timeout": float("nan")}, r"timeout must be a number"),
+    ({"timeout": float("nan")}, r"timeout must be a finite number"),
 ])
 def test_primitive_config_rejects_bad_values(kwargs, match):
     with pytest.raises(ConfigError, match=match):

@@ -463,7 +463,7 @@ def test_arm_command_to_the_current_joints_is_allowed() -> None:
      ({"footprint_length_m": 0.3}, "must both be 0"), ({"lift_range_m": (1.0, 0.0)}, "low < high"),
      ({"corner_min_free_fraction": 1.5}, "corner_min_free_fraction"),
      ({"fragile_min_group_size": 1}, "fragile_min_group_size"),
-     ({"mast_xy_m": (math.nan, 0.0)}, r"mast_xy_m\[0\] must be a number")],
+     ({"mast_xy_m": (math.nan, 0.0)}, r"mast_xy_m\[0\] must be a finite number")],
 )
 def test_shield_config_rejects_out_of_range_values(overrides: dict[str, object], match: str) -> None:
     with pytest.raises(ConfigError, match=match):
