@@ -40,9 +40,11 @@ from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
+import numpy as np
+
 from safevla_node.actions import ACTIONS, ActionKind
 from safevla_node.config import check_range, field
-from safevla_node.errors import ConfigError
+from safevla_node.errors import ConfigError, MessageError
 from safevla_node.safety.obstacle_memory import ObstacleMemory, ObstacleMemoryConfig, check_scan
 from safevla_node.safety.primitives import (
     ArmTrajectory,
@@ -135,6 +137,9 @@ class MonitorConfig:
         20.0, "control timer rate (Hz): the worst-case time to a stopped output is one period")
     deadman_timeout_s: float = field(0.5, "a twist older than this is replaced by explicit zeros (s)")
     fault_hold_s: float = field(1.0, "how long STOP is held after a malformed input (s)")
+    max_invalid_scan_fraction: float = field(
+        0.9, "a scan with a larger fraction of NaN ranges (erroneous readings, REP-117; +inf is no return) is "
+        "malformed: a blind lidar must not count as a fresh one")
     clock_timeout_s: float = field(
         0.5, "under use_sim_time, /clock not advancing for this long (wall s) stops the robot (FAULT) until "
         "it runs again: the control timer runs on /clock, and inputs would all look fresh at a frozen time")
@@ -164,6 +169,7 @@ class MonitorConfig:
         check_range("deadman_timeout_s", self.deadman_timeout_s, 1.0 / self.control_rate_hz, 10.0)
         check_range("fault_hold_s", self.fault_hold_s, 0.0, 60.0)
         check_range("clock_timeout_s", self.clock_timeout_s, 0.05, 60.0)
+        check_range("max_invalid_scan_fraction", self.max_invalid_scan_fraction, 0.0, 1.0)
         check_range("state_rate_hz", self.state_rate_hz, 0.01, 100.0)
         check_range("diagnostics_rate_hz", self.diagnostics_rate_hz, 0.01, 100.0)
         valid = [s.value for s in TIMED_SOURCES]
@@ -206,6 +212,7 @@ class SafetyMonitor:
         self._odom_history: deque[tuple[float, OdometryData]] = deque(maxlen=_ODOM_HISTORY)
         self._held_scans: deque[tuple[float, float, LaserScanData]] = deque(maxlen=_HELD_SCANS)  # now, stamp
         self._scan_stamp: float | None = None  # of the newest scan placed
+        self._last_scan_stamp: float | None = None  # of the newest scan received
         self._step_end_stamp: float | None = None  # odometry stamp when the latest primitive ended
         self._deferred: tuple[float, DiscreteCommand] | None = None  # a proposal waiting for a post-step scan
         self._joints: dict[str, float] = {}
@@ -296,12 +303,24 @@ class SafetyMonitor:
         stamp: the two are published together, and a scan handled first would otherwise be placed at the
         pose before a motion (a discrete step jumps the pose, so the whole scan would land beside the world).
         One stamped more than ``_SCAN_LEAD_S`` after the newest odometry is dropped (and does not count as a
-        fresh scan): there is no pose to place it at.
+        fresh scan): there is no pose to place it at; so is one with the stamp of the scan before it (a
+        driver repeating its last scan has stopped sensing).
 
         Raises:
-            MessageError: the scan's geometry is invalid (checked on arrival, also for a held scan).
+            MessageError: the scan's geometry is invalid (checked on arrival, also for a held scan), or more
+                than ``max_invalid_scan_fraction`` of its ranges are NaN.
         """
         check_scan(scan.angle_min, scan.angle_increment, scan.range_min, scan.range_max)
+        invalid = float(np.mean(np.isnan(scan.ranges))) if len(scan.ranges) else 1.0
+        if invalid > self.config.max_invalid_scan_fraction:
+            raise MessageError(f"{invalid:.0%} of the scan's ranges are NaN (erroneous, REP-117), more than "
+                               f"max_invalid_scan_fraction {self.config.max_invalid_scan_fraction:g}: a blind "
+                               "lidar must not count as a fresh one")
+        if stamp is not None and stamp == self._last_scan_stamp:
+            self._dropped[Source.SCAN] += 1
+            self._drop_reason[Source.SCAN] = f"stamp {stamp:.3f} s repeated: the same scan again, not a fresh one"
+            return
+        self._last_scan_stamp = stamp
         newest = self._odom_history[-1][0] if self._odom_history else None
         if stamp is not None and newest is not None and stamp > newest + _SCAN_LEAD_S:
             # Not malformed (no fault hold: the scan source simply stays stale), but counted and named in the
@@ -335,7 +354,7 @@ class SafetyMonitor:
         """Forget the stamped poses and the scans waiting for one (a clock restart, a reset)."""
         self._odom_history.clear()
         self._held_scans.clear()
-        self._scan_stamp = self._step_end_stamp = None
+        self._scan_stamp = self._step_end_stamp = self._last_scan_stamp = None
 
     def _odom_at(self, stamp: float | None) -> OdometryData | None:
         """The newest odometry stamped at or before ``stamp`` (None: use the latest)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -98,6 +99,29 @@ def test_a_scan_stamped_far_ahead_of_odometry_is_dropped_and_the_diagnostics_say
     assert (report.received, report.dropped) == (0, 1)
     assert "0.600 s after the newest odometry" in report.last_drop_reason
     assert monitor.tick(0.0).verdict.kind is VerdictKind.STOP  # not a fresh scan
+
+
+def test_a_repeated_scan_is_not_a_fresh_one_and_a_blind_one_is_malformed():
+    monitor = make()
+    monitor.on_joint_states(0.0, JOINTS)
+    monitor.on_odom(0.0, OdometryData(0.0, 0.0, 0.0), stamp=1.0)
+    monitor.on_scan(0.0, scan(), stamp=1.0)
+    monitor.on_twist(0.0, FORWARD)
+    for t in (0.2, 0.4, 0.6):  # a frozen driver: the same scan, stamp and all, while odometry goes on
+        monitor.on_odom(t, OdometryData(0.0, 0.0, 0.0), stamp=1.0 + t)
+        monitor.on_joint_states(t, JOINTS)
+        monitor.on_scan(t, scan(), stamp=1.0)
+        monitor.on_twist(t, FORWARD)
+    out = monitor.tick(0.6)
+    assert out.twist.linear_x == 0.0 and out.verdict.reason == "required source scan stale (> 0.5 s)"
+    report = next(s for s in monitor.report(0.6).sources if s.source.value == "scan")
+    assert (report.received, report.dropped) == (1, 3) and "repeated" in report.last_drop_reason
+    blind = scan()
+    blind.ranges[:] = np.nan
+    with pytest.raises(MessageError, match="100% of the scan's ranges are NaN"):
+        monitor.on_scan(0.7, blind, stamp=1.7)
+    blind.ranges[:36] = 5.0  # 90% NaN is still within the default 0.9
+    monitor.on_scan(0.7, blind, stamp=1.7)
 
 
 def test_a_held_scan_of_the_previous_episode_is_dropped_when_the_clock_restarts():
