@@ -141,8 +141,9 @@ class MonitorConfig:
         0.9, "a scan with a larger fraction of NaN ranges (erroneous readings, REP-117; +inf is no return) is "
         "malformed: a blind lidar must not count as a fresh one")
     clock_timeout_s: float = field(
-        0.5, "under use_sim_time, /clock not advancing for this long (wall s) stops the robot (FAULT) until "
-        "it runs again: the control timer runs on /clock, and inputs would all look fresh at a frozen time")
+        2.0, "under use_sim_time, /clock not advancing for this long (wall s) stops the robot (FAULT) until "
+        "it runs again: the control timer runs on /clock, and inputs would all look fresh at a frozen time "
+        "(longer than a loaded simulator's pauses: a frozen simulation moves nothing meanwhile)")
     required_sources: tuple[str, ...] = field(
         ("scan", "odom", "joint_states"),
         f"sensors that must be fresh to move, any of {[s.value for s in SENSOR_SOURCES]}; with "
