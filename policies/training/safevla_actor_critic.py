@@ -27,7 +27,6 @@ the policy node loads a fine-tuned checkpoint unchanged whichever the mode.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -187,13 +186,16 @@ class SafeVLAActorCritic(ActorCritic):
     def export(self, directory: Path) -> Path:
         """Our checkpoint format (config.yaml + model.safetensors + image encoder + tokenizer), per-category cost
         heads folded into the format's single one."""
-        model = self.model
-        if self.num_cost_heads > 1:
-            model = copy.deepcopy(model)
-            model.c_critic_tsfm.critic.fc = _fold_head(model.c_critic_tsfm.critic.fc)
-        policy = SafeVLAPolicy(self.config, model, self.image_encoder, self.tokenizer, device=self._device(),
-                               precision="fp32")
-        return policy.save_pretrained(directory)
+        critic = self.model.c_critic_tsfm.critic
+        split = critic.fc
+        if self.num_cost_heads > 1:  # swapped in for the save only: no copy of the whole network
+            critic.fc = _fold_head(split)
+        try:
+            policy = SafeVLAPolicy(self.config, self.model, self.image_encoder, self.tokenizer,
+                                   device=self._device(), precision="fp32")
+            return policy.save_pretrained(directory)
+        finally:
+            critic.fc = split
 
 
 def _split_head(head: nn.Linear, parts: int) -> nn.Linear:

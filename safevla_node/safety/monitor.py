@@ -480,7 +480,7 @@ class SafetyMonitor:
         """A fault no input rule sees (a defect that raised, ``/clock`` stopping): hold STOP as for a malformed
         input (at least one period), drop every command under way, and return the arm hold to publish with the
         zero twist (None when no arm motion is under way)."""
-        arm_moving = (self._primitive is not None and bool(self._primitive.targets)) or now < self._arm_busy_until
+        arm_moving = self._arm_moving(now)
         self._fault_until = now + max(self.config.fault_hold_s, self.config.period)
         self._fault_reason = reason
         self._finish_primitive(PrimitivePhase.ABORTED, self._fault_reason)
@@ -660,6 +660,10 @@ class SafetyMonitor:
             world = replace(world, robot=robot_after_arm(world.robot, targets))
         return strictest(verdicts)
 
+    def _arm_moving(self, now: float) -> bool:
+        """An arm primitive runs, or a forwarded trajectory has not yet had its time to finish."""
+        return (self._primitive is not None and bool(self._primitive.targets)) or now < self._arm_busy_until
+
     def _arm_hold(self) -> ArmTrajectory | None:
         """Hold the joints of the motion under way at their current positions (None if none is known)."""
         self._arm_busy_until = -math.inf
@@ -674,8 +678,7 @@ class SafetyMonitor:
         self._check_clock(now)
         self._decide_deferred(now)
         gate = self._gate(now)
-        arm_primitive = self._primitive is not None and bool(self._primitive.targets)
-        arm_moving = arm_primitive or now < self._arm_busy_until
+        arm_moving = self._arm_moving(now)
         twist, command_verdict = self._command(now, gate)
         verdicts = [v for v in (gate, command_verdict, self._proposal_verdict) if v is not None]
         self._proposal_verdict = None
