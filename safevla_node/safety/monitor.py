@@ -64,7 +64,7 @@ from safevla_node.safety.monitor_types import (
     SourceReport,
     TickOutput,
 )
-from safevla_node.safety.shield import ARM_JOINTS, Shield, ShieldConfig, robot_after_arm
+from safevla_node.safety.shield import Shield, ShieldConfig, robot_after_arm
 from safevla_node.safety.types import (
     ArmCommand,
     Category,
@@ -527,9 +527,17 @@ class SafetyMonitor:
         """Robot state from odometry (``odom``, else the latest; the origin until odometry arrives) and the
         joint states."""
         odom = odom or self._odom or OdometryData(0.0, 0.0, 0.0)
+        j = self._joints
+        defaults = RobotState()
         held = next((o.object_id for o in self._objects if o.held), None)
-        base = RobotState(x=odom.x, y=odom.y, yaw=odom.yaw, held_object_id=held)
-        return robot_after_arm(base, {n: v for n, v in self._joints.items() if n in ARM_JOINTS})
+        return RobotState(
+            x=odom.x, y=odom.y, yaw=odom.yaw,
+            lift=j.get("joint_lift", defaults.lift),
+            arm_extension=j.get("wrist_extension", defaults.arm_extension),
+            wrist_yaw=j.get("joint_wrist_yaw", defaults.wrist_yaw),
+            gripper_aperture=j.get("gripper_aperture", defaults.gripper_aperture),
+            held_object_id=held,
+        )
 
     def _joint_limits(self) -> dict[str, tuple[float, float]]:
         """Arm joint limits, from the shield's config so primitives never target what the shield forbids."""
