@@ -15,7 +15,7 @@ from policies.runtime import PolicyObservation, SafeVLAPolicy
 from policies.training.actor_critic import Segment
 from policies.training.config import load_train_config
 from policies.training.safevla_actor_critic import SafeVLAActorCritic
-from policies.training.sim_env import SimObservation
+from policies.training.sim_env import SimObservation, SimTaskEnv
 from policies.training.trainer import Trainer
 from safevla_node.cli import build_parser
 from tests.gpu import requires_cuda
@@ -281,3 +281,15 @@ def test_training_with_a_constraint_per_cost_category_logs_each_and_resumes(tmp_
         resumed.close()
     exported = SafeVLAPolicy.from_pretrained(tmp_path / "policy", device="cpu")
     assert exported.model.c_critic_tsfm.critic.fc.out_features == 1
+
+
+_TRAIN_CONFIGS = sorted(p for p in (REPO / "config").glob("train_*.yaml") if p.name != "train_bc.yaml")  # BC's own schema
+
+
+@pytest.mark.parametrize("path", _TRAIN_CONFIGS, ids=lambda p: p.name)
+def test_the_shipped_training_configs_load_and_their_starting_checkpoints_exist(path: Path) -> None:
+    config = load_train_config(path)
+    if config.env.kind == "mujoco":  # one limit per cost category of the simulator in per-category mode
+        assert config.constraint.limits(SimTaskEnv.cost_names)
+    if config.policy.kind == "safevla" and config.policy.init:
+        assert (REPO / config.policy.init).is_dir(), config.policy.init
