@@ -283,7 +283,8 @@ def test_training_with_a_constraint_per_cost_category_logs_each_and_resumes(tmp_
     assert exported.model.c_critic_tsfm.critic.fc.out_features == 1
 
 
-_TRAIN_CONFIGS = sorted(p for p in (REPO / "config").glob("train_*.yaml") if p.name != "train_bc.yaml")  # BC's own schema
+#: The RL training configs (train_bc.yaml has behaviour cloning's own schema).
+_TRAIN_CONFIGS = sorted(p for p in (REPO / "config").glob("train_*.yaml") if p.name != "train_bc.yaml")
 
 
 @pytest.mark.parametrize("path", _TRAIN_CONFIGS, ids=lambda p: p.name)
