@@ -284,3 +284,21 @@ def test_the_bc_eval_suite_holds_out_the_shipped_policys_training_seeds() -> Non
     assert {s.task for s in specs} == set(TaskKind)
     assert all(s.policy.checkpoint in ("", "shipped") for s in specs)
     assert not [s.seed for s in specs if low <= s.seed <= high]
+
+
+@pytest.mark.parametrize("suite", sorted((REPO / "config").glob("eval_suite*.yaml")), ids=lambda p: p.name)
+def test_no_suite_evaluates_a_cloned_policy_on_the_seeds_it_was_trained_on(suite: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    from safevla_node.evaluation.suite import expand, load_suite
+
+    monkeypatch.chdir(REPO)  # suites name checkpoints relative to the repository root
+    for spec in expand(load_suite(suite)):
+        if spec.policy.kind != "checkpoint":
+            continue
+        training = resolve_checkpoint(spec.policy.checkpoint) / "training.json"
+        if training.is_file() and "seed_range" in (record := json.loads(training.read_text())):
+            low, high = record["seed_range"]
+            assert not low <= spec.seed <= high, (f"{spec.key}: {spec.policy.checkpoint} was trained on seeds "
+                                                  f"{low}-{high}")
