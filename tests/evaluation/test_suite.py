@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -136,13 +137,29 @@ def test_load_suite_reports_a_missing_file(tmp_path: Path) -> None:
         load_suite(tmp_path / "absent.yaml")
 
 
-@pytest.mark.parametrize("path", sorted((REPO / "config").glob("eval_suite*.yaml")), ids=lambda p: p.name)
+SHIPPED_SUITES = sorted((REPO / "config").glob("eval_suite*.yaml"))
+
+
+@pytest.mark.parametrize("path", SHIPPED_SUITES, ids=lambda p: p.name)
 def test_the_shipped_suites_load_and_expand_and_their_checkpoints_exist(path: Path, monkeypatch) -> None:
     monkeypatch.chdir(REPO)  # suites name checkpoints relative to the repository root, where they are run
     specs = expand(load_suite(path))
     assert specs and len({s.key for s in specs}) == len(specs)
     for policy in {s.policy for s in specs if s.policy.kind == "checkpoint"}:
         assert resolve_checkpoint(policy.checkpoint).is_dir(), policy
+
+
+@pytest.mark.parametrize("path", SHIPPED_SUITES, ids=lambda p: p.name)
+def test_no_suite_evaluates_a_cloned_policy_on_the_seeds_it_was_trained_on(path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(REPO)
+    for spec in expand(load_suite(path)):
+        if spec.policy.kind != "checkpoint":
+            continue
+        training = resolve_checkpoint(spec.policy.checkpoint) / "training.json"  # a BC checkpoint's data record
+        if training.is_file() and "seed_range" in (record := json.loads(training.read_text())):
+            low, high = record["seed_range"]
+            assert not low <= spec.seed <= high, (f"{spec.key}: {spec.policy.checkpoint} was trained on seeds "
+                                                  f"{low}-{high}")
 
 
 def test_the_benchmark_suite_covers_every_policy_shield_perturbation_and_infeasible_tasks() -> None:
