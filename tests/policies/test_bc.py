@@ -281,4 +281,3 @@ def test_the_bc_eval_suite_evaluates_the_shipped_policy_on_every_task() -> None:
     specs = expand(load_suite(REPO / "config" / "eval_suite_bc.yaml"))
     assert {s.task for s in specs} == set(TaskKind)
     assert all(s.policy.checkpoint in ("", "shipped") for s in specs)
-
