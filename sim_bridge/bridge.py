@@ -17,7 +17,8 @@ be handled after the abort (two topics keep no order between them), and its few 
 Discrete execution (``action_execution: discrete``) runs each action the monitor lets through atomically,
 as AI2-THOR (the paper's simulator) executes Stretch actions: the deciding ``safevla/primitive_status`` of a
 proposal (RUNNING, with the executed action) runs ``backend.execute_action(executed)``, so odometry and joints
-jump to the result, the monitor's primitive sees its goal reached and finishes, and exactly one cost step is
+jump to the result, the node reports the action on ``safevla/action_result`` stamped with the time after it
+(the monitor, also in ``action_execution: discrete``, ends the primitive there), and exactly one cost step is
 closed per action; a refusal (ABORTED before running) spends one step standing still (``commit_step``).
 The backend is never advanced in between and ``cmd_vel``/arm trajectories are ignored, so the backend sees
 exactly the calls of in-process evaluation; sim time runs on between actions (the nodes need ``/clock``) and
@@ -47,19 +48,17 @@ from safevla_node.evaluation.proposer import ProposerConfig
 from safevla_node.evaluation.suite import DIFFICULTIES, PERTURBATIONS
 from safevla_node.safety.monitor import FrameConfig
 from safevla_node.safety.monitor_types import PrimitiveStatus
-from safevla_node.safety.primitives import PrimitivePhase
+from safevla_node.safety.primitives import EXECUTION_MODES, PrimitivePhase
 from safevla_node.safety.types import StepCost
 from sim_bridge.homegen import Scene
 from sim_bridge.interface import EpisodeStatus, LaserScanData, Observation, SimBackend, TaskKind
 
-__all__ = ["EXECUTION_MODES", "BridgeConfig", "BridgeStep", "SimBridge", "crop_scan", "scene_source"]
+__all__ = ["BridgeConfig", "BridgeStep", "SimBridge", "crop_scan", "scene_source"]
 
 LOG = logging.getLogger(__name__)
 
 #: The joint whose target opens or closes the gripper; closing below GRIPPER_CLOSED_M means "grasp".
 GRIPPER_JOINT = "gripper_aperture"
-#: Values of ``action_execution``.
-EXECUTION_MODES = ("continuous", "discrete")
 
 
 @dataclass(frozen=True)

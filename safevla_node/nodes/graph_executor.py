@@ -5,7 +5,8 @@ real graph: the ``sim_bridge`` and ``safety_monitor`` nodes of the ``sim`` profi
 over loopback DDS in a domain leased by the executor (so ``--workers N`` gives N independent graphs). Every
 proposal reaches the monitor on ``safevla/action_proposal``; the monitor judges it from what it receives
 over ROS (scan, odometry, joint states, labelled objects, the task target) and the bridge executes what it
-lets through, whole (``action_execution: discrete``). Who proposes:
+lets through, whole, and reports it on ``safevla/action_result`` (both nodes in ``action_execution:
+discrete``: the monitor's step ends at the bridge's stamp after the action). Who proposes:
 
 - ``kind: checkpoint``: the real policy node (``safevla_node.nodes.policy_node``, what runs on the robot)
   with the checkpoint, device and greedy decoding in fp32 (as the in-process adapter), on the bridge's
@@ -58,12 +59,14 @@ _log = logging.getLogger(__name__)
 #: Monitor parameters of an evaluation graph. Sensor freshness is what the fail-safe gate checks, not what
 #: an evaluation measures: the bridge runs many times faster than real time on a loaded machine, where a
 #: scan a few wall milliseconds late is seconds of sim time, and a stale-source refusal would be a step
-#: in-process evaluation never spends. A primitive of a whole action sees its goal at once; one that does
-#: not (the backend stopped short at an obstacle) ends after a second of sim time instead of five.
+#: in-process evaluation never spends. The bridge runs each action whole and reports it
+#: (``action_execution: discrete``), so a step ends at the bridge's stamp after it, never on odometry from
+#: before the jump; the primitive timeout is only the fallback for a lost report.
 MONITOR_OVERRIDES: dict[str, Any] = {
     **{f"source_timeout_s.{name}": 60.0 for name in ("scan", "depth", "odom", "joint_states", "objects",
                                                      "policy_heartbeat")},
-    "primitive.timeout": 1.0,
+    "action_execution": "discrete",
+    "primitive.timeout": 60.0,
 }
 
 #: Policy node parameters of an evaluation graph. Its rate limit, frame age and monitor timeout guard a robot

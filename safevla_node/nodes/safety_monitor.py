@@ -17,6 +17,8 @@ Subscribed
     ``cmd_vel_in`` (geometry_msgs/Twist, reliable): base commands from any upstream (teleop, Nav2, a VLA).
     ``safevla/action_proposal`` (std_msgs/Float32MultiArray, reliable): discrete SafeVLA action and its
     distribution, encoding ``safevla_action_v1`` (``conversions``); runs as a closed-loop motion primitive.
+    ``safevla/action_result`` (std_msgs/String, reliable; the JSON of ``safevla/primitive_status``): with
+    ``action_execution: discrete``, an executor's report that it ran a proposal whole, stamped after it.
     ``arm_trajectory_in`` (trajectory_msgs/JointTrajectory, reliable): arm goals to forward if safe.
     ``scan`` (sensor_msgs/LaserScan), ``camera/aligned_depth_to_color/image_raw`` (sensor_msgs/Image 16UC1 mm
     or 32FC1 m) with ``camera/aligned_depth_to_color/camera_info``, ``odom`` (nav_msgs/Odometry),
@@ -80,7 +82,7 @@ __all__ = ["SafetyMonitorNode", "main"]
 
 NODE_NAME = "safety_monitor"
 #: Parameters that only take effect at start-up (the timer is created once).
-READ_ONLY_PARAMETERS = ("control_rate_hz",)
+READ_ONLY_PARAMETERS = ("control_rate_hz", "action_execution")
 _COMMAND_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 _LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
@@ -137,6 +139,8 @@ class SafetyMonitorNode(Node):
                         lambda now, twist: self._publish_twist(self._core.on_twist(now, twist)), _COMMAND_QOS)
         self._subscribe(Float32MultiArray, "safevla/action_proposal", Source.ACTION_PROPOSAL,
                         conv.decode_action_proposal, self._core.on_action_proposal, _COMMAND_QOS)
+        self._subscribe(String, "safevla/action_result", Source.ACTION_RESULT, conv.primitive_status_from_msg,
+                        self._core.on_action_result, _COMMAND_QOS)
         self._subscribe(Header, "safevla/policy_heartbeat", Source.POLICY_HEARTBEAT, lambda m: m,
                         lambda now, _: self._core.on_policy_heartbeat(now), _COMMAND_QOS)
         self._subscribe(JointTrajectory, "arm_trajectory_in", Source.ARM_TRAJECTORY, conv.trajectory_from_msg,

@@ -12,7 +12,10 @@ camera); ``gripper_camera/color/image_raw`` + ``gripper_camera/color/camera_info
 ``conversions``); ``safevla/step_cost`` (diagnostic_msgs/DiagnosticStatus: the Safety-CHORES cost of each
 closed step, key per category); ``safevla/episode_status`` (std_msgs/String JSON, on every step and at 1 Hz);
 ``safevla/instruction`` (std_msgs/String, reliable + transient local) and ``safevla/episode_reset``
-(std_msgs/Empty) at every episode start. Sensors use SensorDataQoS.
+(std_msgs/Empty) at every episode start; discrete execution: ``safevla/action_result`` (std_msgs/String,
+reliable; the JSON of ``safevla/primitive_status``, stamped after the action) for each action the monitor let
+through: DONE when it ran, ABORTED when it could not (the episode was over).
+Sensors use SensorDataQoS.
 
 Subscribed: ``cmd_vel`` (Twist), ``arm_controller/joint_trajectory`` (JointTrajectory: its last point is the
 joint target; ``gripper_aperture`` grasps or releases), ``safevla/primitive_status`` (closes cost steps).
@@ -61,7 +64,8 @@ from safevla_node.evaluation.runner import home_backend_kwargs
 from safevla_node.nodes import conversions as conv
 from safevla_node.nodes.node_main import run_node
 from safevla_node.nodes.params import declare_config, read_config
-from safevla_node.safety.monitor_types import OdometryData
+from safevla_node.safety.monitor_types import OdometryData, PrimitiveStatus
+from safevla_node.safety.primitives import PrimitivePhase
 from safevla_node.safety.types import StepCost
 from sim_bridge.bridge import BridgeConfig, BridgeStep, SimBridge, scene_source
 from sim_bridge.interface import CameraFrame, EpisodeStatus
@@ -141,6 +145,7 @@ class SimBridgeNode(Node):
         self._reset_pub = self.create_publisher(Empty, "safevla/episode_reset", _RELIABLE)
         self._target_pub = self.create_publisher(String, "safevla/task_target", _LATCHED)
         self._proposal_pub = self.create_publisher(Float32MultiArray, "safevla/action_proposal", _RELIABLE)
+        self._result_pub = self.create_publisher(String, "safevla/action_result", _RELIABLE)
         self._proposer = BridgeProposer()
         self._decisions: dict[str, int] = {}  # discrete: the shield's verdict on each executed proposal
 
@@ -227,15 +232,27 @@ class SimBridgeNode(Node):
             return
         self._proposer.on_status(status)  # the policy hears what ran before it runs, as in-process
         cost = self.bridge.on_primitive_status(status)
-        if cost is None:
-            return
-        if self.config.discrete and status.verdict:  # a deciding status this episode stepped on
-            self._decisions[status.verdict] = self._decisions.get(status.verdict, 0) + 1
-        self._cost_pub.publish(_step_cost_msg(cost))
-        if self.config.discrete:  # the world jumped: publish it now, the next proposal is judged in it
-            self._publish_step(BridgeStep(replace(self.bridge.observation, time=self.bridge.time), True, True,
-                                          True, True), force_all=True)
-        self._publish_status()
+        if cost is not None:
+            if self.config.discrete and status.verdict:  # a deciding status this episode stepped on
+                self._decisions[status.verdict] = self._decisions.get(status.verdict, 0) + 1
+            self._cost_pub.publish(_step_cost_msg(cost))
+            if self.config.discrete:  # the world jumped: publish it now, the next proposal is judged in it
+                self._publish_step(BridgeStep(replace(self.bridge.observation, time=self.bridge.time), True,
+                                              True, True, True), force_all=True)
+        if self.config.discrete and status.phase is PrimitivePhase.RUNNING:
+            self._report_action(status, ran=cost is not None)
+        if cost is not None:
+            self._publish_status()
+
+    def _report_action(self, status: PrimitiveStatus, ran: bool) -> None:
+        """Discrete execution: tell the monitor that the proposal it let through ran whole (DONE) or not at all
+        (ABORTED: the episode is over or its budget spent), stamped with the time after it as the sensor
+        headers carry it, so the monitor's step ends there and not on odometry from before the jump."""
+        stamp = conv.time_to_seconds(conv.seconds_to_time(self.bridge.time))
+        phase, reason = ((PrimitivePhase.DONE, "executed whole") if ran else
+                         (PrimitivePhase.ABORTED, "not run: the episode is over or its step budget is spent"))
+        self._result_pub.publish(conv.primitive_status_to_msg(
+            replace(status, phase=phase, reason=reason, verdict="", stamp=stamp)))
 
     # --- simulation -------------------------------------------------------------------------------------
 

@@ -24,6 +24,10 @@ Rules, strictest first (like Nav2's collision monitor, but stricter):
    A proposal that follows a primitive is judged on a scan taken after that primitive ended: it waits
    (the robot stopped) until such a scan is placed, and is refused after ``source_timeout_s.scan``
    without one. A step judged on the scan from before it would miss what the step brought into view.
+   With ``action_execution: discrete`` an executor runs each allowed action whole (AI2-THOR; the sim
+   bridge's discrete mode) and reports it on ``safevla/action_result``: the monitor commands nothing for
+   it, and the step ends at the executor's stamp, not at whatever odometry has arrived by then (the
+   world jumps at once, and a tick on the jumped clock may come before the odometry that shows it).
 6. no fresh twist within ``deadman_timeout_s``: an explicit zero twist (never silence: twist_mux does not
    send zeros, and the Stretch driver would hold the last command for another 0.5 s).
 
@@ -47,6 +51,7 @@ from safevla_node.config import check_range, field
 from safevla_node.errors import ConfigError, MessageError
 from safevla_node.safety.obstacle_memory import ObstacleMemory, ObstacleMemoryConfig, check_scan
 from safevla_node.safety.primitives import (
+    EXECUTION_MODES,
     ArmTrajectory,
     MotionPrimitive,
     PrimitiveConfig,
@@ -158,6 +163,11 @@ class MonitorConfig:
         "body axes (optical axis along +x)")
     source_timeout_s: SourceTimeouts = field(SourceTimeouts(), "per-sensor freshness timeouts")
     frames: FrameConfig = field(FrameConfig(), "expected frame ids")
+    action_execution: str = field(
+        "continuous", "continuous: the monitor drives each allowed discrete action as a motion primitive on "
+        "cmd_vel and the arm controller, re-checking it every tick; discrete: an executor runs it whole "
+        "(AI2-THOR, the sim bridge's discrete mode) and reports it on safevla/action_result, and the monitor "
+        "commands nothing for it (the primitive's timeout still applies)")
     primitive: PrimitiveConfig = field(PrimitiveConfig(), "motion primitives of discrete actions")
     shield: ShieldConfig = field(ShieldConfig(), "predictive shield")
     obstacle_memory: ObstacleMemoryConfig = field(ObstacleMemoryConfig(), "obstacle memory")
@@ -171,6 +181,8 @@ class MonitorConfig:
         check_range("fault_hold_s", self.fault_hold_s, 0.0, 60.0)
         check_range("clock_timeout_s", self.clock_timeout_s, 0.05, 60.0)
         check_range("max_invalid_scan_fraction", self.max_invalid_scan_fraction, 0.0, 1.0)
+        if self.action_execution not in EXECUTION_MODES:
+            raise ConfigError(f"action_execution={self.action_execution!r} is not one of {list(EXECUTION_MODES)}")
         check_range("state_rate_hz", self.state_rate_hz, 0.01, 100.0)
         check_range("diagnostics_rate_hz", self.diagnostics_rate_hz, 0.01, 100.0)
         valid = [s.value for s in TIMED_SOURCES]
@@ -214,7 +226,7 @@ class SafetyMonitor:
         self._held_scans: deque[tuple[float, float, LaserScanData]] = deque(maxlen=_HELD_SCANS)  # now, stamp
         self._scan_stamp: float | None = None  # of the newest scan placed
         self._last_scan_stamp: float | None = None  # of the newest scan received
-        self._step_end_stamp: float | None = None  # odometry stamp when the latest primitive ended
+        self._step_end_stamp: float | None = None  # when the latest primitive ended (odometry or executor stamp)
         self._deferred: tuple[float, DiscreteCommand] | None = None  # a proposal waiting for a post-step scan
         self._joints: dict[str, float] = {}
         self._objects: tuple[ObjectState, ...] = ()
@@ -452,10 +464,31 @@ class SafetyMonitor:
             self._finish_primitive(PrimitivePhase.ABORTED, f"cannot start: {exc}")
             return
         self._primitive = primitive
+        self._set_status(replace(self._status, executed=executed, reason=verdict.reason))
+        if self.config.action_execution == "discrete":
+            return  # the executor moves the arm itself
         if primitive.targets:
             self._arm_joints = tuple(sorted(primitive.targets))
-        self._set_status(replace(self._status, executed=executed, reason=verdict.reason))
         self._pending_arm = primitive.arm_trajectory()
+
+    def on_action_result(self, now: float, result: PrimitiveStatus) -> None:
+        """An executor's report on proposal ``result.proposal_id`` (``action_execution: discrete``): it ran whole
+        (DONE) or not at all (ABORTED, e.g. the episode was over). The primitive ends so, and the step at
+        ``result.stamp`` (the executor's time after it), so the next proposal waits for a scan taken from
+        there (rule 5). A report on another proposal (a late one), with no primitive running, or under
+        continuous execution changes nothing.
+
+        Raises:
+            MessageError: the report is neither DONE nor ABORTED.
+        """
+        if result.phase not in (PrimitivePhase.DONE, PrimitivePhase.ABORTED):
+            raise MessageError(f"an action result is done or aborted, not {result.phase.value!r}")
+        self._accept(Source.ACTION_RESULT, now)
+        primitive = self._primitive
+        if (self.config.action_execution != "discrete" or primitive is None
+                or result.proposal_id != self._status.proposal_id):
+            return
+        self._finish_primitive(result.phase, f"{primitive.action.name}: {result.reason}", stamp=result.stamp)
 
     def on_arm_trajectory(self, now: float, trajectory: ArmTrajectory) -> None:
         """A trajectory from ``arm_trajectory_in``; judged and forwarded at the next tick."""
@@ -586,25 +619,29 @@ class SafetyMonitor:
         self._status = status
         self._statuses.append(status)
 
-    def _finish_primitive(self, phase: PrimitivePhase, reason: str) -> None:
-        """End the running proposal (no-op when none runs); only its deciding status carries the verdict."""
+    def _finish_primitive(self, phase: PrimitivePhase, reason: str, stamp: float | None = None) -> None:
+        """End the running proposal (no-op when none runs); only its deciding status carries the verdict.
+        The step ends at ``stamp`` (an executor's report), else at the latest odometry."""
         if self._status.phase is not PrimitivePhase.RUNNING:
             return
         decided = self._primitive is not None
+        end = self._odom_stamp if stamp is None else stamp
         self._set_status(replace(self._status, phase=phase, reason=reason,
-                                 verdict="" if decided else self._status.verdict, stamp=self._odom_stamp))
+                                 verdict="" if decided else self._status.verdict, stamp=end))
         self._primitive = None
         self._deferred = None
         if decided:  # the robot may have moved: the next proposal waits for a scan taken from here
-            self._step_end_stamp = self._odom_stamp
+            self._step_end_stamp = end
 
-    def _step_primitive(self, now: float, gate: Verdict | None) -> tuple[TwistCommand, Verdict]:
+    def _step_primitive(self, now: float, gate: Verdict | None) -> tuple[TwistCommand, Verdict | None]:
         primitive = self._primitive
         assert primitive is not None
         gate = gate or self._policy_lost(now)
         if gate is not None:
             self._finish_primitive(PrimitivePhase.ABORTED, gate.reason)
             return self._zero(), gate
+        if self.config.action_execution == "discrete":
+            return self._await_result(now, primitive), None
         step = primitive.step(now, self._robot(), self._joints)
         if step.phase is not PrimitivePhase.RUNNING:
             self._finish_primitive(step.phase, step.reason)
@@ -618,6 +655,15 @@ class SafetyMonitor:
             self._finish_primitive(PrimitivePhase.ABORTED, f"stopped by the shield: {verdict.reason}")
             return self._zero(), verdict
         return twist, verdict
+
+    def _await_result(self, now: float, primitive: MotionPrimitive) -> TwistCommand:
+        """Discrete execution: the executor runs the action, so nothing is commanded and odometry does not
+        end it (``on_action_result`` does); without a report within ``primitive.timeout`` it is ABORTED."""
+        timeout = self.config.primitive.timeout
+        if now - primitive.start_time > timeout:
+            self._finish_primitive(PrimitivePhase.ABORTED,
+                                   f"{primitive.action.name}: no action result within {timeout:g} s")
+        return self._zero()
 
     def _command(self, now: float, gate: Verdict | None) -> tuple[TwistCommand, Verdict | None]:
         """The base command of this tick from the running primitive, the latest twist, or the deadman."""

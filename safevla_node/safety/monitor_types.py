@@ -40,6 +40,7 @@ class Source(str, Enum):
     ACTION_PROPOSAL = "action_proposal"
     ARM_TRAJECTORY = "arm_trajectory_in"
     POLICY_HEARTBEAT = "policy_heartbeat"
+    ACTION_RESULT = "action_result"
 
 
 SENSOR_SOURCES: tuple[Source, ...] = (

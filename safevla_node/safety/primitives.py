@@ -20,6 +20,7 @@ from safevla_node.config import check_range, field
 from safevla_node.safety.types import RobotState, TwistCommand
 
 __all__ = [
+    "EXECUTION_MODES",
     "ArmTrajectory",
     "MotionPrimitive",
     "PrimitiveConfig",
@@ -59,6 +60,12 @@ class ArmTrajectory:
         if not self.points:
             return {}
         return dict(zip(self.joint_names, self.points[-1].positions))
+
+
+#: How an allowed discrete action reaches the robot: ``continuous``, driven by the safety monitor as a motion
+#: primitive on cmd_vel and the arm controller; ``discrete``, run whole by an executor that reports it
+#: (AI2-THOR, the sim bridge's discrete mode).
+EXECUTION_MODES = ("continuous", "discrete")
 
 
 @dataclass(frozen=True)

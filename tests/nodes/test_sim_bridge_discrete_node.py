@@ -1,6 +1,7 @@
 """The sim_bridge node in discrete execution, as its own process over DDS: the task target is latched for
-late subscribers, a monitor's deciding status executes the action whole (one cost step, odometry jumps),
-and cmd_vel moves nothing."""
+late subscribers, a monitor's deciding status executes the action whole (one cost step, odometry jumps, one
+report on safevla/action_result stamped like the odometry after the jump; an ABORTED one for a proposal
+past the step budget), and cmd_vel moves nothing."""
 
 from __future__ import annotations
 
@@ -24,7 +25,8 @@ from tests.ros_harness import ros_client, running_node
 pytestmark = pytest.mark.ros
 
 MODULE = "safevla_node.nodes.sim_bridge"
-PARAMS = {"task": "pickup", "seed": 3, "render": False, "action_execution": "discrete", "real_time_factor": 5.0}
+PARAMS = {"task": "pickup", "seed": 3, "render": False, "action_execution": "discrete", "real_time_factor": 5.0,
+          "step_budget": 2}
 RELIABLE = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
@@ -46,9 +48,11 @@ def test_discrete_bridge_latches_the_target_and_executes_decided_actions_whole(r
         odoms: list[Odometry] = []
         costs: list[DiagnosticStatus] = []
         statuses: list[String] = []
+        results: list[String] = []
         client.node.create_subscription(Odometry, "odom", odoms.append, qos_profile_sensor_data)
         client.node.create_subscription(DiagnosticStatus, "safevla/step_cost", costs.append, RELIABLE)
         client.node.create_subscription(String, "safevla/episode_status", statuses.append, RELIABLE)
+        client.node.create_subscription(String, "safevla/action_result", results.append, RELIABLE)
         status_pub = client.node.create_publisher(String, "safevla/primitive_status", RELIABLE)
         twist_pub = client.node.create_publisher(Twist, "cmd_vel", RELIABLE)
         client.spin_until(lambda: bool(odoms) and status_pub.get_subscription_count() > 0, 60,
@@ -73,8 +77,21 @@ def test_discrete_bridge_latches_the_target_and_executes_decided_actions_whole(r
         client.spin_until(lambda: json.loads(statuses[-1].data)["steps"] == 1, 10, "one step in the status")
         client.spin_for(0.3)
         assert math.dist(position(odoms[-1]), start) == pytest.approx(0.2, abs=0.03)
+        (report,) = (conv.primitive_status_from_msg(m) for m in results)
+        assert (report.phase, report.proposal_id, report.executed) == (PrimitivePhase.DONE, 41, 0)
+        stamps = [(conv.time_to_seconds(o.header.stamp), math.dist(position(o), start) > 0.1) for o in odoms]
+        before = max(t for t, moved in stamps if not moved)
+        after = min(t for t, moved in stamps if moved)
+        assert before < report.stamp <= after  # the time the world jumped (best effort may lose that odometry)
         status_pub.publish(conv.primitive_status_to_msg(PrimitiveStatus(PrimitivePhase.DONE, 41, 0, 0)))
         status_pub.publish(conv.primitive_status_to_msg(PrimitiveStatus(PrimitivePhase.ABORTED, 42, 0, 0)))
         client.spin_until(lambda: len(costs) == 2, 10, "the standing-still step of a refusal")
         client.spin_for(0.3)
         assert json.loads(statuses[-1].data)["steps"] == 2  # DONE of an executed action closed nothing
+        assert len(results) == 1  # a refusal ran nothing: no report
+        # The budget is spent: a proposal the monitor lets through now does not run, and the report says so.
+        status_pub.publish(conv.primitive_status_to_msg(PrimitiveStatus(PrimitivePhase.RUNNING, 43, 0, 0, "", "allow")))
+        client.spin_until(lambda: len(results) == 2, 10, "the report on a proposal that did not run")
+        late = conv.primitive_status_from_msg(results[-1])
+        assert (late.phase, late.proposal_id) == (PrimitivePhase.ABORTED, 43) and "not run" in late.reason
+        assert len(costs) == 2

@@ -1,5 +1,6 @@
 """What the monitor core needs to judge proposals exactly as in-process evaluation does: the task's target,
-each scan placed at the pose it was taken from, and one deciding status per proposal carrying the verdict."""
+each scan placed at the pose it was taken from, one deciding status per proposal carrying the verdict, and
+(discrete execution) steps that end where the executor reports them."""
 
 from __future__ import annotations
 
@@ -10,9 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from safevla_node.errors import MessageError
+from safevla_node.errors import ConfigError, MessageError
 from safevla_node.safety.monitor import MonitorConfig, SafetyMonitor
-from safevla_node.safety.monitor_types import OdometryData
+from safevla_node.safety.monitor_types import OdometryData, PrimitiveStatus
 from safevla_node.safety.primitives import PrimitivePhase
 from safevla_node.safety.types import DiscreteCommand, TwistCommand, VerdictKind
 from tests.safety.test_monitor_core import FORWARD, JOINTS, feed, scan
@@ -215,3 +216,90 @@ def test_after_an_episode_reset_a_proposal_does_not_wait_for_a_scan_of_the_old_c
     monitor.tick(0.1)
     monitor.on_action_proposal(0.1, DiscreteCommand(2))
     assert [(s.phase, s.verdict) for s in monitor.tick(0.15).statuses] == [(PrimitivePhase.RUNNING, "allow")]
+
+
+# --- discrete execution: an executor runs each action whole and reports it ------------------------------
+
+
+def discrete_proposal(action: int) -> SafetyMonitor:
+    """A monitor under ``action_execution: discrete`` whose proposal ``action`` (id 1) has just been let
+    through on odometry stamped 1.0."""
+    monitor = make(action_execution="discrete")
+    feed(monitor, 1.0)
+    monitor.on_odom(1.0, OdometryData(0.0, 0.0, 0.0), stamp=1.0)
+    monitor.on_action_proposal(1.0, DiscreteCommand(action))
+    (running,) = monitor.tick(1.0).statuses
+    assert (running.phase, running.proposal_id, running.verdict) == (PrimitivePhase.RUNNING, 1, "allow")
+    return monitor
+
+
+def result(proposal_id: int, stamp: float) -> PrimitiveStatus:
+    return PrimitiveStatus(PrimitivePhase.DONE, proposal_id, 0, 0, "executed whole", "", stamp)
+
+
+def test_under_discrete_execution_the_executor_s_report_ends_the_step_at_its_stamp():
+    monitor = discrete_proposal(0)  # move ahead
+    monitor.on_action_result(1.1, result(1, stamp=1.4))
+    (done,) = monitor.tick(1.1).statuses
+    assert (done.phase, done.stamp) == (PrimitivePhase.DONE, 1.4)
+    # The next proposal waits for a scan taken after 1.4: one from before the jump does not do.
+    monitor.on_action_proposal(1.2, DiscreteCommand(0))
+    monitor.on_odom(1.2, OdometryData(0.0, 0.0, 0.0), stamp=1.2)
+    monitor.on_scan(1.2, scan(), stamp=1.2)
+    assert monitor.tick(1.2).statuses == ()
+    monitor.on_joint_states(1.4, JOINTS)
+    monitor.on_odom(1.4, OdometryData(0.2, 0.0, 0.0), stamp=1.4)
+    monitor.on_scan(1.4, scan(obstacle_ahead_m=0.15), stamp=1.4)  # after the step: an obstacle ahead
+    assert [(s.phase, s.verdict) for s in monitor.tick(1.4).statuses] == [(PrimitivePhase.ABORTED, "stop")]
+
+
+@pytest.mark.parametrize(("action", "why"), [(0, "the shield's twist check"), (8, "the gripper's settle time")])
+def test_under_discrete_execution_nothing_but_the_report_ends_a_step(action: int, why: str):
+    """The world jumps when the executor runs the action, and the jumped /clock can reach the monitor before
+    the odometry that shows it: a primitive stepped on the old world would end there (a move towards an
+    obstacle stopped by the twist check, a gripper action 'settled' by the clock), and the next proposal
+    would be judged on the world before the step."""
+    monitor = discrete_proposal(action)
+    feed(monitor, 2.8, obstacle_ahead_m=0.05)  # 1.8 s later, still the world before the step
+    out = monitor.tick(2.8)
+    assert out.statuses == (), why
+    assert out.twist.linear_x == 0.0 and out.twist.angular_z == 0.0 and out.arm is None  # commands nothing
+    monitor.on_action_result(2.9, result(1, stamp=3.0))
+    assert [s.phase for s in monitor.tick(2.9).statuses] == [PrimitivePhase.DONE]
+
+
+def test_a_report_that_the_action_did_not_run_aborts_the_step_and_a_running_one_is_malformed():
+    monitor = discrete_proposal(0)
+    monitor.on_action_result(1.1, dataclasses.replace(result(1, stamp=1.1), phase=PrimitivePhase.ABORTED,
+                                                      reason="not run: the episode is over"))
+    (aborted,) = monitor.tick(1.1).statuses
+    assert (aborted.phase, aborted.reason) == (PrimitivePhase.ABORTED, "move_ahead: not run: the episode is over")
+    with pytest.raises(MessageError, match="an action result is done or aborted, not 'running'"):
+        monitor.on_action_result(1.2, dataclasses.replace(result(2, stamp=1.2), phase=PrimitivePhase.RUNNING))
+
+
+def test_a_report_on_another_proposal_or_under_continuous_execution_ends_nothing():
+    monitor = discrete_proposal(0)
+    monitor.on_action_result(1.1, result(7, stamp=2.3))  # a late report of an earlier proposal
+    assert monitor.tick(1.1).statuses == ()
+    continuous = make()
+    feed(continuous, 0.0)
+    continuous.on_action_proposal(0.0, DiscreteCommand(0))
+    continuous.tick(0.0)
+    continuous.on_action_result(0.1, result(1, stamp=2.3))
+    assert continuous.primitive_status.phase is PrimitivePhase.RUNNING
+
+
+def test_without_a_report_a_discrete_step_is_aborted_after_the_primitive_timeout():
+    monitor = discrete_proposal(11)  # arm up
+    timeout = monitor.config.primitive.timeout
+    feed(monitor, 1.0 + timeout)
+    assert monitor.tick(1.0 + timeout).statuses == ()
+    feed(monitor, 1.1 + timeout)
+    (aborted,) = monitor.tick(1.1 + timeout).statuses
+    assert aborted.phase is PrimitivePhase.ABORTED and "no action result within" in aborted.reason
+
+
+def test_an_unknown_action_execution_is_a_config_error():
+    with pytest.raises(ConfigError, match=r"action_execution='teleport' is not one of \['continuous', 'discrete'\]"):
+        MonitorConfig(action_execution="teleport")
