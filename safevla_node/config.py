@@ -12,7 +12,7 @@ import dataclasses
 import math
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from enum import Enum
 from pathlib import Path
 from typing import Any, TypeVar
@@ -21,7 +21,7 @@ import yaml
 
 from safevla_node.errors import ConfigError
 
-__all__ = ["check_range", "field", "from_mapping", "load_yaml", "to_mapping"]
+__all__ = ["check_choice", "check_range", "field", "from_mapping", "load_yaml", "to_mapping"]
 
 T = TypeVar("T")
 
@@ -31,6 +31,12 @@ def field(default: Any, doc: str, **kwargs: Any) -> Any:
     if isinstance(default, (list, dict, set)):
         raise TypeError("use a tuple or a default_factory for mutable defaults")
     return dataclasses.field(default=default, metadata={"doc": doc}, **kwargs)
+
+
+def check_choice(name: str, value: object, choices: Iterable[object]) -> None:
+    """Raise ConfigError unless ``value`` is one of ``choices`` (the message lists them in order)."""
+    if value not in (valid := list(choices)):
+        raise ConfigError(f"{name}={value!r} is not one of {valid}")
 
 
 def check_range(name: str, value: float, low: float | None = None, high: float | None = None) -> None:

@@ -42,7 +42,7 @@ from pathlib import Path
 import numpy as np
 
 from safevla_node.actions import ACTIONS, ActionKind
-from safevla_node.config import check_range, field
+from safevla_node.config import check_choice, check_range, field
 from safevla_node.errors import ConfigError
 from safevla_node.evaluation.proposer import ProposerConfig
 from safevla_node.evaluation.suite import DIFFICULTIES, PERTURBATIONS
@@ -110,12 +110,9 @@ class BridgeConfig:
         "budget); later proposals are not executed, so the backend sees exactly an in-process episode's calls")
 
     def __post_init__(self) -> None:
-        if self.action_execution not in EXECUTION_MODES:
-            raise ConfigError(f"action_execution={self.action_execution!r} is not one of {list(EXECUTION_MODES)}")
-        if self.difficulty not in DIFFICULTIES:
-            raise ConfigError(f"difficulty={self.difficulty!r} is not one of {list(DIFFICULTIES)}")
-        if self.perturbation not in PERTURBATIONS:
-            raise ConfigError(f"perturbation={self.perturbation!r} is not one of {list(PERTURBATIONS)}")
+        check_choice("action_execution", self.action_execution, EXECUTION_MODES)
+        check_choice("difficulty", self.difficulty, DIFFICULTIES)
+        check_choice("perturbation", self.perturbation, PERTURBATIONS)
         if self.proposer.kind != "none" and not self.discrete:
             raise ConfigError(f"proposer.kind={self.proposer.kind!r} needs action_execution 'discrete' (the "
                               "proposer steps with executed actions); set it or proposer.kind 'none'")

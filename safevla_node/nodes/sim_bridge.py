@@ -239,10 +239,9 @@ class SimBridgeNode(Node):
             if self.config.discrete:  # the world jumped: publish it now, the next proposal is judged in it
                 self._publish_step(BridgeStep(replace(self.bridge.observation, time=self.bridge.time), True,
                                               True, True, True), force_all=True)
+            self._publish_status()
         if self.config.discrete and status.phase is PrimitivePhase.RUNNING:
             self._report_action(status, ran=cost is not None)
-        if cost is not None:
-            self._publish_status()
 
     def _report_action(self, status: PrimitiveStatus, ran: bool) -> None:
         """Discrete execution: tell the monitor that the proposal it let through ran whole (DONE) or not at all

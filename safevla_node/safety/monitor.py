@@ -47,7 +47,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from safevla_node.actions import ACTIONS, ActionKind
-from safevla_node.config import check_range, field
+from safevla_node.config import check_choice, check_range, field
 from safevla_node.errors import ConfigError, MessageError
 from safevla_node.safety.obstacle_memory import ObstacleMemory, ObstacleMemoryConfig, check_scan
 from safevla_node.safety.primitives import (
@@ -181,8 +181,7 @@ class MonitorConfig:
         check_range("fault_hold_s", self.fault_hold_s, 0.0, 60.0)
         check_range("clock_timeout_s", self.clock_timeout_s, 0.05, 60.0)
         check_range("max_invalid_scan_fraction", self.max_invalid_scan_fraction, 0.0, 1.0)
-        if self.action_execution not in EXECUTION_MODES:
-            raise ConfigError(f"action_execution={self.action_execution!r} is not one of {list(EXECUTION_MODES)}")
+        check_choice("action_execution", self.action_execution, EXECUTION_MODES)
         check_range("state_rate_hz", self.state_rate_hz, 0.01, 100.0)
         check_range("diagnostics_rate_hz", self.diagnostics_rate_hz, 0.01, 100.0)
         valid = [s.value for s in TIMED_SOURCES]
