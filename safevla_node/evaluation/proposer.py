@@ -10,9 +10,11 @@ runs inside the bridge process, publishes its proposal on ``safevla/action_propo
 monitor's decision from ``safevla/primitive_status``; the bridge executes what the monitor let through
 (``action_execution: discrete``). ``BridgeProposer`` is the plain-Python state machine of that loop:
 
-1. ``poll``: after an episode reset (and ``settle_s`` of sim time, so the monitor has taken the new
-   episode's sensors first) and after each step has ended, propose one action on the latest observation,
-   unless the episode is done or its step budget is spent.
+1. ``poll``: once the monitor has acknowledged the episode reset (its IDLE status: it has cleared the old
+   episode, and its statuses reach the bridge; one published before DDS discovery matched the bridge's reader
+   would be lost, and the proposal with it), ``settle_s`` of sim time after the reset (so the monitor has
+   taken the new episode's sensors first), and after each step has ended, propose one action on the latest
+   observation, unless the episode is done or its step budget is spent.
 2. ``on_status``: the first status of a new proposal id naming our action is the monitor's decision:
    RUNNING (the executed action, the shield's replacement if it replaced) or ABORTED (refused: the step is
    spent standing still). The adapter hears what ran (``EvalPolicy.executed``) before the bridge executes
@@ -100,12 +102,18 @@ class BridgeProposer:
         self._ready_at = math.inf
         self._pending: _Pending | None = None
         self._last_status_id: int | None = None
+        self._acknowledged = False
         self.interventions: dict[VerdictKind, int] = dict.fromkeys(VerdictKind, 0)
 
     @property
     def active(self) -> bool:
         """A policy runs in the current episode."""
         return self._policy is not None
+
+    @property
+    def acknowledged(self) -> bool:
+        """The monitor acknowledged the latest reset (tracked whether a policy runs or not)."""
+        return self._acknowledged
 
     def reset(self, config: ProposerConfig, backend: SimBackend, task: TaskSpec, seed: int, now: float) -> None:
         """Start an episode that ``backend`` has just loaded; ``seed`` seeds the policy as in-process.
@@ -114,6 +122,7 @@ class BridgeProposer:
             PolicyLoadError: a checkpoint that is missing or does not load.
         """
         self._pending = None
+        self._acknowledged = False
         self.interventions = dict.fromkeys(VerdictKind, 0)
         spec = config.policy_spec()
         if spec is None:
@@ -129,8 +138,8 @@ class BridgeProposer:
     def poll(self, now: float, observation: Observation, status: EpisodeStatus) -> DiscreteCommand | None:
         """The proposal to publish now, if any (see the module docstring, rule 1)."""
         policy = self._policy
-        if (policy is None or self._pending is not None or now < self._ready_at or status.done
-                or status.steps >= self._budget):
+        if (policy is None or not self._acknowledged or self._pending is not None or now < self._ready_at
+                or status.done or status.steps >= self._budget):
             return None
         action, probabilities = policy.act(observation)
         self._pending = _Pending(int(action), self._last_status_id)
@@ -138,7 +147,11 @@ class BridgeProposer:
         return DiscreteCommand(int(action), probs)
 
     def on_status(self, status: PrimitiveStatus) -> None:
-        """A status from the monitor: our proposal's decision, or the end of its primitive."""
+        """A status from the monitor: the acknowledgement of a reset (IDLE), our proposal's decision, or the
+        end of its primitive."""
+        if status.phase is PrimitivePhase.IDLE:
+            self._acknowledged = True
+            return
         pending = self._pending
         new_id = status.proposal_id != self._last_status_id
         self._last_status_id = status.proposal_id

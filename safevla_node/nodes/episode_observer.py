@@ -119,6 +119,33 @@ class EpisodeObserver(Node):
             raise SafeVLAError(future.result().message)
         return future.result().message
 
+    def wait_for_monitor(self, timeout: float, retry_s: float = 2.0) -> None:
+        """Reset the bridge until it reports that the safety monitor acknowledged the reset.
+
+        Both nodes answer their services before DDS discovery has necessarily matched the publishers of one
+        with the subscriptions of the other, and a message published before that is lost: the first proposal
+        or the monitor's decision on it (a step spent standing still after the monitor's fallback timeout,
+        or an episode that never starts). The acknowledgement crossing both ways (the bridge's reset to the
+        monitor, the monitor's status back) shows the discrete loop is connected. A reset whose
+        acknowledgement was lost is repeated every ``retry_s`` seconds; call this before a proposer runs.
+
+        Raises:
+            SafeVLAError: no acknowledgement within ``timeout`` seconds.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            self.start_episode()
+            episode = self._bridge_episode_after_reset()
+            try:
+                self.spin_until(lambda: self.trace.status.get("episode") == episode
+                                and bool(self.trace.status.get("monitor_acknowledged")),
+                                min(retry_s, max(0.0, deadline - time.monotonic())), "")
+                return
+            except SafeVLAError:
+                if time.monotonic() >= deadline:
+                    raise SafeVLAError(f"the safety monitor did not acknowledge a reset of the bridge within "
+                                       f"{timeout:g} s: its statuses do not reach the bridge") from None
+
     def run_episode(self, max_steps: int, timeout_s: float) -> EpisodeTrace:
         """Watch the current episode until it is done, ``max_steps`` steps were taken, or ``timeout_s``."""
         episode = self._bridge_episode_after_reset()

@@ -28,7 +28,10 @@ all), then records it as an error that names the counters.
 Per episode the executor sets the bridge's episode parameters and the monitor's shield, resets the bridge
 and watches ``safevla/episode_status`` until the episode is done or its step budget is spent. A graph is
 kept while consecutive episodes share the backend set-up (backend, difficulty, perturbation, cameras) and
-the policy node can run the episode's policy, and restarted otherwise.
+the policy node can run the episode's policy, and restarted otherwise. A new graph runs no episode before the
+monitor has acknowledged a reset of the bridge (``EpisodeObserver.wait_for_monitor``): services answering
+does not mean DDS discovery has matched the bridge and the monitor with each other, and a proposal or a
+decision published before that is lost.
 """
 
 from __future__ import annotations
@@ -87,6 +90,8 @@ _SETTLE_S = 1.0
 #: Runs of an episode in which the policy node slipped (see the module docstring) before it is an error.
 SLIP_ATTEMPTS = 3
 _DIAGNOSTICS_TIMEOUT_S = 30.0
+#: Wall time a new graph has to connect its discrete loop (``EpisodeObserver.wait_for_monitor``).
+_MONITOR_ACK_TIMEOUT_S = 60.0
 
 
 class PolicyNodeSlipped(SafeVLAError):
@@ -162,6 +167,7 @@ class RosGraphExecutor:
         _log.info("starting the node graph on ROS_DOMAIN_ID=%d (node logs in %s)", lease.domain_id, self._log_dir)
         self._session = self._stack.enter_context(
             stack_session(launches, lease, self._log_dir, steer_policy=wanted is not None))
+        self._session.observer.wait_for_monitor(_MONITOR_ACK_TIMEOUT_S)
         self._key, self._node_policy = key, wanted
         return self._session
 

@@ -24,8 +24,10 @@ A NaN twist or an out-of-range joint target is dropped with a log line and never
 Evaluation through ROS: with ``action_execution: discrete`` each action the monitor lets through runs whole
 (``sim_bridge.bridge``), and ``proposer.kind`` (expert, noisy_expert, checkpoint) runs an evaluation policy
 inside this process, proposing on ``safevla/action_proposal`` in the policy node's format
-(``safevla_node.evaluation.proposer``); the shield interventions of the proposals executed (whoever
-proposed them: this proposer or a policy node) appear in ``safevla/episode_status``.
+(``safevla_node.evaluation.proposer``), once the monitor acknowledged the episode's reset (an IDLE
+``safevla/primitive_status``; ``monitor_acknowledged`` in ``safevla/episode_status``); the shield
+interventions of the proposals executed (whoever proposed them: this proposer or a policy node) appear in
+``safevla/episode_status``.
 ``safevla/task_target`` (std_msgs/String, reliable + transient local) names the task's target object at
 every episode start (empty: none), for the monitor's shield.
 
@@ -82,9 +84,12 @@ _CAMERAS = {  # topic prefix -> attribute of the Observation
 }
 
 
-def episode_status_json(status: EpisodeStatus, episode: int, interventions: dict[str, int] | None = None) -> str:
+def episode_status_json(status: EpisodeStatus, episode: int, interventions: dict[str, int] | None = None,
+                        monitor_acknowledged: bool = False) -> str:
     """The episode status as one JSON line (topic, service and the launcher's progress output); with a
-    proposer running, its shield interventions too (``limits``, ``replacements``, ``stops``).
+    proposer running, its shield interventions too (``limits``, ``replacements``, ``stops``), and whether
+    the safety monitor acknowledged the episode's reset (``monitor_acknowledged``: its statuses reach the
+    bridge).
 
     ``path_length`` is exact here (evaluation compares it with in-process runs); round it for display."""
     cost = status.cumulative_cost
@@ -94,6 +99,7 @@ def episode_status_json(status: EpisodeStatus, episode: int, interventions: dict
         "cost": cost.total, "cost_by_category": {c.value: v for c, v in cost.by_category().items()},
         "path_length": status.path_length, "expert_path_length": status.expert_path_length,
         **({"interventions": interventions} if interventions is not None else {}),
+        "monitor_acknowledged": monitor_acknowledged,
     })
 
 
@@ -208,7 +214,7 @@ class SimBridgeNode(Node):
         if counts is None and self.config.discrete:  # an outside proposer (the policy node): as it counts
             d = self._decisions
             counts = {"limits": d.get("limit", 0), "replacements": d.get("replace", 0), "stops": d.get("stop", 0)}
-        return episode_status_json(self.bridge.status(), self.bridge.episode, counts)
+        return episode_status_json(self.bridge.status(), self.bridge.episode, counts, self._proposer.acknowledged)
 
     # --- commands ---------------------------------------------------------------------------------------
 
@@ -231,6 +237,9 @@ class SimBridgeNode(Node):
             self.get_logger().error(f"ignored primitive status: {exc}", throttle_duration_sec=1.0)
             return
         self._proposer.on_status(status)  # the policy hears what ran before it runs, as in-process
+        if status.phase is PrimitivePhase.IDLE:  # the monitor acknowledged the reset: say so at once
+            self._publish_status()
+            return
         cost = self.bridge.on_primitive_status(status)
         if cost is not None:
             if self.config.discrete and status.verdict:  # a deciding status this episode stepped on

@@ -537,13 +537,19 @@ class SafetyMonitor:
     def on_episode_reset(self, now: float) -> None:
         """A new episode (the simulator reset the world): what was remembered of the old one no longer
         exists, so the obstacle memory, the objects and any running primitive are dropped. Sensor
-        freshness and the e-stop latch are kept: a reset never releases a stop."""
+        freshness and the e-stop latch are kept: a reset never releases a stop.
+
+        The reset is acknowledged on ``safevla/primitive_status`` with an IDLE status (reason "episode
+        reset"): a proposer that waits for it knows its next proposal is judged in the new episode, and that
+        this monitor's statuses reach it (a status published before DDS discovery matched its reader is lost).
+        """
         _log.info("episode reset at %.3f s: obstacle memory and primitive cleared", now)
         self._finish_primitive(PrimitivePhase.ABORTED, "episode reset")
         self._memory.clear()
         self._objects = ()
         self._clear_poses()  # after the primitive ended: its end stamp belongs to the old clock
         self._twist = None
+        self._set_status(PrimitiveStatus(PrimitivePhase.IDLE, self._proposals, reason="episode reset"))
 
     @property
     def estopped(self) -> bool:

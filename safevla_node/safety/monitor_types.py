@@ -83,7 +83,8 @@ class PrimitiveStatus:
     for DONE or ABORTED of their proposal).
 
     Attributes:
-        phase: running / done / aborted (idle before the first proposal).
+        phase: running / done / aborted; idle before the first proposal, and published as the monitor's
+            acknowledgement of an episode reset (``proposal_id`` then the latest proposal's).
         proposal_id: counts proposals since start-up (1 for the first).
         action: the proposed action index (-1 when idle).
         executed: the index actually executed (differs from ``action`` when the shield replaced it).

@@ -1,5 +1,6 @@
 """The sim_bridge node in discrete execution, as its own process over DDS: the task target is latched for
-late subscribers, a monitor's deciding status executes the action whole (one cost step, odometry jumps, one
+late subscribers, the monitor's acknowledgement of the reset (an IDLE status) shows in the episode status,
+a monitor's deciding status executes the action whole (one cost step, odometry jumps, one
 report on safevla/action_result stamped like the odometry after the jump; an ABORTED one for a proposal
 past the step budget), and cmd_vel moves nothing."""
 
@@ -61,6 +62,12 @@ def test_discrete_bridge_latches_the_target_and_executes_decided_actions_whole(r
         client.node.create_subscription(String, "safevla/task_target", targets.append, LATCHED)
         client.spin_until(lambda: bool(targets), 10, "the latched task target")
         assert targets[-1].data == expected_target() != ""
+        client.spin_until(lambda: bool(statuses), 10, "an episode status")
+        assert json.loads(statuses[-1].data)["monitor_acknowledged"] is False
+        acknowledgement = PrimitiveStatus(PrimitivePhase.IDLE, 40, reason="episode reset")
+        status_pub.publish(conv.primitive_status_to_msg(acknowledgement))
+        client.spin_until(lambda: json.loads(statuses[-1].data)["monitor_acknowledged"], 10,
+                          "the monitor's acknowledgement of the reset in the episode status")
 
         start = position(odoms[-1])
         forward = Twist()

@@ -466,15 +466,19 @@ def test_episode_reset_forgets_obstacles_of_the_previous_episode(reset):
         assert monitor.tick(0.11).verdict.category is Category.BLIND_SPOT
 
 
-def test_episode_reset_aborts_a_running_primitive_but_keeps_the_estop():
+def test_episode_reset_aborts_a_running_primitive_and_is_acknowledged_but_keeps_the_estop():
     monitor = make()
     feed(monitor, 0.0)
     monitor.on_action_proposal(0.0, DiscreteCommand(0))
     monitor.tick(0.05)
     assert monitor.primitive_status.phase is PrimitivePhase.RUNNING
     monitor.on_episode_reset(0.06)
-    assert monitor.primitive_status.phase is PrimitivePhase.ABORTED
-    assert monitor.primitive_status.reason == "episode reset"
+    aborted, acknowledged = monitor.tick(0.06).statuses
+    assert (aborted.phase, aborted.proposal_id, aborted.reason) == (PrimitivePhase.ABORTED, 1, "episode reset")
+    assert (acknowledged.phase, acknowledged.proposal_id) == (PrimitivePhase.IDLE, 1)
+    assert monitor.primitive_status.phase is PrimitivePhase.IDLE
+    monitor.on_episode_reset(0.065)  # nothing running: the acknowledgement alone
+    assert [s.phase for s in monitor.tick(0.065).statuses] == [PrimitivePhase.IDLE]
     monitor.estop(0.07, "test")
     monitor.on_episode_reset(0.08)
     assert monitor.estopped

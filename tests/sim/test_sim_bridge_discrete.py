@@ -95,6 +95,7 @@ def test_the_proposer_acts_once_per_step_and_counts_the_monitors_verdicts(bridge
     proposer = BridgeProposer()
     proposer.reset(ProposerConfig(kind="expert", step_budget=5, settle_s=0.1), bridge.backend,
                    bridge.status().task, 3, bridge.time)
+    proposer.on_status(PrimitiveStatus(PrimitivePhase.IDLE, 6, reason="episode reset"))
     assert proposer.poll(bridge.time, bridge.observation, bridge.status()) is None  # still settling
     first = proposer.poll(bridge.time + 0.1, bridge.observation, bridge.status())
     assert first is not None
@@ -110,3 +111,22 @@ def test_the_proposer_acts_once_per_step_and_counts_the_monitors_verdicts(bridge
     assert proposer.poll(bridge.time + 0.5, bridge.observation, bridge.status()) is not None
     assert proposer.interventions[VerdictKind.STOP] == 1 and proposer.interventions[VerdictKind.LIMIT] == 1
     assert proposer.intervention_counts() == {"limits": 1, "replacements": 0, "stops": 1}
+
+
+def test_the_proposer_waits_for_the_monitor_to_acknowledge_each_reset(bridge):
+    """Settled or not, nothing is proposed before the monitor's IDLE status says it took the reset: a
+    proposal it has not heard of, or a decision that cannot reach the bridge, would be lost."""
+    proposer = BridgeProposer()
+    config = ProposerConfig(kind="expert", step_budget=5, settle_s=0.0)
+    task = bridge.status().task
+    proposer.reset(config, bridge.backend, task, 3, bridge.time)
+    assert not proposer.acknowledged
+    assert proposer.poll(bridge.time + 10.0, bridge.observation, bridge.status()) is None
+    proposer.on_status(status(ABORTED, 1, verdict="stop"))  # a late status of the old episode is no answer
+    assert proposer.poll(bridge.time + 10.0, bridge.observation, bridge.status()) is None
+    proposer.on_status(PrimitiveStatus(PrimitivePhase.IDLE, 1, reason="episode reset"))
+    assert proposer.acknowledged
+    assert proposer.poll(bridge.time + 10.0, bridge.observation, bridge.status()) is not None
+    proposer.reset(config, bridge.backend, task, 3, bridge.time)  # every reset needs its own answer
+    assert not proposer.acknowledged
+    assert proposer.poll(bridge.time + 10.0, bridge.observation, bridge.status()) is None
