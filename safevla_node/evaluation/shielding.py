@@ -24,7 +24,15 @@ from safevla_node.safety.shield import Shield
 from safevla_node.safety.types import DiscreteCommand, Verdict, VerdictKind, WorldEstimate
 from sim_bridge.interface import Observation
 
-__all__ = ["ShieldDecision", "ShieldWorld", "shielded_action"]
+__all__ = ["EVALUATION_MEMORY", "ShieldDecision", "ShieldWorld", "shielded_action"]
+
+#: The obstacle memory of an evaluated episode, in-process and in the through-ROS monitor alike: cells are
+#: not forgotten with age (they are still cleared by beams passing through them and dropped beyond
+#: ``radius_m``). A decay counts sim time, and through ROS the sim clock also runs while the monitor and the
+#: policy think, a wait that grows with the machine's load: a decay would make the shield's world, and so the
+#: results, depend on the load. An episode is short and its home static, so nothing needs forgetting. (The
+#: robot's monitor keeps its configured decay: there the clock is the world's.)
+EVALUATION_MEMORY = ObstacleMemoryConfig(decay_s=1e9)
 
 
 @dataclass(frozen=True)
@@ -60,7 +68,7 @@ def shielded_action(
 class ShieldWorld:
     """Accumulates observations of one episode into the shield's ``WorldEstimate``."""
 
-    def __init__(self, memory_config: ObstacleMemoryConfig = ObstacleMemoryConfig()) -> None:
+    def __init__(self, memory_config: ObstacleMemoryConfig = EVALUATION_MEMORY) -> None:
         self._memory = ObstacleMemory(memory_config)
         self._target: str | None = None
 

@@ -41,7 +41,7 @@ import shutil
 import tempfile
 import time
 from contextlib import ExitStack
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +49,7 @@ from safevla_node.dds import DomainLease
 from safevla_node.errors import ConfigError, SafeVLAError
 from safevla_node.evaluation.metrics import EpisodeRecord
 from safevla_node.evaluation.policies import resolve_checkpoint
+from safevla_node.evaluation.shielding import EVALUATION_MEMORY
 from safevla_node.evaluation.suite import EpisodeSpec, PolicySpec
 from safevla_node.evaluation.trace import status_record
 from safevla_node.nodes.params import flatten_fields
@@ -64,12 +65,14 @@ _log = logging.getLogger(__name__)
 #: scan a few wall milliseconds late is seconds of sim time, and a stale-source refusal would be a step
 #: in-process evaluation never spends. The bridge runs each action whole and reports it
 #: (``action_execution: discrete``), so a step ends at the bridge's stamp after it, never on odometry from
-#: before the jump; the primitive timeout is only the fallback for a lost report.
+#: before the jump; the primitive timeout is only the fallback for a lost report. The obstacle memory is
+#: in-process evaluation's (``EVALUATION_MEMORY``: no decay, which would count the load-dependent waits).
 MONITOR_OVERRIDES: dict[str, Any] = {
     **{f"source_timeout_s.{name}": 60.0 for name in ("scan", "depth", "odom", "joint_states", "objects",
                                                      "policy_heartbeat")},
     "action_execution": "discrete",
     "primitive.timeout": 60.0,
+    **{f"obstacle_memory.{name}": value for name, value in asdict(EVALUATION_MEMORY).items()},
 }
 
 #: Policy node parameters of an evaluation graph. Its rate limit, frame age and monitor timeout guard a robot

@@ -308,9 +308,12 @@ class SafetyMonitor:
         self._accept(Source.CAMERA_INFO, now)
 
     def on_scan(self, now: float, scan: LaserScanData, stamp: float | None = None) -> None:
-        """A laser scan, added to the obstacle memory at the odometry pose of its ``stamp``: the newest
-        odometry not newer than the scan, as a tf lookup at the scan's time gives (the latest pose without a
-        stamp, or without odometry that is required or stamped). Like tf2's message filter, a scan stamped
+        """A laser scan, added to the obstacle memory at the odometry pose of its ``stamp``: the odometry
+        stamped nearest to it (the latest pose without a stamp, or without odometry that is required or
+        stamped). Sensors stamped together find their own pose; when that odometry was lost (best effort,
+        overwritten in a loaded subscriber's queue) the nearest is the better guess, also across a discrete
+        step's jump, where the last pose before it is a whole action older than the scan (a tf lookup would
+        take the pose before, or interpolate one that never was). Like tf2's message filter, a scan stamped
         after the newest odometry (or before the first of an episode) waits until odometry reaches its
         stamp: the two are published together, and a scan handled first would otherwise be placed at the
         pose before a motion (a discrete step jumps the pose, so the whole scan would land beside the world).
@@ -369,13 +372,10 @@ class SafetyMonitor:
         self._scan_stamp = self._step_end_stamp = self._last_scan_stamp = None
 
     def _odom_at(self, stamp: float | None) -> OdometryData | None:
-        """The newest odometry stamped at or before ``stamp`` (None: use the latest)."""
-        if stamp is None:
+        """The odometry stamped nearest to ``stamp``, the earlier on a tie (None: use the latest)."""
+        if stamp is None or not self._odom_history:
             return None
-        for odom_stamp, odom in reversed(self._odom_history):
-            if odom_stamp <= stamp + 1e-9:
-                return odom
-        return None
+        return min(self._odom_history, key=lambda entry: abs(entry[0] - stamp))[1]
 
     def on_depth(self, now: float, depth: DepthFrame) -> None:
         """An aligned depth image, added to the obstacle memory at the current odometry pose."""

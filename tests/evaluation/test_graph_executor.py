@@ -1,12 +1,15 @@
-"""What the through-ROS executor refuses before it starts a graph."""
+"""What the through-ROS executor refuses before it starts a graph, and the monitor it starts."""
 
 from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
 
+from safevla_node.evaluation.shielding import EVALUATION_MEMORY
 from safevla_node.evaluation.suite import expand, load_suite
-from safevla_node.nodes.graph_executor import RosGraphExecutor
+from safevla_node.nodes.graph_executor import MONITOR_OVERRIDES, RosGraphExecutor
+from safevla_node.nodes.params import config_from_parameters
+from safevla_node.safety.monitor import MonitorConfig
 
 SUITE = Path(__file__).resolve().parents[2] / "config" / "eval_suite_parity.yaml"
 
@@ -23,3 +26,10 @@ def test_a_sampled_checkpoint_episode_is_recorded_as_an_error_naming_why_it_runs
     assert record.error is not None and record.error.startswith("ConfigError: policy 'bc_tiny': decoding='sample' "
                                                                 "runs in-process only")
     assert not list(tmp_path.iterdir()), "no node was started"
+
+
+def test_the_through_ros_monitor_remembers_as_in_process_evaluation_does() -> None:
+    """Same obstacle memory (no decay: see EVALUATION_MEMORY) and discrete execution."""
+    monitor = config_from_parameters(MonitorConfig, MONITOR_OVERRIDES)
+    assert monitor.obstacle_memory == EVALUATION_MEMORY
+    assert monitor.action_execution == "discrete"

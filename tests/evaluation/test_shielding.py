@@ -90,3 +90,16 @@ def test_shield_world_remembers_an_obstacle_that_left_the_scan_until_reset() -> 
     assert later.obstacle_visible.tolist() == [False]
     estimator.reset()
     assert len(estimator.update(scan_observation(RobotState(), blind, 2.0, [])).obstacle_xy) == 0
+
+
+def test_an_evaluated_episode_forgets_no_cell_with_age() -> None:
+    """Through ROS the sim clock also runs while the nodes think (longer on a loaded machine): a decay would
+    make what the shield remembers, and so the results, depend on the load."""
+    estimator = ShieldWorld()
+    hit = np.full(360, np.inf, dtype=np.float32)
+    hit[180] = 1.0
+    estimator.update(scan_observation(RobotState(), hit, 0.0, []))
+    blind = np.full(360, np.inf, dtype=np.float32)
+    blind[175:186] = 0.01
+    much_later = estimator.update(scan_observation(RobotState(), blind, 1e5, []))
+    assert much_later.obstacle_visible.tolist() == [False]

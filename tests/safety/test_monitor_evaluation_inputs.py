@@ -303,3 +303,15 @@ def test_without_a_report_a_discrete_step_is_aborted_after_the_primitive_timeout
 def test_an_unknown_action_execution_is_a_config_error():
     with pytest.raises(ConfigError, match=r"action_execution='teleport' is not one of \['continuous', 'discrete'\]"):
         MonitorConfig(action_execution="teleport")
+
+
+def test_a_scan_whose_own_odometry_was_lost_is_placed_at_the_nearest_pose_not_before_the_jump():
+    """A discrete step jumped the robot 1 m on at stamp 2.0; the odometry of that stamp was lost (best effort,
+    overwritten in a loaded subscriber's queue), the next one came 0.04 s later. The last pose before the
+    jump is a whole action older than the scan: placed there, the obstacle 0.3 m ahead would be missed."""
+    monitor = make()
+    monitor.on_joint_states(0.0, JOINTS)
+    monitor.on_odom(0.0, OdometryData(0.0, 0.0, 0.0), stamp=1.0)
+    monitor.on_odom(0.0, OdometryData(1.0, 0.0, 0.0), stamp=2.04)
+    monitor.on_scan(0.0, scan(obstacle_ahead_m=0.3), stamp=2.0)
+    assert monitor.on_twist(0.0, FORWARD).linear_x == 0.0  # at x=1.3, ahead
