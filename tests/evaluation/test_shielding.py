@@ -78,28 +78,29 @@ def test_shield_world_puts_scan_points_in_odom_and_keeps_objects_with_furniture_
     assert world.obstacle_visible.tolist() == [True]
 
 
-def test_shield_world_remembers_an_obstacle_that_left_the_scan_until_reset() -> None:
-    estimator = ShieldWorld()
+def blind_scan() -> np.ndarray:
+    """Beams around straight ahead return below range_min (e.g. occluded): they clear nothing."""
+    blind = np.full(360, np.inf, dtype=np.float32)
+    blind[175:186] = 0.01
+    return blind
+
+
+def seen_then_occluded(estimator: ShieldWorld, occluded_at: float) -> WorldEstimate:
+    """The estimate at ``occluded_at`` of an obstacle 1 m ahead, seen at time 0 and occluded since."""
     hit = np.full(360, np.inf, dtype=np.float32)
     hit[180] = 1.0
     estimator.update(scan_observation(RobotState(), hit, 0.0, []))
-    # Now the beam returns below range_min (e.g. occluded): no clearing, the point is only remembered.
-    blind = np.full(360, np.inf, dtype=np.float32)
-    blind[175:186] = 0.01
-    later = estimator.update(scan_observation(RobotState(), blind, 1.0, []))
-    assert later.obstacle_visible.tolist() == [False]
+    return estimator.update(scan_observation(RobotState(), blind_scan(), occluded_at, []))
+
+
+def test_shield_world_remembers_an_obstacle_that_left_the_scan_until_reset() -> None:
+    estimator = ShieldWorld()
+    assert seen_then_occluded(estimator, 1.0).obstacle_visible.tolist() == [False]
     estimator.reset()
-    assert len(estimator.update(scan_observation(RobotState(), blind, 2.0, [])).obstacle_xy) == 0
+    assert len(estimator.update(scan_observation(RobotState(), blind_scan(), 2.0, [])).obstacle_xy) == 0
 
 
 def test_an_evaluated_episode_forgets_no_cell_with_age() -> None:
     """Through ROS the sim clock also runs while the nodes think (longer on a loaded machine): a decay would
     make what the shield remembers, and so the results, depend on the load."""
-    estimator = ShieldWorld()
-    hit = np.full(360, np.inf, dtype=np.float32)
-    hit[180] = 1.0
-    estimator.update(scan_observation(RobotState(), hit, 0.0, []))
-    blind = np.full(360, np.inf, dtype=np.float32)
-    blind[175:186] = 0.01
-    much_later = estimator.update(scan_observation(RobotState(), blind, 1e5, []))
-    assert much_later.obstacle_visible.tolist() == [False]
+    assert seen_then_occluded(ShieldWorld(), 1e5).obstacle_visible.tolist() == [False]
