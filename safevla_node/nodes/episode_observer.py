@@ -62,7 +62,10 @@ class EpisodeObserver(Node):
         self._param_clients = {name: self.create_client(SetParametersAtomically, f"/{name}/set_parameters_atomically")
                                for name in steered}
         self._reset = self.create_client(Trigger, f"/{bridge}/reset")
+        self._monitor = monitor
         self._policy = policy
+        #: from /diagnostics: the policy node has received a monitor status, the monitor a policy heartbeat
+        self._policy_heard_monitor = self._monitor_heard_policy = False
         self._policy_counters: dict[str, int] = {}
         self._policy_reports = 0
         if policy is not None:
@@ -120,31 +123,45 @@ class EpisodeObserver(Node):
         return future.result().message
 
     def wait_for_monitor(self, timeout: float, retry_s: float = 2.0) -> None:
-        """Reset the bridge until it reports that the safety monitor acknowledged the reset.
+        """Reset the bridge until it reports that the safety monitor acknowledged the reset (and, with a
+        policy node, until the /diagnostics of the two show each has heard the other).
 
-        Both nodes answer their services before DDS discovery has necessarily matched the publishers of one
-        with the subscriptions of the other, and a message published before that is lost: the first proposal
+        The nodes answer their services before DDS discovery has necessarily matched the publishers of one
+        with the subscriptions of another, and a message published before that is lost: the first proposal
         or the monitor's decision on it (a step spent standing still after the monitor's fallback timeout,
         or an episode that never starts). The acknowledgement crossing both ways (the bridge's reset to the
-        monitor, the monitor's status back) shows the discrete loop is connected. A reset whose
-        acknowledgement was lost is repeated every ``retry_s`` seconds; call this before a proposer runs.
+        monitor, the monitor's status back) shows the bridge's loop is connected; a policy node that has
+        received a monitor status, and a monitor that has received its heartbeat, show the policy node's. A
+        reset whose acknowledgement was lost is repeated every ``retry_s`` seconds; call this before a
+        proposer runs.
 
         Raises:
-            SafeVLAError: no acknowledgement within ``timeout`` seconds.
+            SafeVLAError: not connected within ``timeout`` seconds (naming what is missing).
         """
         deadline = time.monotonic() + timeout
         while True:
             self.start_episode()
             episode = self._bridge_episode_after_reset()
             try:
-                self.spin_until(lambda: self.trace.status.get("episode") == episode
-                                and bool(self.trace.status.get("monitor_acknowledged")),
+                self.spin_until(lambda: not self._unconnected(episode),
                                 min(retry_s, max(0.0, deadline - time.monotonic())), "")
                 return
             except SafeVLAError:
                 if time.monotonic() >= deadline:
-                    raise SafeVLAError(f"the safety monitor did not acknowledge a reset of the bridge within "
-                                       f"{timeout:g} s: its statuses do not reach the bridge") from None
+                    raise SafeVLAError(f"the node graph is not connected after {timeout:g} s: "
+                                       f"{'; '.join(self._unconnected(episode))}") from None
+
+    def _unconnected(self, episode: int) -> list[str]:
+        """What ``wait_for_monitor`` still waits for after the reset that began ``episode``."""
+        missing = []
+        if not (self.trace.status.get("episode") == episode and self.trace.status.get("monitor_acknowledged")):
+            missing.append("the safety monitor did not acknowledge a reset of the bridge (its statuses do not "
+                           "reach the bridge)")
+        if self._policy is not None and not self._policy_heard_monitor:
+            missing.append(f"{self._policy} has received no status of the safety monitor")
+        if self._policy is not None and not self._monitor_heard_policy:
+            missing.append(f"the safety monitor has received no heartbeat of {self._policy}")
+        return missing
 
     def run_episode(self, max_steps: int, timeout_s: float) -> EpisodeTrace:
         """Watch the current episode until it is done, ``max_steps`` steps were taken, or ``timeout_s``."""
@@ -192,10 +209,13 @@ class EpisodeObserver(Node):
 
     def _on_diagnostics(self, msg: DiagnosticArray) -> None:
         for status in msg.status:
+            values = {kv.key: kv.value for kv in status.values}
             if status.hardware_id == self._policy:
-                values = {kv.key: kv.value for kv in status.values}
                 self._policy_counters = {k: int(values[k]) for k in POLICY_SLIP_COUNTERS if k in values}
                 self._policy_reports += 1
+                self._policy_heard_monitor |= values.get("age_s.primitive_status", "never") != "never"
+            elif status.hardware_id == self._monitor and status.name.endswith("source policy_heartbeat"):
+                self._monitor_heard_policy |= int(values.get("received", "0")) > 0
 
     def _on_odom(self, msg: Odometry) -> None:
         t = conv.time_to_seconds(msg.header.stamp)

@@ -29,9 +29,9 @@ Per episode the executor sets the bridge's episode parameters and the monitor's 
 and watches ``safevla/episode_status`` until the episode is done or its step budget is spent. A graph is
 kept while consecutive episodes share the backend set-up (backend, difficulty, perturbation, cameras) and
 the policy node can run the episode's policy, and restarted otherwise. A new graph runs no episode before the
-monitor has acknowledged a reset of the bridge (``EpisodeObserver.wait_for_monitor``): services answering
-does not mean DDS discovery has matched the bridge and the monitor with each other, and a proposal or a
-decision published before that is lost.
+monitor has acknowledged a reset of the bridge, and a policy node and the monitor have heard each other
+(``EpisodeObserver.wait_for_monitor``): services answering does not mean DDS discovery has matched the nodes
+with each other, and a proposal or a decision published before that is lost.
 """
 
 from __future__ import annotations
