@@ -13,7 +13,7 @@ Last, one PPO minibatch's forward+backward over an episode that spans rollouts: 
 gradient and padding skipped (``forward_sequence``'s ``real_steps`` / ``frozen_steps``), against the baseline
 of every padded step encoded with gradient, which is how the update ran before.
 
-    python bench/bench_train.py [--quick] [--toy-only]
+    python bench/bench_train.py [--quick] [--toy-only] [--device cuda]
 """
 
 from __future__ import annotations
@@ -145,7 +145,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer steps (a smoke check of the numbers)")
     parser.add_argument("--toy-only", action="store_true", help="skip the MuJoCo row and the acting table")
-    parser.add_argument("--device", default="cpu", help="torch device of the acting table (e.g. cuda)")
+    parser.add_argument("--device", default="cpu", help="torch device of the learner in every table (e.g. cuda)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     toy = load_train_config(REPO / "config" / "train_toy.yaml")
@@ -160,11 +160,13 @@ def main() -> None:
     print(f"{'case':<22} {'raw steps/s':>12} {'train steps/s':>14} {'ratio':>7} "
           + " ".join(f"{p.removesuffix('_s'):>7}" for p in phases))
     for name, config, raw_steps, updates in cases:
+        config = dataclasses.replace(config, device=args.device)
         raw = raw_rate(config, raw_steps)
         rate, shares = train_rate(config, updates)
         print(f"{name:<22} {raw:>12.1f} {rate:>14.1f} {rate / raw:>7.3f} "
               + " ".join(f"{shares[p]:>7.0%}" for p in phases))
-    print("ratio = training steps/s over the raw rate of one environment (1 CPU thread, envs in-process); "
+    print(f"ratio = training steps/s (learner on {args.device}) over the raw rate of one environment (1 CPU thread, "
+          "envs in-process); "
           "act / env / encode / update = shares of training time (the rest: sampling and bookkeeping)")
     if args.toy_only:
         return
@@ -178,8 +180,9 @@ def main() -> None:
     for context, trained in ((0, 64), (200, 64)):
         every_step, fast = update_times(context, trained, 1 if args.quick else 3, args.device)
         print(f"{context:>8} {trained:>8} {every_step:>13.2f} {fast:>17.2f} {every_step / fast:>8.2f}x")
-    print("one PPO minibatch forward+backward: an episode with `context` steps from earlier rollouts and `trained` "
-          "new ones,\nplus a fresh half-length episode padded to it; baseline: every step encoded with gradient")
+    print(f"one PPO minibatch forward+backward on {args.device}: an episode with `context` steps from earlier rollouts "
+          "and `trained` new ones,\nplus a fresh half-length episode padded to it; baseline: every step encoded with "
+          "gradient")
 
 
 if __name__ == "__main__":
