@@ -21,7 +21,7 @@ a small-probability way out. ``propose`` also takes a mask of actions not to cho
 refused at this very pose) and then picks the best allowed alternative instead of repeating the refused
 one. A forward move that was refused (or replaced) leaves the robot where it was, which the expert's stall
 detection reads as being blocked: it backs off and goes round, as after a bump; a refused rotation
-(``refused``) backs it off before it turns again.
+(``refused``) backs it off, turns again and moves on in the new heading.
 
 Geometry of the robot it relies on: the grasp point sits at base-frame x = MAST_XY[0],
 y = -(ARM_LENGTH_RETRACTED - MAST_XY[1] + GRASP_OFFSET + extension), z = lift + LIFT_ZERO_Z - GRASP_DROP.
@@ -445,14 +445,15 @@ class Expert:
         return index, probs
 
     def refused(self) -> None:
-        """The last proposal did not run (a shield refused it). A refused rotation backs the robot off and
-        tries the same rotation there (a refused forward move is caught by the stall detection on the next
-        step): backing off alone let the plan drive straight back to the same turn, a loop that lasted the
-        whole budget. Refusals that keep the arm where it is while manipulating make the expert manipulate
-        from another pose (``_replan``)."""
+        """The last proposal did not run (a shield refused it). A refused rotation backs the robot off, tries
+        the same rotation there and moves one step on in the new heading (a refused forward move is caught by
+        the stall detection on the next step): backing off alone let the plan drive straight back to the same
+        turn, a loop that lasted the whole budget, and so did backing off and turning alone where the plan
+        turned back onto its path at once. Refusals that keep the arm where it is while manipulating make the
+        expert manipulate from another pose (``_replan``)."""
         self._was_refused = True
         if self._last is not None and self._last.code in ("l", "r", "ls", "rs"):
-            self._recovery = ["b", self._last.code]
+            self._recovery = ["b", self._last.code, "m"]
 
     # --- distribution ------------------------------------------------------------------------------------
 

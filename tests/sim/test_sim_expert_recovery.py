@@ -112,9 +112,26 @@ def test_expert_picks_up_again_an_object_dropped_on_the_way(backend: MujocoBacke
     assert backend.status().success, codes
 
 
+def test_after_a_refused_turn_the_expert_backs_off_turns_and_moves_on_in_the_new_heading(
+        backend: MujocoBackend) -> None:
+    obs = backend.reset(0, TaskKind.PICKUP)
+    expert = Expert(backend)
+    while ACTIONS[index := expert.act(obs)].code not in ("l", "r"):  # the first turn of the drive, refused
+        obs = backend.execute_action(index, render=False).observation
+    turn = ACTIONS[index].code
+    expert.refused()
+    codes = []
+    for _ in range(3):
+        codes.append(ACTIONS[index := expert.act(obs)].code)
+        obs = backend.execute_action(index, render=False).observation
+    assert codes == ["b", turn, "m"]
+
+
 def test_a_refused_turn_is_retried_after_backing_off_instead_of_looping_to_the_budget(tmp_path) -> None:
     # Medium scene 300 (the benchmark's): the plan turns left beside a wall end, the shield refuses the turn.
-    # Backing off alone let the plan drive straight back to the same turn until the 600-step budget ran out.
+    # Backing off alone let the plan drive straight back to the same turn until the 600-step budget ran out;
+    # so did backing off and retrying the turn there, once the scan's angles were float32 (as the monitor gets
+    # them): the plan turned back onto its path and drove to the same spot. It now moves on after the turn.
     from safevla_node.evaluation.runner import load_records, run_suite
     from safevla_node.evaluation.suite import load_suite
 
