@@ -179,6 +179,11 @@ def scene_source(config: BridgeConfig) -> Callable[[int], Scene] | None:
     return lambda _seed: Scene.from_json(text)
 
 
+#: A beam counts as on the sector's edge within this: scan fields are float32 (LaserScanData), so beam angles
+#: are off by up to a few 1e-7 rad.
+_BEAM_ANGLE_TOLERANCE_RAD = 1e-6
+
+
 def crop_scan(scan: LaserScanData, fov_rad: float) -> LaserScanData:
     """The beams of ``scan`` within ``fov_rad / 2`` of straight ahead, in sweep order from the first kept
     one (a sector across the scan's seam comes out contiguous).
@@ -191,7 +196,7 @@ def crop_scan(scan: LaserScanData, fov_rad: float) -> LaserScanData:
     n = len(scan.ranges)
     angles = scan.angle_min + scan.angle_increment * np.arange(n)
     wrapped = np.mod(angles + math.pi, 2.0 * math.pi) - math.pi
-    keep = np.abs(wrapped) <= fov_rad / 2.0 + 1e-9
+    keep = np.abs(wrapped) <= fov_rad / 2.0 + _BEAM_ANGLE_TOLERANCE_RAD
     if not keep.any():
         raise ValueError(f"no beam of the scan lies within {fov_rad:.4f} rad ahead")
     first = int(np.flatnonzero(keep & ~np.roll(keep, 1))[0]) if not keep.all() else 0

@@ -12,7 +12,7 @@ import weakref
 import mujoco
 import numpy as np
 
-from sim_bridge.interface import CameraFrame, LaserScanData
+from sim_bridge.interface import CameraFrame, LaserScanData, float32_exact
 from sim_bridge.mujoco import stretch_constants as C
 from sim_bridge.mujoco.model import SimModel
 
@@ -86,7 +86,11 @@ class Lidar:
         self.sim = sim
         self.beams = beams
         self.range_max = range_max
-        self.angles = -math.pi + np.arange(beams) * (2 * math.pi / beams)
+        # Cast where the scan says the beams are: its fields are float32 (LaserScanData), and the obstacle
+        # memory places beam i at angle_min + i * angle_increment.
+        self.angle_min = float32_exact(-math.pi)
+        self.angle_increment = float32_exact(2 * math.pi / beams)
+        self.angles = self.angle_min + self.angle_increment * np.arange(beams)
         self._vec = np.zeros(3 * beams)
         self._geom = np.zeros(beams, dtype=np.int32)
         self._dist = np.zeros(beams)
@@ -101,8 +105,8 @@ class Lidar:
             self.sim.model, d, d.site_xpos[self.sim.robot.lidar_site], self._vec, RAY_GROUPS, 1, -1,
             self._geom, self._dist, None, self.beams, self.range_max,
         )
-        ranges = np.where(self._dist < 0, np.inf, self._dist).astype(np.float32)
-        return LaserScanData(float(self.angles[0]), 2 * math.pi / self.beams, 0.05, self.range_max, ranges)
+        ranges = np.where(self._dist < 0, np.inf, self._dist)
+        return LaserScanData(self.angle_min, self.angle_increment, 0.05, self.range_max, ranges)
 
 
 def visible_items(sim: SimModel, cam_id: int, width: int, height: int, max_dist: float) -> dict[int, float]:

@@ -135,6 +135,13 @@ def test_lidar_sees_the_walls_around_the_robot(backend: MujocoBackend) -> None:
     assert float(scan.ranges.min()) > C.FOOTPRINT_RADIUS - 0.1 and float(scan.ranges.max()) < 10.0
 
 
+def test_lidar_reports_its_beams_as_a_laserscan_message_carries_them(backend: MujocoBackend) -> None:
+    scan = backend.reset(0, TaskKind.OBJECT_NAV).scan
+    fields = (scan.angle_min, scan.angle_increment, scan.range_min, scan.range_max)
+    assert all(float(np.float32(value)) == value for value in fields)
+    assert scan.ranges.dtype == np.float32
+
+
 def test_reachable_points_lie_within_a_metre_on_the_grid(backend: MujocoBackend) -> None:
     snap = backend.reset(0, TaskKind.OBJECT_NAV).snapshot
     pts = snap.reachable_xy
