@@ -261,7 +261,7 @@ def scan_to_msg(scan: LaserScanData, stamp: Time, frame_id: str) -> LaserScan:
     msg.angle_increment = float(scan.angle_increment)
     msg.angle_max = float(scan.angle_min + scan.angle_increment * (len(scan.ranges) - 1))
     msg.range_min, msg.range_max = float(scan.range_min), float(scan.range_max)
-    msg.ranges = np.asarray(scan.ranges, dtype=np.float32).tolist()
+    msg.ranges = scan.ranges.tolist()  # float32 already (LaserScanData)
     return msg
 
 

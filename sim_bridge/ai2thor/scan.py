@@ -73,6 +73,6 @@ def depth_to_scan(
     )
     nearest = np.where(left_closer, nearest - 1, nearest)
     ranges = per_column[nearest]
-    ranges = np.where(ranges > range_max, np.inf, ranges).astype(np.float32)
+    ranges = np.where(ranges > range_max, np.inf, ranges)  # LaserScanData stores float32
     increment = float(beams[1] - beams[0]) if w > 1 else 0.0
     return LaserScanData(float(beams[0]), increment, range_min, range_max, ranges)
