@@ -20,6 +20,7 @@ __all__ = ["COMMAND_MODULES", "add_subcommand", "build_parser", "main"]
 #: Modules whose import registers subcommands.
 COMMAND_MODULES: tuple[str, ...] = (
     "safevla_node.cli.bag_commands",
+    "safevla_node.cli.compare_command",
     "safevla_node.cli.demo_command",
     "safevla_node.cli.eval_command",
     "safevla_node.cli.train_command",

@@ -23,6 +23,7 @@ from typing import Any
 from safevla_node.evaluation.metrics import (
     CATASTROPHIC_CC,
     EpisodeRecord,
+    Interval,
     aggregate,
     group_by,
     shield_effect,
@@ -96,7 +97,7 @@ def summarize(records: Sequence[EpisodeRecord], seed: int = 0) -> dict[str, obje
             for row, group in sorted(group_by(infeasible, _row).items())
         },
         "shield_effect": {
-            policy: shield_effect(group).to_dict()
+            policy: shield_effect(group, seed).to_dict()
             for policy, group in sorted(group_by(records, lambda r: r.policy).items())
         },
     }
@@ -104,6 +105,10 @@ def summarize(records: Sequence[EpisodeRecord], seed: int = 0) -> dict[str, obje
 
 def _fmt(value: float, digits: int = 2) -> str:
     return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
+
+
+def _fmt_interval(interval: Interval) -> str:
+    return f"{_fmt(interval.value)} [{_fmt(interval.low)}, {_fmt(interval.high)}]"
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
@@ -132,9 +137,7 @@ def _detail_table(records: Sequence[EpisodeRecord], seed: int) -> list[str]:
         agg = aggregate([r for r in _main(records) if _row(r) == row], seed)
         body.append([
             _row_label(row), str(agg.episodes), str(agg.errors),
-            f"{_fmt(agg.sr.value)} [{_fmt(agg.sr.low)}, {_fmt(agg.sr.high)}]",
-            f"{_fmt(agg.cc.value)} [{_fmt(agg.cc.low)}, {_fmt(agg.cc.high)}]",
-            f"{_fmt(agg.sel.value)} [{_fmt(agg.sel.low)}, {_fmt(agg.sel.high)}]",
+            _fmt_interval(agg.sr), _fmt_interval(agg.cc), _fmt_interval(agg.sel),
             _fmt(agg.length.value, 1), _fmt(agg.catastrophic), _fmt(agg.cost_success_correlation),
             _fmt(agg.cc_success), _fmt(agg.cc_failure), _fmt(agg.interventions, 1),
         ])
@@ -175,18 +178,18 @@ def _extreme_table(records: Sequence[EpisodeRecord], seed: int) -> list[str]:
     return [*_table(["Policy", "n", "Avg. CC", "SR", f"CC>{CATASTROPHIC_CC:g}", "steps"], body), ""]
 
 
-def _shield_table(records: Sequence[EpisodeRecord]) -> list[str]:
+def _shield_table(records: Sequence[EpisodeRecord], seed: int) -> list[str]:
     body = []
     for policy, group in sorted(group_by(records, lambda r: r.policy).items()):
-        effect = shield_effect(group)
+        effect = shield_effect(group, seed)
         if effect.pairs:
             body.append([str(policy), str(effect.pairs), _fmt(effect.sr_off), _fmt(effect.sr_on),
-                         _fmt(effect.sr_cost), _fmt(effect.cc_off), _fmt(effect.cc_on),
-                         _fmt(effect.interventions, 1)])
+                         _fmt_interval(effect.sr_cost), _fmt(effect.cc_off), _fmt(effect.cc_on),
+                         _fmt_interval(effect.cc_change), _fmt(effect.interventions, 1)])
     if not body:
         return ["No episode ran with the shield both off and on.", ""]
-    return [*_table(["Policy", "pairs", "SR off", "SR on", "SR cost (off - on)", "CC off", "CC on",
-                     "interventions / episode"], body), ""]
+    return [*_table(["Policy", "pairs", "SR off", "SR on", "SR cost (off - on) [95% CI]", "CC off", "CC on",
+                     "CC change (on - off) [95% CI]", "interventions / episode"], body), ""]
 
 
 # --- plots ------------------------------------------------------------------------------------------------
@@ -295,7 +298,7 @@ def write_report(records: Sequence[EpisodeRecord], out_dir: str | Path, title: s
         "CC: cumulative Safety-CHORES cost.", "",
         "## Main table (feasible, unperturbed)", "", *_main_table(ordered, seed), "",
         "## Detail", "", *_detail_table(ordered, seed), "",
-        "## Shield effect (same episodes, shield off vs on)", "", *_shield_table(ordered),
+        "## Shield effect (same episodes, shield off vs on)", "", *_shield_table(ordered, seed),
         "## OOD perturbations (CC, feasible episodes)", "", *_ood_tables(ordered, seed),
         "## Extreme failure (infeasible tasks)", "", *_extreme_table(ordered, seed),
         "## Plots", "", *(f"![{p.stem}]({p.name})" for p in plots), "",

@@ -51,6 +51,7 @@ __all__ = [
     "backend_kwargs",
     "home_backend_kwargs",
     "load_records",
+    "read_records",
     "run_suite",
 ]
 
@@ -211,16 +212,33 @@ def load_records(out_dir: str | Path) -> dict[str, EpisodeRecord]:
     if text and not text.endswith("\n"):  # killed mid-write: the partial line is not a finished episode
         cut = text.rfind("\n") + 1
         _log.warning("%s: dropping an incomplete last line (%d bytes)", path, len(text) - cut)
-        text = text[:cut]
-        path.write_text(text)
+        path.write_text(text[:cut])
+    return read_records(path)
+
+
+def read_records(path: str | Path) -> dict[str, EpisodeRecord]:
+    """The records of an episodes file by key (a later line for the same key wins), read only: a results
+    folder's episodes.jsonl or a copy of one (docs/*/eval_episodes.jsonl). A cut-off last line is skipped.
+
+    Raises:
+        ConfigError: the file cannot be read, or a complete line is not a record (naming the file and line).
+    """
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read episode records ({exc.strerror or exc})") from None
+    lines = text.splitlines()
+    if text and not text.endswith("\n"):
+        lines = lines[:-1]
     records: dict[str, EpisodeRecord] = {}
-    for number, line in enumerate(text.splitlines(), 1):
+    for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
             record = EpisodeRecord.from_json(line)
         except ValueError as exc:
-            raise ConfigError(f"{path}:{number}: {exc}; move the file away to start over") from None
+            raise ConfigError(f"{path}:{number}: {exc}") from None
         records[record.key] = record
     return records
 

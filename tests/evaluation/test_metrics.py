@@ -6,13 +6,17 @@ import math
 from dataclasses import replace
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from safevla_node.evaluation.metrics import (
     EpisodeRecord,
     aggregate,
     bootstrap_mean,
     catastrophic_share,
+    compare_paired,
     group_by,
+    pair_episodes,
     point_biserial,
     shield_effect,
     success_weighted_path_length,
@@ -160,9 +164,61 @@ def test_shield_effect_pairs_the_same_seeds_and_reports_the_lost_success_rate() 
     ]
     effect = shield_effect(records)
     assert effect.pairs == 2
-    assert (effect.sr_off, effect.sr_on, effect.sr_cost) == (1.0, 0.5, 0.5)
+    assert (effect.sr_off, effect.sr_on, effect.sr_cost.value) == (1.0, 0.5, 0.5)
+    # Resampling 2 pairs: the SR cost (0 or 1 per pair) averages 0, 0.5 or 1.
+    assert (effect.sr_cost.low, effect.sr_cost.high) == (0.0, 1.0)
     assert (effect.cc_off, effect.cc_on) == (5.0, 0.5)
+    assert effect.cc_change.value == pytest.approx(-4.5)  # changes -4 and -5
+    assert effect.cc_change.low == pytest.approx(-5.0) and effect.cc_change.high == pytest.approx(-4.0)
     assert effect.interventions == 4.0
+
+
+def test_paired_comparison_is_the_mean_of_per_episode_differences() -> None:
+    baseline = [episode(s, success=s < 2, cost=c, policy="a") for s, c in enumerate([0.0, 2.0, 4.0, 6.0])]
+    candidate = [episode(s, success=s in (0, 3), cost=c, policy="b") for s, c in enumerate([0.0, 1.0, 1.0, 2.0])]
+    c = compare_paired(pair_episodes(baseline, candidate, lambda r: r.seed))
+    assert c.pairs == 4
+    assert (c.sr_baseline, c.sr_candidate, c.sr_difference.value) == (0.5, 0.5, 0.0)
+    assert (c.cc_baseline, c.cc_candidate) == (3.0, 1.0)
+    assert c.cc_difference.value == pytest.approx(-2.0)  # differences 0, -1, -3, -4
+    assert -4.0 <= c.cc_difference.low <= -2.0 <= c.cc_difference.high <= 0.0
+
+
+def test_pairing_removes_what_the_episodes_share() -> None:
+    # Episode difficulty varies a lot, the candidate is always 1 cheaper: unpaired the two overlap, paired the
+    # difference is exactly -1.
+    costs = [0.0, 10.0, 20.0, 30.0, 40.0, 50.0]
+    baseline = [episode(s, cost=c + 1.0, policy="a") for s, c in enumerate(costs)]
+    candidate = [episode(s, cost=c, policy="b") for s, c in enumerate(costs)]
+    c = compare_paired(pair_episodes(baseline, candidate, lambda r: r.seed))
+    assert (c.cc_difference.value, c.cc_difference.low, c.cc_difference.high) == (-1.0, -1.0, -1.0)
+    assert bootstrap_mean([r.cost for r in baseline]).low < bootstrap_mean([r.cost for r in candidate]).high
+
+
+def test_pairing_leaves_out_crashed_and_unmatched_episodes_and_refuses_ambiguous_ones() -> None:
+    baseline = [episode(0, policy="a"), episode(1, policy="a"), episode(2, policy="a", error="Boom")]
+    candidate = [episode(1, policy="b"), episode(2, policy="b"), episode(3, policy="b")]
+    pairs = pair_episodes(baseline, candidate, lambda r: r.seed)
+    assert [(b.seed, c.seed) for b, c in pairs] == [(1, 1)]
+    with pytest.raises(ValueError, match="pair with the same episode"):
+        pair_episodes(baseline + [episode(1, policy="a", shield=True)], candidate, lambda r: r.seed)
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.tuples(st.booleans(), st.floats(0, 50), st.booleans(), st.floats(0, 50)), min_size=1,
+                max_size=30))
+def test_swapping_baseline_and_candidate_negates_the_paired_differences(rows) -> None:
+    a = [episode(i, success=sa, cost=ca, policy="a") for i, (sa, ca, _, _) in enumerate(rows)]
+    b = [episode(i, success=sb, cost=cb, policy="b") for i, (_, _, sb, cb) in enumerate(rows)]
+    forward = compare_paired(pair_episodes(a, b, lambda r: r.seed))
+    backward = compare_paired(pair_episodes(b, a, lambda r: r.seed))
+    for there, back in ((forward.sr_difference, backward.sr_difference),
+                        (forward.cc_difference, backward.cc_difference)):
+        assert there.value == pytest.approx(-back.value, abs=1e-9)
+        assert there.low == pytest.approx(-back.high, abs=1e-9)
+        assert there.high == pytest.approx(-back.low, abs=1e-9)
+        assert there.low <= there.value + 1e-9 and there.value <= there.high + 1e-9
+    assert forward.cc_difference.value == pytest.approx(forward.cc_candidate - forward.cc_baseline, abs=1e-9)
 
 
 def test_group_by_keeps_groups_in_order_of_first_appearance() -> None:
