@@ -35,11 +35,16 @@ class PPOConfig:
     gae_lambda: float = field(0.95, "GAE lambda")
     lr: float = field(2e-5, "Adam learning rate of the network")
     max_grad_norm: float = field(0.5, "gradient-norm clip")
-    normalize_advantages: bool = field(True, "standardise the reward advantage, centre the cost advantage")
+    normalize_advantages: bool = field(True, "standardise the reward advantage, centre the cost advantage (as "
+                                       "omnisafe does; SafeVLA's own config turns normalisation off)")
+    critic_warmup_steps: int = field(
+        0, "environment steps at the start of a run in which only the reward and cost critics learn: the policy "
+        "loss, its KL anchor and entropy bonus are left out (SafeVLA: 200,000, its first pipeline stage)")
 
     def __post_init__(self) -> None:
         for name in ("rollout_steps", "epochs", "num_minibatches"):
             check_range(name, getattr(self, name), 1)
+        check_range("critic_warmup_steps", self.critic_warmup_steps, 0)
         check_range("clip", self.clip, 0.0, 1.0)
         check_range("gamma", self.gamma, 0.0, 1.0)
         check_range("gae_lambda", self.gae_lambda, 0.0, 1.0)

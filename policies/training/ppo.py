@@ -7,6 +7,12 @@ constraint on the summed cost this is ``(A_r - lambda * A_c) / (1 + lambda)``. V
 Advantages are standardised (reward) and centred (cost) over the rollout when ``normalize_advantages``, as
 omnisafe's buffer does. An episode end (success, 'end', time limit) stops both bootstraps.
 
+Critic warm-up (``critic_warmup_steps``): a run that starts from an imitation-learned policy starts with
+critics that know nothing (zero value heads), so its first advantages are noise that the policy loss would
+follow. SafeVLA's training pipeline therefore trains only the value losses for its first 200,000 steps; an
+update with ``train_policy=False`` does the same, and the actor's parameters get no gradient at all (Adam
+leaves them and their moments untouched).
+
 ``kl_coef`` adds ``kl_coef * KL(policy || reference)``, the exact KL over the action vocabulary at every
 step, where the reference is the frozen starting policy (the anchor of RLHF-style fine-tuning). Fine-tuning a
 behaviour-cloned policy whose reward is rarely seen otherwise lets the cost advantage alone drag the greedy
@@ -15,6 +21,7 @@ action onto a do-nothing turn in place (docs/finetuning.md).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -158,8 +165,11 @@ class PPOLearner:
         self.reference = reference
         self.optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=config.lr)
 
-    def update(self, buffer: RolloutBuffer, lambdas: torch.Tensor) -> dict[str, float]:
-        """PPO epochs with the multipliers ``lambdas`` (K,) held fixed; returns mean losses and statistics."""
+    def update(self, buffer: RolloutBuffer, lambdas: torch.Tensor, train_policy: bool = True) -> dict[str, float]:
+        """PPO epochs with the multipliers ``lambdas`` (K,) held fixed; returns mean losses and statistics.
+
+        ``train_policy`` False trains the critics only (the warm-up; policy statistics are still reported,
+        the KL to the reference as NaN)."""
         cfg = self.config
         adv_r, adv_c = buffer.adv_reward, buffer.adv_cost
         if cfg.normalize_advantages:
@@ -168,7 +178,7 @@ class PPOLearner:
         advantages = combined_advantage(adv_r, adv_c, lambdas)
         old_log_probs, actions = buffer.flat("log_probs"), buffer.flat("actions")
         device = next(self.model.parameters()).device
-        reference = self._reference_log_probs(buffer)
+        reference = self._reference_log_probs(buffer) if train_policy else None
         totals: dict[str, float] = {}
         batches = 0
         for _ in range(cfg.epochs):
@@ -177,7 +187,8 @@ class PPOLearner:
                 envs = sorted(group.tolist())
                 index = torch.cat([torch.arange(e * buffer.steps, (e + 1) * buffer.steps) for e in envs])
                 segments = [s for e in envs for s in buffer.segments(e)]
-                stats = self._step(segments, index, advantages, old_log_probs, actions, reference, buffer, device)
+                stats = self._step(segments, index, advantages, old_log_probs, actions, reference, buffer, device,
+                                   train_policy)
                 for key, value in stats.items():
                     totals[key] = totals.get(key, 0.0) + value
                 batches += 1
@@ -185,7 +196,7 @@ class PPOLearner:
 
     def _step(self, segments: list[Segment], index: torch.Tensor, advantages: torch.Tensor,
               old_log_probs: torch.Tensor, actions: torch.Tensor, reference: torch.Tensor | None,
-              buffer: RolloutBuffer, device: torch.device) -> dict[str, float]:
+              buffer: RolloutBuffer, device: torch.device, train_policy: bool) -> dict[str, float]:
         cfg = self.config
         heads = self.model(segments)
         adv = advantages[index].to(device)
@@ -198,13 +209,16 @@ class PPOLearner:
         entropy = -(log_all.exp() * log_all).sum(-1).mean()
         kl = (log_all.new_zeros(()) if reference is None else
               nn.functional.kl_div(reference[index].to(device), log_all, log_target=True, reduction="batchmean"))
-        loss = surrogate + cfg.value_coef * (value_loss + cost_loss) - cfg.entropy_coef * entropy + cfg.kl_coef * kl
+        loss = cfg.value_coef * (value_loss + cost_loss)
+        if train_policy:
+            loss = loss + surrogate - cfg.entropy_coef * entropy + cfg.kl_coef * kl
         self.optimizer.zero_grad()
         loss.backward()
         grad_norm = nn.utils.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
         self.optimizer.step()
         return {"policy_loss": surrogate.item(), "value_loss": value_loss.item(), "cost_value_loss": cost_loss.item(),
-                "entropy": entropy.item(), "kl_to_reference": kl.item(), "grad_norm": grad_norm.item(),
+                "entropy": entropy.item(), "grad_norm": grad_norm.item(),
+                "kl_to_reference": kl.item() if reference is not None or cfg.kl_coef == 0 else math.nan,
                 "clip_fraction": float(((ratio - 1).abs() > cfg.clip).float().mean())}
 
     def _reference_log_probs(self, buffer: RolloutBuffer) -> torch.Tensor | None:

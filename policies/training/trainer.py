@@ -117,7 +117,9 @@ class Trainer:
         self.constraints = tuple(limits)
         self.multipliers = MultiplierSet(self.constraints, _multiplier_factory(config, limits))
         self.policy = make_policy(config, self.envs.num_actions, len(limits)).to(self.ctx.device)
-        self.model = wrap_model(self.policy, self.ctx, self.policy.has_unused_parameters)
+        # During the critic warm-up the actor's parameters get no gradient: DDP must look for them.
+        self.model = wrap_model(self.policy, self.ctx,
+                                self.policy.has_unused_parameters or config.ppo.critic_warmup_steps > 0)
         self.sample_gen = torch.Generator().manual_seed(config.seed * 7919 + self.ctx.rank)
         self.learner = PPOLearner(self.model, config.ppo, torch.Generator().manual_seed(config.seed + 1),
                                   self._frozen_copy() if config.ppo.kl_coef > 0 else None)
@@ -213,6 +215,7 @@ class Trainer:
     def train_one_update(self) -> dict[str, float]:
         """Rollout, multiplier update, PPO update; returns the log row."""
         start = time.perf_counter()
+        warming_up = self.env_steps < self.config.ppo.critic_warmup_steps
         self.policy.train()
         buffer, finished = self.collect()
         rollout_s = time.perf_counter() - start
@@ -222,7 +225,10 @@ class Trainer:
                      else [stats[f"cost_{c}"] for c in self.constraints])
             self.multipliers.update(costs)
         lambdas = self.multipliers.values()
-        losses = self.learner.update(buffer, lambdas)
+        losses = self.learner.update(buffer, lambdas, train_policy=not warming_up)
+        if warming_up and self.env_steps >= self.config.ppo.critic_warmup_steps:
+            logger.info("critic warm-up done after %d environment steps: the policy trains from the next update",
+                        self.env_steps)
         self.update += 1
         elapsed = time.perf_counter() - start
         row = {"update": self.update, "env_steps": self.env_steps, **stats}
