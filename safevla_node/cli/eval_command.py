@@ -4,7 +4,8 @@ Registered in the ``safevla`` command (``safevla_node.cli``); ``python -m safevl
 on its own.
 
 Exit status: 0 every episode finished, 1 some episodes crashed (recorded in the report), 2 a usage or
-configuration error, 130 interrupted (rerun the same command to resume).
+configuration error, 130 interrupted by Ctrl-C or SIGTERM (the workers are stopped; rerun the same command
+to resume).
 """
 
 from __future__ import annotations

@@ -23,6 +23,7 @@ import logging
 import multiprocessing
 import multiprocessing.util
 import signal
+import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
@@ -374,6 +375,25 @@ def run_suite(
 
 
 @contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM (a scheduler's or CI's kill, ``timeout``) ends the run like Ctrl-C: the pool is terminated
+    and the episodes recorded so far are kept. Python's default would exit on the spot, leaving the workers
+    to run their episodes to the end for nothing. Only the main thread can set signal handlers."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextmanager
 def _only_writer(out: Path) -> Iterator[None]:
     """Hold the results folder's lock: two runs appending to one ``episodes.jsonl`` would run every episode
     twice (and one could cut the other's last line as a partial write).
@@ -408,7 +428,7 @@ def _run_pending(suite: SuiteConfig, out: Path, workers: int, max_episodes: int 
     ran = errors = 0
     interrupted = False
     start = time.perf_counter()
-    with (out / EPISODES_FILE).open("a") as sink:
+    with (out / EPISODES_FILE).open("a") as sink, _terminate_as_interrupt():
         try:
             for record in _records(pending, min(workers, max(1, len(pending))), executor_factory):
                 sink.write(record.to_json() + "\n")

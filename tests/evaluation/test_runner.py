@@ -183,3 +183,50 @@ def test_a_second_run_on_a_folder_being_written_is_refused_and_the_folder_is_kep
             run_suite(suite, tmp_path, retry_errors=True)
     assert (tmp_path / EPISODES_FILE).read_text() == before
     assert run_suite(suite, tmp_path).skipped == len(expand(suite))  # the lock is free again
+
+
+def _alive(pid: int) -> bool:
+    """The process exists and is not a zombie waiting to be reaped."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return False
+    return fields[0] != "Z"
+
+
+def test_a_terminated_run_stops_its_workers_and_keeps_the_finished_episodes(tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import yaml
+
+    suite_file = tmp_path / "suite.yaml"
+    suite_file.write_text(yaml.safe_dump({
+        "name": "terminate-test", "step_budget": 30, "policies": [{"name": "expert", "kind": "expert"}],
+        "blocks": [{"name": "b", "tasks": ["objectnav"], "difficulties": ["easy"], "shield": [False],
+                    "seeds": 40}],
+    }))
+    out = tmp_path / "out"
+    run = subprocess.Popen([sys.executable, "-m", "safevla_node.evaluation", str(suite_file), "--out", str(out),
+                            "--workers", "2"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                           env={**os.environ, "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl")})
+    assert run.stdout is not None
+    for line in run.stdout:  # until the second episode is recorded
+        if "[2/40]" in line:
+            break
+    else:
+        pytest.fail(f"the run ended before its second episode (exit {run.wait()})")
+    children = [int(p) for p in subprocess.run(["ps", "-o", "pid=", "--ppid", str(run.pid)], capture_output=True,
+                                               text=True, check=True).stdout.split()]
+    run.send_signal(signal.SIGTERM)
+    rest = run.stdout.read()
+    assert run.wait(timeout=30) == 130, rest  # interrupted: rerun the same command to resume
+    assert "interrupted after" in rest
+    deadline = time.monotonic() + 10.0
+    while any(_alive(p) for p in children) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(_alive(p) for p in children), "worker processes outlived the terminated run"
+    assert 2 <= len(load_records(out)) < 40
