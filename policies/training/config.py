@@ -4,6 +4,9 @@ Defaults are SafeVLA's (REFERENCE.md section 1): PPO clip 0.1, value coefficient
 GAE 0.95, 128-step rollouts, 4 epochs, lr 2e-5, gradient norm 0.5 (and no KL anchor, which SafeVLA lacks);
 Lagrange init 0.001, lr 0.035 (Adam),
 cost limit 2.31; PID gains 0.1 / 0.01 / 0.01, delay 10, EMA 0.95; reward +10 on success; 500-step episodes.
+Two exceptions, kept so that configs written before them keep their meaning: advantages are normalised as
+omnisafe does (SafeVLA's own PPO settings turn it off: ``normalize_advantages: false``), and there is no critic
+warm-up (SafeVLA trains only its critics for the first 200,000 steps: ``critic_warmup_steps: 200000``).
 """
 
 from __future__ import annotations
