@@ -214,7 +214,10 @@ def load_records(out_dir: str | Path) -> dict[str, EpisodeRecord]:
         cut = text.rfind("\n") + 1
         _log.warning("%s: dropping an incomplete last line (%d bytes)", path, len(text) - cut)
         path.write_text(text[:cut])
-    return read_records(path)
+    try:
+        return read_records(path)
+    except ConfigError as exc:  # a resumed run cannot go on past a corrupt record
+        raise ConfigError(f"{exc}; move the file away to start over") from None
 
 
 def read_records(path: str | Path) -> dict[str, EpisodeRecord]:

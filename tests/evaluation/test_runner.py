@@ -110,7 +110,7 @@ def test_a_line_cut_short_by_a_kill_is_dropped_on_resume(tmp_path: Path) -> None
 
 def test_a_corrupt_complete_line_is_reported_with_its_line_number(tmp_path: Path) -> None:
     (tmp_path / EPISODES_FILE).write_text("not json\n")
-    with pytest.raises(ConfigError, match=r"episodes.jsonl:1: episode record is not JSON"):
+    with pytest.raises(ConfigError, match=r"episodes.jsonl:1: episode record is not JSON.*move the file away"):
         load_records(tmp_path)
 
 
