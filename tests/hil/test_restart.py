@@ -18,10 +18,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
+from diagnostic_msgs.msg import DiagnosticArray
 
 from safevla_node.actions import ACTION_BY_CODE
 from safevla_node.dds import DomainLease
 from safevla_node.launcher import StackLauncher
+from safevla_node.nodes.conversions import time_to_seconds
 from safevla_node.safety.monitor import MonitorConfig
 from safevla_node.safety.primitives import PrimitivePhase
 from safevla_node.safety.types import Category, VerdictKind
@@ -70,12 +72,16 @@ def rig(tmp_path_factory) -> Iterator[Rig]:
 
 def test_a_killed_bridge_is_reported_as_stale_required_sources_and_stops_the_teleop(rig):
     probe = rig.probe
-    killed = math.inf
+    killed = killed_system = math.inf
+    publish_s = []  # how long each teleop publish took: a publish blocked on a dead peer delays the probe
+    late_ticks_before = int(monitor_values(probe.monitor_diagnostics)["late_ticks"])
     for tick in range(25):  # teleop at 10 Hz; the bridge dies after 1 s, the operator keeps commanding
         if tick == 10:
             os.kill(rig.stack.pid("sim_bridge"), signal.SIGKILL)
-            killed = time.monotonic()
+            killed, killed_system = time.monotonic(), time.time()
+        start = time.monotonic()
         probe.twist(*TELEOP)
+        publish_s.append(time.monotonic() - start)
         probe.client.spin_for(0.1)
     probe.twist(0.0, 0.0)
     before = [e.value.linear_x for e in probe.cmd_vel if e.wall <= killed]
@@ -84,15 +90,40 @@ def test_a_killed_bridge_is_reported_as_stale_required_sources_and_stops_the_tel
     assert stale and stale[0].value.category is Category.FAULT, stale
     assert " stale (> " in stale[0].value.reason
     zero = next(e for e in probe.cmd_vel if e.wall > killed and e.value.linear_x == 0.0)
-    timeout = max(getattr(MONITOR.source_timeout_s, s) for s in REQUIRED_SOURCES)
-    print(f"monitor stopped {(zero.wall - killed) * 1e3:.0f} ms after the bridge was killed "
-          f"(bound {(timeout + MONITOR.period + TRANSPORT_S) * 1e3:.0f} ms): {stale[0].value.reason}")
-    assert zero.wall - killed <= timeout + MONITOR.period + TRANSPORT_S
-    assert all(e.value.linear_x == 0.0 for e in probe.cmd_vel if e.wall >= zero.wall)
     probe.monitor_diagnostics = None  # the next one, at the monitor's 1 Hz, is well after every timeout
     probe.client.spin_until(lambda: probe.monitor_diagnostics is not None, 3.0, "/diagnostics")
     levels = probe.source_levels()
     assert all(levels[s][0] == 2 and levels[s][1].startswith("stale") for s in REQUIRED_SOURCES), levels
+    timeout = max(getattr(MONITOR.source_timeout_s, s) for s in REQUIRED_SOURCES)
+    values = monitor_values(probe.monitor_diagnostics)
+    why = (f"monitor stopped {(zero.wall - killed) * 1e3:.0f} ms after the bridge was killed "
+           f"(bound {(timeout + MONITOR.period + TRANSPORT_S) * 1e3:.0f} ms): {stale[0].value.reason}; "
+           f"the monitor last received {last_receipts_after(probe.monitor_diagnostics, killed_system)} "
+           f"(ms after the kill), ticked late {int(values['late_ticks']) - late_ticks_before} time(s) during the test "
+           f"(longest period since start {values['tick_period_max_s']} s); longest teleop publish "
+           f"{max(publish_s) * 1e3:.0f} ms")
+    print(why)
+    assert zero.wall - killed <= timeout + MONITOR.period + TRANSPORT_S, why
+    assert all(e.value.linear_x == 0.0 for e in probe.cmd_vel if e.wall >= zero.wall)
+
+
+def monitor_values(diagnostics: DiagnosticArray) -> dict[str, str]:
+    """The key-values of the monitor's own status in a /diagnostics array."""
+    status = next(s for s in diagnostics.status if s.name.endswith(": monitor"))
+    return {kv.key: kv.value for kv in status.values}
+
+
+def last_receipts_after(diagnostics: DiagnosticArray, instant: float) -> dict[str, int]:
+    """Per required source, when the monitor last accepted it, in ms after ``instant`` (system time): the
+    array's stamp less the source's age, both on the monitor's wall clock (``use_sim_time`` false here)."""
+    stamp = time_to_seconds(diagnostics.header.stamp)
+    receipts = {}
+    for status in diagnostics.status:
+        source = status.name.rpartition(": source ")[2]
+        age = next(kv.value for kv in status.values if kv.key == "age_s") if source in REQUIRED_SOURCES else None
+        if age not in (None, "never"):
+            receipts[source] = round((stamp - float(age) - instant) * 1e3)
+    return receipts
 
 
 def test_the_restarted_bridge_resumes_fresh_sensors_and_a_new_proposal_moves_the_robot(rig):
