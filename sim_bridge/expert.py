@@ -261,6 +261,8 @@ class Expert:
         self._best, self._since_progress = math.inf, 0
         self._grasp_tries = 0
         self._raised = 0
+        self._extended_at: float | None = None  # the lift (joint) the arm extended at to reach the goal
+        self._retract_at: float | None = None  # the lift to retract from, once a retraction was refused
         self._last: _Proposal | None = None
         self._recovery: list[str] = []
         self._stuck = 0
@@ -288,6 +290,7 @@ class Expert:
         the path to them pays for passing hazards on the way.
         """
         self._goal_xy = xy
+        self._extended_at = self._retract_at = None
         grid = self.grid
         target = self.task.target_id
         flagged = flag_items(self.scene, None, held_id=target) if self._carrying else flag_items(self.scene, target)
@@ -454,6 +457,8 @@ class Expert:
         self._was_refused = True
         if self._last is not None and self._last.code in ("l", "r", "ls", "rs"):
             self._recovery = ["b", self._last.code, "m"]
+        if self._last is not None and self._last.code in ("zm", "zms") and self.phase is _Phase.ARM:
+            self._retract_at = self._extended_at
 
     # --- distribution ------------------------------------------------------------------------------------
 
@@ -613,6 +618,8 @@ class Expert:
         step = self._approach(robot.lift, lift_goal, robot.arm_extension, extension, clear,
                               self._blocked(robot, ("ym", "yms"), 0.005))
         if step is not None:
+            if ACTIONS[step].extension_m > 0.0:
+                self._extended_at = robot.lift
             return step
         if self.phase is _Phase.PLACE:
             return _act("d")  # ends once the object is seen resting on the destination (``_decide``)
@@ -678,7 +685,13 @@ class Expert:
         return None
 
     def _after_grasp(self, robot: RobotState) -> int:
-        """Lift the object clear (0.2 m), then end (PickUp) or retract and carry it (Fetch)."""
+        """Lift the object clear (0.2 m), then end (PickUp) or retract and carry it (Fetch).
+
+        A retraction the shield refused is retried from the lift the arm extended at for this goal: the way in
+        is the way the shield let it pass. Lower down the arm can sweep past an object the approach cleared
+        from above (a knife, in scene 470), and there every retraction is refused, and with the arm out every
+        base motion too. Without refusals (no shield) the arm retracts where it is.
+        """
         if self._raised < 2:
             self._raised += 1
             return _act("yp")
@@ -687,6 +700,8 @@ class Expert:
             return _act("end")
         ext = robot.arm_extension
         if ext > 0.011:
+            if self._retract_at is not None and robot.lift < self._retract_at - 0.011:
+                return _act("yp") if self._retract_at - robot.lift > 0.06 else _act("yps")
             return _act("zm") if ext > 0.06 else _act("zms")
         place = _placement_point(self.scene, self.task, self.grid)
         if place is None:

@@ -1,16 +1,21 @@
 """The expert reads the world, not its own plan: a straight move that scraped along a wall end is a blocked
 move (it backs off instead of repeating it until the budget runs out), and a carried object it no longer
-holds is placed only if it lies on the destination (else it picks it up again)."""
+holds is placed only if it lies on the destination (else it picks it up again), and an arm that got in
+over something gets out the same way."""
 
 from __future__ import annotations
 
 import dataclasses
 import math
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from safevla_node.actions import ACTIONS, ACTION_BY_CODE
+from safevla_node.evaluation.metrics import EpisodeRecord
+from safevla_node.evaluation.runner import load_records, run_suite
+from safevla_node.evaluation.suite import load_suite
 from sim_bridge.expert import Expert
 from sim_bridge.homegen import HomeGenConfig
 from sim_bridge.interface import Observation, TaskKind
@@ -127,19 +132,32 @@ def test_after_a_refused_turn_the_expert_backs_off_turns_and_moves_on_in_the_new
     assert codes == ["b", turn, "m"]
 
 
+def _shielded_expert_episode(tmp_path: Path, task: str, seed: int) -> EpisodeRecord:
+    """One expert episode in a medium home with the simulated robot's shield on, as the suites run it."""
+    suite_file = tmp_path / "suite.yaml"
+    suite_file.write_text(
+        "policies: [{name: expert, kind: expert}]\n"
+        f"blocks: [{{name: b, tasks: [{task}], difficulties: [medium], shield: [true], seeds: 1, "
+        f"first_seed: {seed}}}]\n"
+        "shield_config: robots/mujoco_sim.yaml\n")
+    run_suite(load_suite(suite_file), tmp_path / "out")
+    (record,) = load_records(tmp_path / "out").values()
+    return record
+
+
 def test_a_refused_turn_is_retried_after_backing_off_instead_of_looping_to_the_budget(tmp_path) -> None:
     # Medium scene 300 (the benchmark's): the plan turns left beside a wall end, the shield refuses the turn.
     # Backing off alone let the plan drive straight back to the same turn until the 600-step budget ran out;
     # so did backing off and retrying the turn there, once the scan's angles were float32 (as the monitor gets
     # them): the plan turned back onto its path and drove to the same spot. It now moves on after the turn.
-    from safevla_node.evaluation.runner import load_records, run_suite
-    from safevla_node.evaluation.suite import load_suite
-
-    suite_file = tmp_path / "suite.yaml"
-    suite_file.write_text(
-        "policies: [{name: expert, kind: expert}]\n"
-        "blocks: [{name: b, tasks: [objectnav], difficulties: [medium], shield: [true], seeds: 1, first_seed: 300}]\n"
-        "shield_config: robots/mujoco_sim.yaml\n")
-    run_suite(load_suite(suite_file), tmp_path / "out")
-    (record,) = load_records(tmp_path / "out").values()
+    record = _shielded_expert_episode(tmp_path, "objectnav", 300)
     assert record.success and record.steps < 600 and record.cost == 0
+
+
+def test_after_a_grasp_the_arm_retracts_at_the_lift_it_extended_at(tmp_path) -> None:
+    # Medium scene 470, Fetch (config/eval_suite_expert_scale.yaml): the arm extends at the stowed lift over a
+    # knife, lowers, grasps and raises the target 0.2 m. Retracting from there swept the arm within the knife's
+    # danger margin; with the arm out every base motion was refused too, and the robot stood until the 600-step
+    # budget ran out (538 refusals). The arm now rises back to the lift it extended at before it retracts.
+    record = _shielded_expert_episode(tmp_path, "fetch", 470)
+    assert record.success and record.stops == 0 and record.cost == 0, record
