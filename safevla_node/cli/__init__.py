@@ -23,6 +23,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "safevla_node.cli.compare_command",
     "safevla_node.cli.demo_command",
     "safevla_node.cli.eval_command",
+    "safevla_node.cli.explain_command",
     "safevla_node.cli.train_command",
     "safevla_node.cli.up_command",
 )

@@ -35,10 +35,10 @@ from typing import Any, Protocol
 from safevla_node.errors import ConfigError
 from safevla_node.evaluation.metrics import EpisodeRecord, success_weighted_path_length
 from safevla_node.evaluation.policies import EvalPolicy, make_policy
-from safevla_node.evaluation.shielding import ShieldWorld, shielded_action
+from safevla_node.evaluation.shielding import ShieldDecision, ShieldWorld, shielded_action
 from safevla_node.evaluation.suite import EpisodeSpec, SuiteConfig, expand
 from safevla_node.safety.shield import Shield, ShieldConfig
-from safevla_node.safety.types import VerdictKind
+from safevla_node.safety.types import RobotState, VerdictKind
 from sim_bridge.interface import SimBackend
 
 __all__ = [
@@ -49,6 +49,7 @@ __all__ = [
     "InProcessExecutor",
     "Progress",
     "RunResult",
+    "ShieldObserver",
     "backend_kwargs",
     "home_backend_kwargs",
     "load_records",
@@ -104,15 +105,21 @@ def _error_summary(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}{where}"
 
 
+#: Called with every shield decision of a shield-on episode: (step, robot state it was judged at, decision).
+ShieldObserver = Callable[[int, RobotState, ShieldDecision], None]
+
+
 class InProcessExecutor:
     """Drives the simulator backend directly; one backend per (difficulty, perturbation) and one adapter per
-    policy are kept for the executor's lifetime."""
+    policy are kept for the executor's lifetime. ``observer`` sees every shield decision (``safevla
+    explain`` prints them)."""
 
-    def __init__(self) -> None:
+    def __init__(self, observer: ShieldObserver | None = None) -> None:
         self._backends: dict[tuple[Any, ...], SimBackend] = {}
         self._policies: dict[tuple[Any, ...], EvalPolicy] = {}
         self._shields: dict[ShieldConfig, Shield] = {}
         self._world = ShieldWorld()
+        self._observer = observer
 
     def _backend(self, spec: EpisodeSpec) -> SimBackend:
         from sim_bridge.registry import make_backend
@@ -163,6 +170,8 @@ class InProcessExecutor:
             if spec.shield:
                 world = self._world.update(observation)
                 decision = shielded_action(shield, world, action, probabilities)
+                if self._observer is not None:
+                    self._observer(status.steps, world.robot, decision)
                 interventions[decision.verdict.kind] += 1
                 executed = decision.executed
             policy.executed(executed)

@@ -1,0 +1,34 @@
+"""``safevla explain``: one episode replayed in-process, every shield decision other than ALLOW printed."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from safevla_node.cli import build_parser
+from safevla_node.errors import ConfigError
+
+SUITE = "config/eval_suite_expert_scale.yaml"
+
+
+def _explain(*argv: str) -> int:
+    args = build_parser().parse_args(["explain", *argv])
+    return args.handler(args)
+
+
+def test_every_intervention_of_the_episode_is_printed_with_its_reason(capsys) -> None:
+    # Fetch scene 470: the retraction past a knife is replaced once (tests/sim/test_sim_expert_recovery.py).
+    assert _explain(SUITE, "fetch/medium/none/feasible/expert/shield-on/seed-470") == 0
+    out = capsys.readouterr().out
+    decisions = [line for line in out.splitlines() if line.startswith("step ")]
+    assert any("arm_in -> REPLACE arm_in: danger: Knife 'Knife|1' comes within" in d for d in decisions), out
+    summary = re.search(r"(\d+) stops, (\d+) replacements, (\d+) limits", out)
+    assert summary and len(decisions) == sum(int(n) for n in summary.groups()), out
+    assert "seed-470: success after" in out
+
+
+def test_an_unknown_key_names_the_closest_ones() -> None:
+    with pytest.raises(ConfigError, match=r"no episode 'fetch/medium/none/feasible/expert/shield-on/seed-47'.*"
+                                          r"seed-47\d"):
+        _explain(SUITE, "fetch/medium/none/feasible/expert/shield-on/seed-47")
