@@ -1,9 +1,10 @@
 """``safevla explain``: why one episode of a suite went as it did with the shield on.
 
 An episode record says how often the shield limited, replaced or stopped the policy, not why. This runs the
-episode again in-process (a seeded episode replays exactly; ``safevla eval`` records the same one) and prints
-every decision that was not a plain ALLOW, at the step and robot pose it was made, and then the decisions
-grouped by action, verdict and rule: which margin of which object kept the robot from its goal.
+episode again in-process (seeded, so it is the episode an in-process ``safevla eval`` recorded; a
+``--through-ros`` record can differ in small ways, docs/through_ros_parity.md) and prints every decision that
+was not a plain ALLOW, at the step and robot pose it was made, then the decisions grouped by verdict and rule:
+which margin of which object kept the robot from its goal.
 
 Exit status: 0 the episode ran (whatever its outcome), 2 a usage error (unknown suite file or episode key).
 """
