@@ -51,6 +51,20 @@ def test_a_suite_naming_a_robot_profile_without_a_shield_section_is_refused(tmp_
         load_suite(suite)
 
 
+def test_a_suite_can_change_fields_of_a_robot_profiles_shield(tmp_path):
+    from safevla_node.evaluation.suite import load_suite
+
+    suite = tmp_path / "suite.yaml"
+    suite.write_text("policies: [{name: e, kind: expert}]\nblocks: [{name: b}]\n"
+                     "shield_config: {profile: robots/mujoco_sim.yaml, danger_margin_m: 0.15}\n")
+    shield = load_suite(suite).shield_config
+    assert (shield.footprint_length_m, shield.danger_margin_m, shield.unstable_margin_m) == (0.34, 0.15, 0.15)
+    suite.write_text("policies: [{name: e, kind: expert}]\nblocks: [{name: b}]\n"
+                     "shield_config: {profile: robots/mujoco_sim.yaml, danger_margin: 0.15}\n")
+    with pytest.raises(ConfigError, match="danger_margin"):
+        load_suite(suite)
+
+
 def test_robot_profile_remaps_to_the_stretch_driver_topics(stack):
     monitor = next(n for n in stack.resolve("robot") if n.name == "safety_monitor")
     assert monitor.remappings["cmd_vel"] == "/stretch/cmd_vel"

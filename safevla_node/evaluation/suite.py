@@ -130,7 +130,8 @@ class SuiteConfig:
     blocks: tuple[BlockConfig, ...] = field((), "blocks of cells, expanded in order")
     shield_config: ShieldConfig = field(
         ShieldConfig(), "the predictive shield of the shield-on cells (safevla_node.safety.shield.ShieldConfig): "
-        "a mapping, or a robot profile under config/ (robots/<name>.yaml) whose monitor shield section is used"
+        "a mapping, or a robot profile under config/ (robots/<name>.yaml) whose monitor shield section is used, "
+        "or a mapping with 'profile: robots/<name>.yaml' and the fields it changes (a margin study)"
     )
 
     def __post_init__(self) -> None:
@@ -233,8 +234,12 @@ def load_suite(path: str | Path) -> SuiteConfig:
     """
     data = load_yaml(path)
     try:
-        if isinstance(data.get("shield_config"), str):
-            data["shield_config"] = robot_shield_section(data["shield_config"])
+        shield = data.get("shield_config")
+        if isinstance(shield, str):
+            data["shield_config"] = robot_shield_section(shield)
+        elif isinstance(shield, dict) and "profile" in shield:
+            changes = {k: v for k, v in shield.items() if k != "profile"}
+            data["shield_config"] = {**robot_shield_section(shield["profile"]), **changes}
         return from_mapping(SuiteConfig, data)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
