@@ -117,13 +117,10 @@ def last_receipts_after(diagnostics: DiagnosticArray, instant: float) -> dict[st
     """Per required source, when the monitor last accepted it, in ms after ``instant`` (system time): the
     array's stamp less the source's age, both on the monitor's wall clock (``use_sim_time`` false here)."""
     stamp = time_to_seconds(diagnostics.header.stamp)
-    receipts = {}
-    for status in diagnostics.status:
-        source = status.name.rpartition(": source ")[2]
-        age = next(kv.value for kv in status.values if kv.key == "age_s") if source in REQUIRED_SOURCES else None
-        if age not in (None, "never"):
-            receipts[source] = round((stamp - float(age) - instant) * 1e3)
-    return receipts
+    ages = {status.name.rpartition(": source ")[2]: {kv.key: kv.value for kv in status.values}.get("age_s")
+            for status in diagnostics.status}
+    return {source: round((stamp - float(ages[source]) - instant) * 1e3)
+            for source in REQUIRED_SOURCES if ages.get(source) not in (None, "never")}
 
 
 def test_the_restarted_bridge_resumes_fresh_sensors_and_a_new_proposal_moves_the_robot(rig):
