@@ -38,9 +38,10 @@ from typing import NamedTuple, Protocol
 import numpy as np
 
 from safevla_node.actions import ACTION_BY_CODE, ACTIONS, Action
+from safevla_node.safety.shield import ShieldConfig
 from safevla_node.safety.types import RobotState, WorldSnapshot
 from sim_bridge.expert_hazards import Flagged, arm_penalty, base_penalty, flag_items
-from sim_bridge.expert_shield import ShieldProbe
+from sim_bridge.expert_shield import SIM_ROBOT_SHIELD, ShieldProbe
 from sim_bridge.homegen.occupancy import OccupancyGrid
 from sim_bridge.homegen.scene import Item, Scene
 from sim_bridge.interface import Observation, TaskKind, TaskSpec
@@ -141,12 +142,13 @@ def _line_of_sight(grid: OccupancyGrid, scene: Scene, xy: tuple[float, float]) -
     return clear
 
 
-def _placement_point(scene: Scene, task: TaskSpec, grid: OccupancyGrid) -> tuple[float, float] | None:
+def _placement_point(scene: Scene, task: TaskSpec, grid: OccupancyGrid,
+                     shield: ShieldConfig) -> tuple[float, float] | None:
     """Where to put the carried target: a point 0.15 m inside some edge of a ``task.destination_type`` top
     whose reach band has free cells, the first (edge middles first, then along the edges) that keeps
-    ``_PLACE_CLEARANCE_M`` beyond the margins of flagged items (the shield would refuse the arm near them),
-    else the one that comes closest to it."""
-    flagged = flag_items(scene, None, held_id=task.target_id)
+    ``_PLACE_CLEARANCE_M`` beyond the margins of the items ``shield`` flags (it would refuse the arm near
+    them), else the one that comes closest to it."""
+    flagged = flag_items(scene, None, held_id=task.target_id, shield=shield)
     best: tuple[float, tuple[float, float]] | None = None
     for box in scene.statics:
         if box.kind != task.destination_type:
@@ -212,7 +214,7 @@ def shortest_path_length(scene: Scene, task: TaskSpec) -> float | None:
         return None
     length = float(field[start])
     if task.kind is TaskKind.FETCH and task.destination_type:
-        place = _placement_point(scene, task, grid)
+        place = _placement_point(scene, task, grid, SIM_ROBOT_SHIELD)
         if place is None:
             return None
         goal = _goal_mask(grid, scene, task.kind, target)
@@ -248,10 +250,15 @@ class _Privileged(Protocol):
 
 
 class Expert:
-    """Picks the next discrete action from privileged state. One instance per episode (after reset)."""
+    """Picks the next discrete action from privileged state. One instance per episode (after reset).
 
-    def __init__(self, backend: _Privileged) -> None:
+    ``shield`` is the shield it plans around (hazard costs and ``ShieldProbe``): the simulated robot's, with the
+    margins of the shield it is evaluated with (``safevla_node.evaluation.planning_margins``).
+    """
+
+    def __init__(self, backend: _Privileged, shield: ShieldConfig = SIM_ROBOT_SHIELD) -> None:
         self.scene = backend.scene
+        self.shield = shield
         self.task = backend.task
         self.grid = plan_grid(self.scene)
         self.phase = _Phase.NAVIGATE if self.task.feasible else _Phase.END
@@ -293,7 +300,8 @@ class Expert:
         self._extended_at = self._retract_at = None
         grid = self.grid
         target = self.task.target_id
-        flagged = flag_items(self.scene, None, held_id=target) if self._carrying else flag_items(self.scene, target)
+        flagged = flag_items(self.scene, None if self._carrying else target,
+                             held_id=target if self._carrying else None, shield=self.shield)
         band = _goal_mask(grid, self.scene, self.task.kind, xy)
         enter = base_penalty(grid, flagged, lift)
         cost = enter.copy()
@@ -332,7 +340,8 @@ class Expert:
         cost-only choice and the shield decides on the spot).
         """
         held = self.task.target_id if self._carrying else None
-        probe = ShieldProbe(self.scene, None if self._carrying else self.task.target_id, point[:2], held)
+        probe = ShieldProbe(self.scene, None if self._carrying else self.task.target_id, point[:2], held,
+                            self.shield)
         cells = np.argwhere(candidates)
         order = np.argsort(cost[candidates], kind="stable")[:_PROBED_CELLS]
         passed = np.zeros_like(candidates)
@@ -703,7 +712,7 @@ class Expert:
             if self._retract_at is not None and robot.lift < self._retract_at - 0.011:
                 return _act("yp") if self._retract_at - robot.lift > 0.06 else _act("yps")
             return _act("zm") if ext > 0.06 else _act("zms")
-        place = _placement_point(self.scene, self.task, self.grid)
+        place = _placement_point(self.scene, self.task, self.grid, self.shield)
         if place is None:
             self.phase = _Phase.END
             return _act("end")

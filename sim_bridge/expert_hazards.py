@@ -5,7 +5,8 @@ margin of a flagged object: a member of a fragile group (fragile margin), an obj
 (unstable margin) or dangerous equipment (danger margin); the task target itself is exempt, the other members
 of its group are not. An expert that plans on walls and furniture only walks into those refusals where its
 only approach passes a flagged object. These functions flag the scene's items with the shield's own rules
-and thresholds (``ShieldConfig`` defaults) and turn them into costs the expert's planner adds:
+and thresholds (the ``ShieldConfig`` the expert plans with: ``SIM_ROBOT_SHIELD``, or the evaluated shield's
+margins, ``safevla_node.evaluation.planning_margins``) and turn them into costs the expert's planner adds:
 
 - ``base_penalty``: per grid cell, how deep the robot's body (footprint, and the stowed arm where the object is
   at the arm's height) would reach into the margins of flagged objects when standing there;
@@ -29,15 +30,13 @@ import numpy as np
 from safevla_node.safety.geometry import link_groups
 from safevla_node.safety.hazard_types import GROUP_EXCLUDED_TYPES, STATIC_TYPES, is_dangerous_type
 from safevla_node.safety.shield import ShieldConfig
+from sim_bridge.expert_shield import SIM_ROBOT_SHIELD
 from sim_bridge.homegen.occupancy import OccupancyGrid
 from sim_bridge.homegen.scene import Scene
 from sim_bridge.mujoco import stretch_constants as C
 
 __all__ = ["Flagged", "arm_penalty", "base_penalty", "flag_items"]
 
-_SHIELD = ShieldConfig()
-#: The shield samples object outlines and stays conservative by half the spacing; so does the expert.
-_SAMPLE_SLACK_M = _SHIELD.object_sample_spacing_m / 2.0
 #: Clearance (m) kept beyond the shield's margins: discrete moves end up to a few cm off their nominal pose.
 CUSHION_M = 0.05
 #: Radius (m) of the base footprint's circumscribed circle (it turns in place at the goal).
@@ -51,8 +50,6 @@ GRIPPER_RADIUS_M = 0.06
 ARM_CUSHION_M = 0.02
 #: Height band of the arm body around the arm height (m): the fingertips hang below it.
 _ARM_BAND = (-0.19, 0.04)
-#: The shield grows every flagged object's height range by its largest margin before comparing bands.
-_Z_PAD_M = max(_SHIELD.fragile_margin_m, _SHIELD.unstable_margin_m, _SHIELD.danger_margin_m)
 #: Heights (m) the arm body spans while reaching a point at height z: from the grasp (fingertips at z,
 #: body up to z + drop + band top) to the clearance height ~0.1 m higher.
 _REACH_SPAN = (-0.04, C.GRASP_DROP + 0.1 + 0.04)
@@ -74,6 +71,7 @@ class Flagged:
         margins: (M,) the largest margin any of the item's flags carries (m).
         neighbour: (M,) the item shares a fragile group with the exempt target: the arm may pass it at the
             shield's ``target_neighbour_margin_m`` while reaching for the target.
+        shield: the shield whose rules flagged them (its margins and sampling apply to the penalties too).
     """
 
     ids: tuple[str, ...]
@@ -81,16 +79,28 @@ class Flagged:
     sizes: np.ndarray
     margins: np.ndarray
     neighbour: np.ndarray
+    shield: ShieldConfig
 
     def __len__(self) -> int:
         return len(self.ids)
 
+    @property
+    def sample_slack_m(self) -> float:
+        """The shield samples object outlines and stays conservative by half the spacing; so does the expert."""
+        return self.shield.object_sample_spacing_m / 2.0
 
-def flag_items(scene: Scene, target_id: str | None, held_id: str | None = None) -> Flagged:
-    """The scene's flagged items, by the shield's rules: fragile groups are formed with the target in them,
+    @property
+    def z_pad_m(self) -> float:
+        """The shield grows every flagged object's height range by its largest margin before comparing bands."""
+        return max(self.shield.fragile_margin_m, self.shield.unstable_margin_m, self.shield.danger_margin_m)
+
+
+def flag_items(scene: Scene, target_id: str | None, held_id: str | None = None,
+               shield: ShieldConfig = SIM_ROBOT_SHIELD) -> Flagged:
+    """The scene's flagged items, by ``shield``'s rules: fragile groups are formed with the target in them,
     then the target alone loses its flags; ``held_id`` (carried) is left out, as the shield leaves held
     objects out."""
-    c = _SHIELD
+    c = shield
     items = [it for it in scene.items if it.item_id != held_id]
     centers = np.array([it.position for it in items], dtype=float).reshape(-1, 3)
     sizes = np.abs(np.array([it.size for it in items], dtype=float).reshape(-1, 3))
@@ -110,7 +120,7 @@ def flag_items(scene: Scene, target_id: str | None, held_id: str | None = None) 
             margin[k] = max(margin[k], c.danger_margin_m)
     keep = (margin > 0.0) & ~exempt
     return Flagged(tuple(it.item_id for it, k in zip(items, keep) if k), centers[keep], sizes[keep],
-                   margin[keep], in_target_group[keep])
+                   margin[keep], in_target_group[keep], shield)
 
 
 def _box_distance(px: np.ndarray, py: np.ndarray, center: np.ndarray, size: np.ndarray) -> np.ndarray:
@@ -123,8 +133,8 @@ def _box_distance(px: np.ndarray, py: np.ndarray, center: np.ndarray, size: np.n
 def _overlaps(flagged: Flagged, k: int, low: float, high: float) -> bool:
     """The item's height range, grown as the shield grows it, overlaps [low, high] (the shield judges the
     arm only against objects at its height)."""
-    bottom = flagged.centers[k, 2] - flagged.sizes[k, 2] / 2.0 - _Z_PAD_M
-    top = flagged.centers[k, 2] + flagged.sizes[k, 2] / 2.0 + _Z_PAD_M
+    bottom = flagged.centers[k, 2] - flagged.sizes[k, 2] / 2.0 - flagged.z_pad_m
+    top = flagged.centers[k, 2] + flagged.sizes[k, 2] / 2.0 + flagged.z_pad_m
     return bool(bottom < high and top > low)
 
 
@@ -140,7 +150,7 @@ def base_penalty(grid: OccupancyGrid, flagged: Flagged, lift: float) -> np.ndarr
     for k in range(len(flagged)):
         at_arm = _overlaps(flagged, k, arm_height + _ARM_BAND[0], arm_height + _ARM_BAND[1])
         body = STOWED_ARM_RADIUS_M if at_arm else FOOTPRINT_RADIUS_M
-        reach = body + flagged.margins[k] + _SAMPLE_SLACK_M + CUSHION_M
+        reach = body + flagged.margins[k] + flagged.sample_slack_m + CUSHION_M
         lo = grid.cell(flagged.centers[k, 0] - reach - 1.0, flagged.centers[k, 1] - reach - 1.0)
         hi = grid.cell(flagged.centers[k, 0] + reach + 1.0, flagged.centers[k, 1] + reach + 1.0)
         win = (slice(lo[0], hi[0] + 1), slice(lo[1], hi[1] + 1))
@@ -177,7 +187,7 @@ def arm_penalty(grid: OccupancyGrid, cells: np.ndarray, point: tuple[float, floa
     length = np.maximum(np.hypot(ax, ay), 1e-9)
     # Points on each object's outline, sampled like the shield's (corners included).
     worst = np.zeros(len(base))
-    spacing = _SHIELD.object_sample_spacing_m
+    spacing = flagged.shield.object_sample_spacing_m
     for k in range(len(flagged)):
         if not _overlaps(flagged, k, tz + _REACH_SPAN[0], tz + _REACH_SPAN[1]):
             continue
@@ -194,10 +204,10 @@ def arm_penalty(grid: OccupancyGrid, cells: np.ndarray, point: tuple[float, floa
         gap = np.hypot(mx[:, None] + t * ax[:, None] - ox[None, :], my[:, None] + t * ay[:, None] - oy[None, :])
         margin = float(flagged.margins[k])
         if reaching_target and flagged.neighbour[k]:
-            margin = _SHIELD.target_neighbour_margin_m
+            margin = flagged.shield.target_neighbour_margin_m
         radius = np.where((1.0 - t) * length[:, None] < GRIPPER_RADIUS_M + C.GRASP_OFFSET, GRIPPER_RADIUS_M,
                           ARM_RADIUS_M)
-        depth = margin + radius + _SAMPLE_SLACK_M + ARM_CUSHION_M - gap
+        depth = margin + radius + flagged.sample_slack_m + ARM_CUSHION_M - gap
         worst = np.maximum(worst, depth.max(axis=1))
     out[cells] = ARM_WEIGHT * np.maximum(worst, 0.0)
     return out

@@ -12,7 +12,8 @@ estimate built from the privileged scene, as the evaluation's ``ShieldWorld`` bu
 - the task target, exempt as the shield exempts it.
 
 The shield is configured with the simulated robot's body (``SIM_ROBOT_SHIELD``: the same values as the
-evaluation suites' ``shield_config``) and the default margins. The probe never changes the shield's verdict:
+evaluation suites' ``shield_config``) and the margins the expert plans with (the default ones, or the evaluated
+shield's: ``safevla_node.evaluation.planning_margins``). The probe never changes the shield's verdict:
 it only tells the expert, for a nominal robot state and one discrete action, whether the shield would let it
 run.
 """

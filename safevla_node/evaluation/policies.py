@@ -27,6 +27,7 @@ import numpy as np
 
 from safevla_node.actions import ACTIONS, NUM_ACTIONS, ActionKind
 from safevla_node.errors import ConfigError, PolicyLoadError
+from safevla_node.evaluation.planning_margins import PlanningMargins
 from safevla_node.evaluation.suite import PolicySpec
 from safevla_node.policy_runner import draw_action
 from safevla_node.safety.refusals import RefusalMemory, robot_pose
@@ -73,11 +74,13 @@ class EvalPolicy(ABC):
 class ExpertPolicy(EvalPolicy):
     """``sim_bridge.expert.Expert`` on the backend's privileged scene, with the expert's own distribution
     (``Expert.propose``: actions ranked by the path cost-to-go they leave, the planned one first), so the
-    shield can replace a refused action by the expert's best safe alternative.
+    shield can replace a refused action by the expert's best safe alternative. It plans around ``margins``
+    (``safevla_node.evaluation.planning_margins``).
     """
 
-    def __init__(self, backend: SimBackend) -> None:
+    def __init__(self, backend: SimBackend, margins: PlanningMargins = PlanningMargins()) -> None:
         self._backend = backend
+        self.margins = margins
         self._expert: Expert | None = None
         self._refusals = RefusalMemory()
         self._proposal: int | None = None
@@ -85,8 +88,10 @@ class ExpertPolicy(EvalPolicy):
     def reset(self, task: TaskSpec, seed: int) -> None:
         """Plan on the scene the backend has just loaded."""
         from sim_bridge.expert import Expert
+        from sim_bridge.expert_shield import SIM_ROBOT_SHIELD
 
-        self._expert = Expert(self._backend)  # type: ignore[arg-type]  (MujocoBackend exposes scene and task)
+        self._expert = Expert(self._backend,  # type: ignore[arg-type]  (MujocoBackend exposes scene and task)
+                              self.margins.applied_to(SIM_ROBOT_SHIELD))
         self._refusals.clear()
 
     def act(self, observation: Observation, mask: np.ndarray | None = None) -> Proposal:
@@ -122,8 +127,8 @@ class NoisyExpertPolicy(ExpertPolicy):
     actions.
     """
 
-    def __init__(self, backend: SimBackend, noise: float) -> None:
-        super().__init__(backend)
+    def __init__(self, backend: SimBackend, noise: float, margins: PlanningMargins = PlanningMargins()) -> None:
+        super().__init__(backend, margins)
         if not 0.0 < noise <= 1.0:
             raise ValueError(f"noise={noise!r} must be in (0, 1]")
         self.noise = noise
@@ -232,17 +237,17 @@ class CheckpointPolicy(EvalPolicy):
             self._policy.override_last_action(action_index)
 
 
-def make_policy(spec: PolicySpec, backend: SimBackend) -> EvalPolicy:
-    """The adapter for ``spec``; experts plan on ``backend``'s privileged scene.
+def make_policy(spec: PolicySpec, backend: SimBackend, margins: PlanningMargins = PlanningMargins()) -> EvalPolicy:
+    """The adapter for ``spec``; experts plan on ``backend``'s privileged scene, around ``margins``.
 
     Raises:
         PolicyLoadError: a checkpoint that is missing or does not load.
         ConfigError: an unknown policy kind.
     """
     if spec.kind == "expert":
-        return ExpertPolicy(backend)
+        return ExpertPolicy(backend, margins)
     if spec.kind == "noisy_expert":
-        return NoisyExpertPolicy(backend, spec.noise)
+        return NoisyExpertPolicy(backend, spec.noise, margins)
     if spec.kind == "checkpoint":
         return CheckpointPolicy(spec.checkpoint, spec.device, spec.decoding)
     raise ConfigError(f"unknown policy kind {spec.kind!r}; valid: expert, noisy_expert, checkpoint")

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 
 from safevla_node.config import check_range, field
 from safevla_node.errors import ConfigError
+from safevla_node.evaluation.planning_margins import PlanningMargins
 from safevla_node.evaluation.policies import EvalPolicy, make_policy
 from safevla_node.evaluation.suite import PolicySpec
 from safevla_node.safety.monitor_types import PrimitiveStatus
@@ -58,6 +59,8 @@ class ProposerConfig:
     noise: float = field(0.0, "noisy_expert: probability of a random (non-ending) action at each step")
     checkpoint: str = field("", "checkpoint: a path (our directory, .pt or .ckpt) or 'shipped'")
     device: str = field("cpu", "checkpoint: torch device (cpu, cuda, auto)")
+    margins: PlanningMargins = field(
+        PlanningMargins(), "expert, noisy_expert: the shield margins they plan around (the safety monitor's)")
     step_budget: int = field(0, "propose for at most this many steps per episode (0: the task's own budget)")
     settle_s: float = field(
         0.3, "sim time after an episode reset before the first proposal (s), so the safety monitor has taken "
@@ -96,7 +99,7 @@ class BridgeProposer:
     """
 
     def __init__(self) -> None:
-        self._policies: dict[PolicySpec, EvalPolicy] = {}
+        self._policies: dict[tuple[PolicySpec, PlanningMargins], EvalPolicy] = {}
         self._policy: EvalPolicy | None = None
         self._budget = 0
         self._ready_at = math.inf
@@ -128,9 +131,10 @@ class BridgeProposer:
         if spec is None:
             self._policy = None
             return
-        if spec not in self._policies:
-            self._policies[spec] = make_policy(spec, backend)
-        self._policy = self._policies[spec]
+        key = (spec, config.margins)
+        if key not in self._policies:
+            self._policies[key] = make_policy(spec, backend, config.margins)
+        self._policy = self._policies[key]
         self._policy.reset(task, seed)
         self._budget = min(config.step_budget or task.max_steps, task.max_steps)
         self._ready_at = now + config.settle_s

@@ -130,9 +130,9 @@ class InProcessExecutor:
 
     def _policy(self, spec: EpisodeSpec, backend: SimBackend) -> EvalPolicy:
         # Experts are bound to the backend they plan on; checkpoint policies are shared by every backend.
-        key = (spec.policy, spec.backend_key if not spec.policy.needs_images else None)
+        key = (spec.policy, spec.planning_margins, spec.backend_key if not spec.policy.needs_images else None)
         if key not in self._policies:
-            self._policies[key] = make_policy(spec.policy, backend)
+            self._policies[key] = make_policy(spec.policy, backend, spec.planning_margins)
         return self._policies[key]
 
     def run(self, spec: EpisodeSpec) -> EpisodeRecord:

@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 from safevla_node.config import check_range, field, from_mapping, load_yaml, to_mapping
 from safevla_node.errors import ConfigError
+from safevla_node.evaluation.planning_margins import PlanningMargins
 from safevla_node.paths import config_path
 from safevla_node.safety.shield import ShieldConfig
 from sim_bridge.interface import TaskKind
@@ -194,6 +195,11 @@ class EpisodeSpec:
             "feasible" if self.feasible else "infeasible",
             self.policy.name, "shield-on" if self.shield else "shield-off", f"seed-{self.seed}",
         ))
+
+    @property
+    def planning_margins(self) -> PlanningMargins:
+        """The margins an expert plans around: those of the shield it is evaluated with."""
+        return PlanningMargins.of(self.shield_config)
 
     @property
     def backend_key(self) -> tuple[str, str, str, tuple[int, int]]:

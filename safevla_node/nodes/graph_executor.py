@@ -15,7 +15,8 @@ discrete``: the monitor's step ends at the bridge's stamp after the action). Who
   episodes by setting its ``instruction`` parameter after the bridge's reset, and withdraws the goal when
   the episode ends (both synchronous with the node), so no proposal straddles two episodes.
 - ``expert`` / ``noisy_expert``: inside the bridge (``proposer.*``), since they plan on the simulator's
-  privileged scene; a policy node in the same graph idles (no goal, and no camera frames are rendered).
+  privileged scene, around the episode's planning margins (``proposer.margins.*``, as in-process); a policy
+  node in the same graph idles (no goal, and no camera frames are rendered).
 
 The records compare one to one with in-process ones by key: same success, steps, cost per category, path
 lengths and intervention counts (the bridge counts the verdict of each proposal it executed). That holds
@@ -56,7 +57,7 @@ from safevla_node.nodes.params import flatten_fields
 from safevla_node.nodes.stack_session import StackSession, stack_launches, stack_session
 from safevla_node.safety.shield import ShieldConfig
 
-__all__ = ["MONITOR_OVERRIDES", "POLICY_NODE_OVERRIDES", "RosGraphExecutor"]
+__all__ = ["MONITOR_OVERRIDES", "POLICY_NODE_OVERRIDES", "RosGraphExecutor", "bridge_episode_parameters"]
 
 _log = logging.getLogger(__name__)
 
@@ -110,6 +111,21 @@ def _node_policy(policy: PolicySpec) -> tuple[str, str] | None:
                           "policy node seeds its sampler once per process, not per episode, so through ROS "
                           "it would not draw what in-process evaluation draws (use decoding: greedy)")
     return str(resolve_checkpoint(policy.checkpoint)), policy.device
+
+
+def bridge_episode_parameters(spec: EpisodeSpec) -> dict[str, Any]:
+    """The sim bridge's parameters for ``spec``'s episode: scene and task, and the policy it hosts (an expert,
+    planning around the episode's margins) unless the policy node runs it."""
+    policy = spec.policy
+    hosted = _node_policy(policy) is None
+    return {
+        "seed": spec.seed, "task": spec.task.value, "infeasible": not spec.feasible, "render": policy.needs_images,
+        "proposer.kind": policy.kind if hosted else "none", "proposer.noise": policy.noise if hosted else 0.0,
+        "proposer.checkpoint": policy.checkpoint if hosted else "", "proposer.device": policy.device,
+        "proposer.step_budget": spec.step_budget, "proposer.settle_s": _SETTLE_S,
+        **{f"proposer.margins.{name}": value for name, value in asdict(spec.planning_margins).items()},
+        "step_budget": spec.step_budget,
+    }
 
 
 def _shield_parameters(config: ShieldConfig, enabled: bool) -> dict[str, Any]:
@@ -207,16 +223,8 @@ class RosGraphExecutor:
         session = self._graph(spec)
         observer = session.observer
         observer.set_parameters("safety_monitor", _shield_parameters(spec.shield_config, spec.shield))
-        policy = spec.policy
-        in_node = _node_policy(policy) is not None
-        proposer = {"proposer.kind": "none", "proposer.noise": 0.0, "proposer.checkpoint": ""} if in_node else {
-            "proposer.kind": policy.kind, "proposer.noise": policy.noise, "proposer.checkpoint": policy.checkpoint}
-        observer.set_parameters("sim_bridge", {
-            "seed": spec.seed, "task": spec.task.value, "infeasible": not spec.feasible,
-            "render": policy.needs_images, **proposer, "proposer.device": policy.device,
-            "proposer.step_budget": spec.step_budget, "proposer.settle_s": _SETTLE_S,
-            "step_budget": spec.step_budget,
-        })
+        in_node = _node_policy(spec.policy) is not None
+        observer.set_parameters("sim_bridge", bridge_episode_parameters(spec))
         counters_before = observer.policy_counters(_DIAGNOSTICS_TIMEOUT_S) if in_node else {}
         instruction = observer.start_episode()
         if in_node:

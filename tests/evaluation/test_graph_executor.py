@@ -5,11 +5,13 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+from safevla_node.evaluation.planning_margins import PlanningMargins
 from safevla_node.evaluation.shielding import EVALUATION_MEMORY
 from safevla_node.evaluation.suite import expand, load_suite
-from safevla_node.nodes.graph_executor import MONITOR_OVERRIDES, RosGraphExecutor
+from safevla_node.nodes.graph_executor import MONITOR_OVERRIDES, RosGraphExecutor, bridge_episode_parameters
 from safevla_node.nodes.params import config_from_parameters
 from safevla_node.safety.monitor import MonitorConfig
+from sim_bridge.bridge import BridgeConfig
 
 SUITE = Path(__file__).resolve().parents[2] / "config" / "eval_suite_parity.yaml"
 
@@ -33,3 +35,13 @@ def test_the_through_ros_monitor_remembers_as_in_process_evaluation_does() -> No
     monitor = config_from_parameters(MonitorConfig, MONITOR_OVERRIDES)
     assert monitor.obstacle_memory == EVALUATION_MEMORY
     assert monitor.action_execution == "discrete"
+
+
+def test_the_bridge_hosted_expert_plans_around_the_episodes_margins_as_in_process() -> None:
+    """The margins reach the bridge's proposer as parameters it declares (a misspelt one would be refused)."""
+    spec = next(s for s in expand(load_suite(SUITE)) if s.policy.kind == "expert")
+    spec = replace(spec, shield_config=replace(spec.shield_config, danger_margin_m=0.12, fragile_margin_m=0.08))
+    bridge = config_from_parameters(BridgeConfig, {"action_execution": "discrete", **bridge_episode_parameters(spec)})
+    assert bridge.proposer.kind == "expert"
+    assert bridge.proposer.margins == spec.planning_margins == PlanningMargins(fragile_margin_m=0.08,
+                                                                               danger_margin_m=0.12)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -15,6 +16,7 @@ from safevla_node.actions import ACTIONS
 from safevla_node.safety.shield import ShieldConfig
 from sim_bridge.expert import Expert, plan_grid
 from sim_bridge.expert_hazards import FOOTPRINT_RADIUS_M, arm_penalty, base_penalty, flag_items
+from sim_bridge.expert_shield import SIM_ROBOT_SHIELD
 from sim_bridge.homegen import Scene, SceneBuilder
 from sim_bridge.interface import TaskKind, TaskSpec
 from sim_bridge.mujoco import MujocoBackend
@@ -92,10 +94,13 @@ def test_distance_field_with_an_entry_cost_detours_around_a_penalised_cell_block
     assert plain[grid.cell(0.6, 1.5)] + 0.2 < detour[grid.cell(0.6, 1.5)] < 5.0  # a short detour, not past the heater
 
 
-def test_expert_drives_around_dangerous_equipment_on_its_straight_path(backend: MujocoBackend) -> None:
+@pytest.mark.parametrize("danger_margin_m", [SIM_ROBOT_SHIELD.danger_margin_m, 0.45], ids=["shipped", "wider"])
+def test_expert_drives_around_dangerous_equipment_on_its_straight_path(backend: MujocoBackend,
+                                                                       danger_margin_m: float) -> None:
+    """At the danger margin of the shield it plans with (a margin study's, too)."""
     scene, task = _heater_in_the_way()
     obs = backend.load(scene, task)
-    expert = Expert(backend)
+    expert = Expert(backend, replace(SIM_ROBOT_SHIELD, danger_margin_m=danger_margin_m))
     heater = scene.item("Heater|1")
     closest = math.inf
     while not backend.status().done:
@@ -106,7 +111,7 @@ def test_expert_drives_around_dangerous_equipment_on_its_straight_path(backend: 
     status = backend.status()
     assert status.success and status.cumulative_cost.total == 0
     # The shield's danger margin from the footprint's corners, wherever the robot turned.
-    assert closest > FOOTPRINT_RADIUS_M + _SHIELD.danger_margin_m
+    assert closest > FOOTPRINT_RADIUS_M + danger_margin_m
 
 
 def test_arm_approach_past_a_neighbour_is_penalised_and_the_clear_side_is_not() -> None:
