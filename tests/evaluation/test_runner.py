@@ -16,7 +16,7 @@ from safevla_node.errors import ConfigError
 from safevla_node.evaluation.metrics import EpisodeRecord
 from safevla_node.evaluation.report import write_report
 from safevla_node.evaluation.runner import EPISODES_FILE, LOCK_FILE, Progress, load_records, run_suite
-from safevla_node.evaluation.suite import SuiteConfig, expand, load_suite
+from safevla_node.evaluation.suite import EpisodeSpec, SuiteConfig, expand, load_suite
 
 REPO = Path(__file__).resolve().parents[2]
 SMOKE = REPO / "config" / "eval_suite_smoke.yaml"
@@ -230,3 +230,27 @@ def test_a_terminated_run_stops_its_workers_and_keeps_the_finished_episodes(tmp_
         time.sleep(0.1)
     assert not any(_alive(p) for p in children), "worker processes outlived the terminated run"
     assert 2 <= len(load_records(out)) < 40
+
+
+class TorchThreadsExecutor:
+    """Reports, as each record's ``error``, how many intra-op threads torch has in the worker process."""
+
+    def run(self, spec: EpisodeSpec) -> EpisodeRecord:
+        import torch
+
+        return EpisodeRecord(key=spec.key, seed=spec.seed, task=spec.task.value, difficulty=spec.difficulty,
+                             policy=spec.policy.name, shield=spec.shield, perturbation=spec.perturbation,
+                             feasible=spec.feasible, error=f"torch threads {torch.get_num_threads()}")
+
+    def close(self) -> None:
+        pass
+
+
+def test_worker_processes_share_the_cores_instead_of_each_taking_all_of_them(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    run_suite(small_suite(seeds=4), tmp_path, workers=2, executor_factory=TorchThreadsExecutor)
+    share = max(1, (os.cpu_count() or 1) // 2)
+    assert {r.error for r in load_records(tmp_path).values()} == {f"torch threads {share}"}
