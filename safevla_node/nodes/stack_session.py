@@ -61,7 +61,9 @@ def stack_session(launches: Sequence[NodeLaunch], lease: DomainLease, log_dir: P
     # The nodes run the same code as this process (a source checkout may differ from an installed copy).
     source_root = str(Path(safevla_node.__file__).resolve().parents[1])
     env["PYTHONPATH"] = f"{source_root}:{env['PYTHONPATH']}" if env.get("PYTHONPATH") else source_root
-    # Several node processes share the CPU; one intra-op thread each keeps torch from oversubscribing it.
+    # Several node processes share the CPU; one intra-op thread each keeps torch from oversubscribing it,
+    # unless the caller chose (an evaluation worker process sets its share of the cores: the graph's nodes
+    # take turns in the discrete loop, so they share it without spinning against each other).
     env.setdefault("OMP_NUM_THREADS", "1")
     launcher = StackLauncher(launches, env, log_dir)
     launcher.start()
