@@ -30,7 +30,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="results folder: episodes.jsonl, suite.json, report.md, summary.json, plots; "
                              "an existing folder of the same suite is resumed")
     parser.add_argument("--workers", type=int, default=1,
-                        help="worker processes, each with its own simulator (and node graph)")
+                        help="worker processes, each with its own simulator (and node graph) and its share of the "
+                             "cores for torch (OMP_NUM_THREADS, unless exported)")
     parser.add_argument("--max-episodes", type=int, default=None,
                         help="run at most this many of the pending episodes, then report")
     parser.add_argument("--through-ros", action="store_true",
