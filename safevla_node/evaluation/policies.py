@@ -80,7 +80,7 @@ class ExpertPolicy(EvalPolicy):
 
     def __init__(self, backend: SimBackend, margins: PlanningMargins = PlanningMargins()) -> None:
         self._backend = backend
-        self.margins = margins
+        self._margins = margins
         self._expert: Expert | None = None
         self._refusals = RefusalMemory()
         self._proposal: int | None = None
@@ -91,7 +91,7 @@ class ExpertPolicy(EvalPolicy):
         from sim_bridge.expert_shield import SIM_ROBOT_SHIELD
 
         self._expert = Expert(self._backend,  # type: ignore[arg-type]  (MujocoBackend exposes scene and task)
-                              self.margins.applied_to(SIM_ROBOT_SHIELD))
+                              self._margins.applied_to(SIM_ROBOT_SHIELD))
         self._refusals.clear()
 
     def act(self, observation: Observation, mask: np.ndarray | None = None) -> Proposal:

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from dataclasses import replace
 
 import numpy as np
 import pytest
 
 from safevla_node.actions import ACTIONS
+from safevla_node.evaluation.planning_margins import PlanningMargins
+from safevla_node.evaluation.policies import make_policy
+from safevla_node.evaluation.suite import PolicySpec
 from safevla_node.safety.shield import ShieldConfig
 from sim_bridge.expert import Expert, plan_grid
 from sim_bridge.expert_hazards import FOOTPRINT_RADIUS_M, arm_penalty, base_penalty, flag_items
@@ -97,14 +99,17 @@ def test_distance_field_with_an_entry_cost_detours_around_a_penalised_cell_block
 @pytest.mark.parametrize("danger_margin_m", [SIM_ROBOT_SHIELD.danger_margin_m, 0.45], ids=["shipped", "wider"])
 def test_expert_drives_around_dangerous_equipment_on_its_straight_path(backend: MujocoBackend,
                                                                        danger_margin_m: float) -> None:
-    """At the danger margin of the shield it plans with (a margin study's, too)."""
+    """At the danger margin of the shield it is evaluated with (a margin study's, too), as the evaluation
+    builds it."""
     scene, task = _heater_in_the_way()
     obs = backend.load(scene, task)
-    expert = Expert(backend, replace(SIM_ROBOT_SHIELD, danger_margin_m=danger_margin_m))
+    expert = make_policy(PolicySpec(name="expert", kind="expert"), backend,  # type: ignore[arg-type]
+                         PlanningMargins(danger_margin_m=danger_margin_m))
+    expert.reset(task, 0)
     heater = scene.item("Heater|1")
     closest = math.inf
     while not backend.status().done:
-        obs = backend.execute_action(expert.act(obs), render=False).observation
+        obs = backend.execute_action(expert.act(obs)[0], render=False).observation
         r = obs.snapshot.robot
         gap = np.maximum(np.abs(np.array([r.x, r.y]) - heater.position[:2]) - np.array(heater.size[:2]) / 2, 0)
         closest = min(closest, float(np.hypot(*gap)))
