@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("MUJOCO_GL", "egl")
 
 from safevla_node.config import from_mapping  # noqa: E402
-from safevla_node.evaluation.runner import load_records, run_suite  # noqa: E402
+from safevla_node.evaluation.runner import load_records, run_suite, worker_threads  # noqa: E402
 from safevla_node.evaluation.suite import SuiteConfig  # noqa: E402
 
 
@@ -66,7 +66,7 @@ def main() -> int:
     rows = [
         ("1 worker (baseline)", baseline),
         (f"{workers} workers, torch default threads ({cores} each)", steps_per_second(config, workers, cores)),
-        (f"{workers} workers, their share ({max(1, cores // workers)} each)", steps_per_second(config, workers, None)),
+        (f"{workers} workers, their share ({worker_threads(workers)} each)", steps_per_second(config, workers, None)),
     ]
     print(f"{'run':<48} {'steps/s':>8} {'vs 1 worker':>12}")
     for name, rate in rows:

@@ -56,6 +56,7 @@ __all__ = [
     "load_records",
     "read_records",
     "run_suite",
+    "worker_threads",
 ]
 
 _log = logging.getLogger(__name__)
@@ -323,6 +324,11 @@ def _log_progress(progress: Progress) -> None:
 _WORKER_EXECUTOR: EpisodeExecutor | None = None
 
 
+def worker_threads(workers: int) -> int:
+    """Intra-op torch threads each of ``workers`` worker processes gets: its share of the cores."""
+    return max(1, (os.cpu_count() or 1) // workers)
+
+
 def _worker_init(factory: ExecutorFactory, threads: int) -> None:
     global _WORKER_EXECUTOR
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and terminates the pool
@@ -357,8 +363,7 @@ def _records(
         finally:
             executor.close()
         return
-    threads = max(1, (os.cpu_count() or 1) // workers)
-    pool = multiprocessing.get_context("spawn").Pool(workers, _worker_init, (factory, threads))
+    pool = multiprocessing.get_context("spawn").Pool(workers, _worker_init, (factory, worker_threads(workers)))
     try:
         yield from pool.imap_unordered(_worker_run, pending, chunksize=1)
         pool.close()
