@@ -158,6 +158,8 @@ class SweptBody:
         self.poses = poses
         self.footprint = footprint
         mast, wrist, tip = arm_segments(poses, mast_xy, arm_length, wrist_yaw, gripper_length)
+        #: (wrist, tip): the gripper's ends at each configuration, (P, 2) each.
+        self.gripper = (wrist, tip)
         # arm (mast -> wrist) and gripper (wrist -> tip) stacked into one batch of 2P capsules
         self._seg_a = np.concatenate([mast, wrist])
         self._seg_b = np.concatenate([wrist, tip])
@@ -239,10 +241,10 @@ def points_in_boxes(
     return np.all(np.abs(points[:, None, :2] - centers[None, :, :2]) <= half, axis=2)
 
 
-def point_box_distance(point: np.ndarray, centers: np.ndarray, sizes: np.ndarray) -> np.ndarray:
-    """Euclidean distance (M,) from one point to each axis-aligned box (0 inside), in 2-D or 3-D."""
-    gap = np.maximum(np.abs(np.asarray(point)[None, :] - centers) - sizes / 2.0, 0.0)
-    return np.sqrt(np.sum(gap * gap, axis=1))
+def point_box_distance(points: np.ndarray, centers: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """Euclidean distance (..., M) from points (..., D) to each of M axis-aligned boxes (0 inside), D = 2 or 3."""
+    gap = np.maximum(np.abs(np.asarray(points)[..., None, :] - centers) - sizes / 2.0, 0.0)
+    return np.sqrt(np.sum(gap * gap, axis=-1))
 
 
 def link_groups(points: np.ndarray, max_dist: float) -> list[np.ndarray]:

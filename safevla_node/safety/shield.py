@@ -527,7 +527,39 @@ class Shield:
             self._judge_corner(poses, pts, fp_clear, travel, hits, risk)
         relaxed = travel is None and self._reaches_target(objects, body)
         self._judge_objects(objects, body, band, hits, risk, relaxed)
+        if travel is None:
+            self._judge_tops(objects, body, height, hits, risk)
         return _Sweep(sorted(hits, key=lambda h: h.index), risk)
+
+    def _judge_tops(self, objects: _Objects, body: SweptBody, height: np.ndarray, hits: list[_Hit],
+                    risk: dict[Category, float]) -> None:
+        """COLLISION / BLIND_SPOT from above: the gripper lowered onto a labelled object's top.
+
+        Obstacle points lie on the objects' sides and carry no height, so a lift motion straight down onto a
+        top approaches none of them in the plane. The objects' boxes give the height: over any object that is
+        not above the arm (the gripper within its radius of the box in the plane) the fingertips stay
+        ``safety_margin_m`` above its top, and motion that brings them no lower passes (escape: rising off an
+        object is the way out). Furniture is left out (the arm reaches over table tops to what stands on
+        them), and so are the exempt target (grasping it is intended contact) and held objects."""
+        c = self.config
+        movable = np.array([k for k, o in enumerate(objects.items) if not o.static and k != objects.target],
+                           dtype=np.intp)
+        if movable.size == 0:
+            return
+        wrist, tip = body.gripper
+        centers, sizes = objects.centers[movable, :2], objects.sizes[movable, :2]
+        along = np.linspace(0.0, 1.0, 5)[None, :, None]
+        planar = point_box_distance(wrist[:, None] + along * (tip - wrist)[:, None], centers, sizes).min(axis=1)
+        tops = objects.centers[movable, 2] + objects.sizes[movable, 2] / 2.0
+        bottoms = objects.centers[movable, 2] - objects.sizes[movable, 2] / 2.0
+        under = (planar <= c.gripper_radius_m) & (bottoms[None, :] < (height + c.arm_band_above_m)[:, None])
+        clear = np.where(under, (height - c.arm_band_below_m)[:, None] - tops[None, :], np.inf)
+        visible = np.array([objects.items[k].visible for k in movable], dtype=bool)
+        for category, cols in ((Category.COLLISION, visible), (Category.BLIND_SPOT, ~visible)):
+            idx = np.flatnonzero(cols)
+            self._judge(category, clear[:, idx], hits, risk,
+                        lambda k, n, idx=idx: f"{objects.items[movable[idx[n]]].object_type} "
+                                              f"'{objects.items[movable[idx[n]]].object_id}' under the gripper")
 
     def _reaches_target(self, objects: _Objects, body: SweptBody) -> bool:
         """The arm motion concerns the task target: it brings the arm closer to the target and ends within

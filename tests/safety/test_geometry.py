@@ -122,6 +122,12 @@ def test_point_box_distance_is_zero_inside_and_euclidean_outside() -> None:
     np.testing.assert_allclose(point_box_distance(np.array([0.1, 0.1, 0.1]), centers, sizes), [0.0, 0.8])
     np.testing.assert_allclose(point_box_distance(np.array([1.4, 0.4, 0.0]), centers, sizes),
                                [math.hypot(0.9, 0.0), math.hypot(0.3, 0.3)])
+    # any leading shape of points: a (2, 2) batch gives (2, 2, M), each row as a single point would
+    batch = np.array([[[0.1, 0.1, 0.1], [1.4, 0.4, 0.0]], [[2.0, 0.0, 0.0], [0.0, 0.0, 3.0]]])
+    got = point_box_distance(batch, centers, sizes)
+    assert got.shape == (2, 2, 2)
+    for i, j in np.ndindex(2, 2):
+        np.testing.assert_allclose(got[i, j], point_box_distance(batch[i, j], centers, sizes))
 
 
 def test_link_groups_chains_neighbours_transitively() -> None:

@@ -436,6 +436,26 @@ def test_shield_lets_the_arm_pass_over_a_labelled_table_but_not_an_unexplained_o
     assert verdict.kind is VerdictKind.STOP and verdict.category is Category.COLLISION
 
 
+def test_shield_stops_lowering_the_gripper_onto_an_object_below_it_and_lets_it_rise() -> None:
+    """The lidar's points lie on a basket's sides and carry no height: lowering the gripper straight onto its
+    top approaches none of them in the plane. The basket's box does (fingertips 0.15 m under the arm)."""
+    robot = RobotState(lift=0.55, arm_extension=0.3, wrist_yaw=0.0)  # tip over the basket, fingertips at 0.40
+    basket = ObjectState("Basket|1", "Basket", (-0.07, -0.75, 0.175), size=(0.35, 0.35, 0.35))
+    sides = np.concatenate([wall((-0.245, -0.575), (0.105, -0.575)), wall((-0.245, -0.925), (0.105, -0.925))])
+    down, up = ArmCommand({"joint_lift": 0.45}), ArmCommand({"joint_lift": 0.65})
+    verdict = SHIELD.check(world(sides, visible=False, objects=(basket,), robot=robot), down)
+    assert verdict.kind is VerdictKind.STOP and verdict.category is Category.BLIND_SPOT, verdict
+    assert "Basket|1" in verdict.reason
+    assert SHIELD.check(world(sides, visible=False, objects=(basket,), robot=robot), up).kind is VerdictKind.ALLOW
+    pressing = RobotState(lift=0.45, arm_extension=0.3, wrist_yaw=0.0)  # already on it: rising is the way out
+    assert SHIELD.check(world(sides, visible=False, objects=(basket,), robot=pressing), up).kind is \
+        VerdictKind.ALLOW
+    seen = ObjectState("Basket|1", "Basket", (-0.07, -0.75, 0.175), size=(0.35, 0.35, 0.35), visible=True)
+    assert SHIELD.check(world(sides, objects=(seen,), robot=robot), down).category is Category.COLLISION
+    target = WorldEstimate(robot, sides, np.ones(len(sides), dtype=bool), (seen,), target_object_id="Basket|1")
+    assert SHIELD.check(target, down).kind is VerdictKind.ALLOW  # grasping the target is intended contact
+
+
 @pytest.mark.parametrize(
     ("targets", "match"),
     [({"joint_elbow": 1.0}, "unknown joint"),
