@@ -46,14 +46,24 @@ class DomainLease:
 
     Concurrent test runs, demos and benchmarks on one machine each lease a different domain, so their
     graphs never see each other. The lock dies with the process, so a killed run frees its domain.
+
+    Without ``preferred``, a process's successive leases walk on through the ids instead of taking a freed
+    one again: a graph must not inherit its predecessor's domain, where processes killed with SIGKILL leave
+    Fast DDS shared-memory ports behind (named by domain and participant index) that a new participant of
+    the same index may reopen and never be delivered large samples on (eProsima/Fast-DDS#5053, #5469: a
+    respawned policy node got odometry but no camera image for 90 s).
     """
 
     LOCK_DIR = Path(tempfile.gettempdir()) / "safevla-ros-domains"
+    _last_leased: int | None = None  # this process's latest lease without ``preferred``
 
     def __init__(self, preferred: int | None = None) -> None:
         self.LOCK_DIR.mkdir(parents=True, exist_ok=True)
         low, high = _DOMAIN_RANGE
-        start = pick_domain_id() if preferred is None else preferred
+        if preferred is not None:
+            start = preferred
+        else:
+            start = pick_domain_id() if DomainLease._last_leased is None else DomainLease._last_leased + 1
         for offset in range(high - low + 1):
             candidate = low + (start - low + offset) % (high - low + 1)
             handle = open(self.LOCK_DIR / f"{candidate}.lock", "w")  # noqa: SIM115 (held until release)
@@ -64,6 +74,8 @@ class DomainLease:
                 continue
             self.domain_id = candidate
             self._handle = handle
+            if preferred is None:
+                DomainLease._last_leased = candidate
             return
         raise RuntimeError(f"all ROS domain ids {low}..{high} are leased on this machine (see {self.LOCK_DIR})")
 

@@ -25,3 +25,12 @@ def test_two_leases_never_share_a_domain():
         freed = first.domain_id
     with DomainLease(40) as again:
         assert again.domain_id == freed
+
+
+def test_a_process_never_leases_the_domain_it_just_freed():
+    """Processes killed in one graph leave shared-memory ports in its domain: the next graph goes elsewhere."""
+    with DomainLease() as first:
+        freed = first.domain_id
+    with DomainLease() as second, DomainLease() as third:
+        assert freed not in (second.domain_id, third.domain_id)
+        assert second.domain_id != third.domain_id
