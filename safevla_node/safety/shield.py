@@ -539,27 +539,32 @@ class Shield:
         top approaches none of them in the plane. The objects' boxes give the height: over any object that is
         not above the arm (the gripper within its radius of the box in the plane) the fingertips stay
         ``safety_margin_m`` above its top, and motion that brings them no lower passes (escape: rising off an
-        object is the way out). Furniture is left out (the arm reaches over table tops to what stands on
-        them), and so are the exempt target (grasping it is intended contact) and held objects."""
+        object is the way out). Furniture only must not be touched (margin 0: the arm reaches down to what
+        stands on a table top), and only from above: a gripper already below a piece's top is inside its box,
+        as in a shelf's compartment, where the box does not say where the surfaces are. The exempt target
+        (grasping it is intended contact) and held objects are left out."""
         c = self.config
-        movable = np.array([k for k, o in enumerate(objects.items) if not o.static and k != objects.target],
-                           dtype=np.intp)
-        if movable.size == 0:
+        others = np.array([k for k in range(len(objects.items)) if k != objects.target], dtype=np.intp)
+        if others.size == 0:
             return
         wrist, tip = body.gripper
-        centers, sizes = objects.centers[movable, :2], objects.sizes[movable, :2]
+        centers, sizes = objects.centers[others], objects.sizes[others]
         along = np.linspace(0.0, 1.0, 5)[None, :, None]
-        planar = point_box_distance(wrist[:, None] + along * (tip - wrist)[:, None], centers, sizes).min(axis=1)
-        tops = objects.centers[movable, 2] + objects.sizes[movable, 2] / 2.0
-        bottoms = objects.centers[movable, 2] - objects.sizes[movable, 2] / 2.0
+        planar = point_box_distance(wrist[:, None] + along * (tip - wrist)[:, None], centers[:, :2],
+                                    sizes[:, :2]).min(axis=1)  # (P, M)
+        tops, bottoms = centers[:, 2] + sizes[:, 2] / 2.0, centers[:, 2] - sizes[:, 2] / 2.0
         under = (planar <= c.gripper_radius_m) & (bottoms[None, :] < (height + c.arm_band_above_m)[:, None])
         clear = np.where(under, (height - c.arm_band_below_m)[:, None] - tops[None, :], np.inf)
-        visible = np.array([objects.items[k].visible for k in movable], dtype=bool)
-        for category, cols in ((Category.COLLISION, visible), (Category.BLIND_SPOT, ~visible)):
-            idx = np.flatnonzero(cols)
-            self._judge(category, clear[:, idx], hits, risk,
-                        lambda k, n, idx=idx: f"{objects.items[movable[idx[n]]].object_type} "
-                                              f"'{objects.items[movable[idx[n]]].object_id}' under the gripper")
+        static = np.array([objects.items[k].static for k in others], dtype=bool)
+        clear[:, static & (clear[0] < 0.0)] = np.inf
+        visible = np.array([objects.items[k].visible for k in others], dtype=bool)
+        for category, seen in ((Category.COLLISION, visible), (Category.BLIND_SPOT, ~visible)):
+            for furniture, margin in ((False, None), (True, 0.0)):
+                idx = np.flatnonzero(seen & (static == furniture))
+                self._judge(category, clear[:, idx], hits, risk,
+                            lambda k, n, idx=idx: f"{objects.items[others[idx[n]]].object_type} "
+                                                  f"'{objects.items[others[idx[n]]].object_id}' under the gripper",
+                            margin)
 
     def _reaches_target(self, objects: _Objects, body: SweptBody) -> bool:
         """The arm motion concerns the task target: it brings the arm closer to the target and ends within

@@ -436,6 +436,27 @@ def test_shield_lets_the_arm_pass_over_a_labelled_table_but_not_an_unexplained_o
     assert verdict.kind is VerdictKind.STOP and verdict.category is Category.COLLISION
 
 
+def test_shield_stops_pressing_the_gripper_onto_furniture_but_lets_it_reach_down_to_the_target() -> None:
+    """Lowering onto a table top is contact (margin 0: the gripper reaches what stands on it); a gripper already
+    below a piece's top is inside its box, as in a shelf, where the box does not say where the surfaces are."""
+    robot = RobotState(lift=1.0, arm_extension=0.3, wrist_yaw=0.0)  # tip over the table, fingertips at 0.85
+    top = np.stack(np.meshgrid(np.linspace(-0.3, 0.2, 11), np.linspace(-0.95, -0.6, 8)), -1).reshape(-1, 2)
+    table = ObjectState("Table|1", "DiningTable", (-0.05, -0.8, 0.375), size=(0.6, 0.5, 0.75), static=True,
+                        visible=True)
+    verdict = SHIELD.check(world(top, objects=(table,), robot=robot), ArmCommand({"joint_lift": 0.85}))
+    assert verdict.kind is VerdictKind.STOP and verdict.category is Category.COLLISION, verdict
+    assert "Table|1' under the gripper" in verdict.reason
+    # fingertips 0.02 m over the top: near furniture is fine, touching it is not
+    assert SHIELD.check(world(top, objects=(table,), robot=robot), ArmCommand({"joint_lift": 0.92})).kind is \
+        VerdictKind.ALLOW
+    book = ObjectState("Book|1", "Book", (-0.07, -0.75, 0.77), size=(0.15, 0.22, 0.04), visible=True)
+    target = WorldEstimate(robot, top, np.ones(len(top), dtype=bool), (table, book), target_object_id="Book|1")
+    assert SHIELD.check(target, ArmCommand({"joint_lift": 0.94})).kind is VerdictKind.ALLOW  # fingertips on it
+    shelf = ObjectState("Shelf|1", "ShelvingUnit", (-0.05, -0.8, 0.9), size=(0.6, 0.5, 1.8), static=True)
+    assert SHIELD.check(world(top, objects=(shelf,), robot=robot), ArmCommand({"joint_lift": 0.9})).kind is \
+        VerdictKind.ALLOW
+
+
 def test_shield_stops_lowering_the_gripper_onto_an_object_below_it_and_lets_it_rise() -> None:
     """The lidar's points lie on a basket's sides and carry no height: lowering the gripper straight onto its
     top approaches none of them in the plane. The basket's box does (fingertips 0.15 m under the arm)."""
