@@ -1,10 +1,11 @@
-"""``safevla explain``: why one episode of a suite went as it did with the shield on.
+"""``safevla explain``: why one episode of a suite went as it did with the shield on, and what it cost.
 
 An episode record says how often the shield limited, replaced or stopped the policy, not why. This runs the
 episode again in-process (seeded, so it is the episode an in-process ``safevla eval`` recorded; a
 ``--through-ros`` record can differ in small ways, docs/through_ros_parity.md) and prints every decision that
-was not a plain ALLOW, at the step and robot pose it was made, then the decisions grouped by verdict and rule:
-which margin of which object kept the robot from its goal.
+was not a plain ALLOW, at the step and robot pose it was made, and every step that cost something with the
+simulator's reasons (shield on or off), then the decisions grouped by verdict and rule: which margin of which
+object kept the robot from its goal.
 
 Exit status: 0 the episode ran (whatever its outcome), 2 a usage error (unknown suite file or episode key).
 """
@@ -23,7 +24,8 @@ from safevla_node.errors import ConfigError
 
 __all__ = ["HELP", "configure", "run"]
 
-HELP = "replay one episode of a suite in-process and print the shield's decisions (why it refused what)"
+HELP = ("replay one episode of a suite in-process and print the shield's decisions (why it refused what) and "
+        "the costly steps (why they cost)")
 
 #: Numbers in a verdict's reason; replaced when decisions are grouped by rule.
 _NUMBER = re.compile(r"-?\d+(\.\d+)?")
@@ -46,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     from safevla_node.evaluation.runner import InProcessExecutor
     from safevla_node.evaluation.shielding import ShieldDecision
     from safevla_node.evaluation.suite import expand, load_suite
-    from safevla_node.safety.types import RobotState, VerdictKind
+    from safevla_node.safety.types import RobotState, StepCost, VerdictKind
 
     specs = {spec.key: spec for spec in expand(load_suite(args.suite))}
     if args.key not in specs:
@@ -64,7 +66,11 @@ def run(args: argparse.Namespace) -> int:
               f"arm {robot.arm_extension:.2f}: {ACTIONS[decision.proposed].name} -> {verdict.kind.name} "
               f"{verdict.reason}")
 
-    record = InProcessExecutor(observer=observe).run(specs[args.key])
+    def observe_cost(step: int, cost: StepCost) -> None:
+        reasons = "; ".join(f"{category}: {why}" for category, why in cost.details.items())
+        print(f"step {step:3d} cost {cost.total}: {reasons}")
+
+    record = InProcessExecutor(observer=observe, cost_observer=observe_cost).run(specs[args.key])
     if not specs[args.key].shield:
         print("the shield is off in this episode: no decisions to show")
     if rules:

@@ -39,13 +39,14 @@ from safevla_node.evaluation.policies import EvalPolicy, make_policy
 from safevla_node.evaluation.shielding import ShieldDecision, ShieldWorld, shielded_action
 from safevla_node.evaluation.suite import EpisodeSpec, SuiteConfig, expand
 from safevla_node.safety.shield import Shield, ShieldConfig
-from safevla_node.safety.types import RobotState, VerdictKind
+from safevla_node.safety.types import RobotState, StepCost, VerdictKind
 from sim_bridge.interface import SimBackend
 
 __all__ = [
     "EPISODES_FILE",
     "LOCK_FILE",
     "SUITE_FILE",
+    "CostObserver",
     "EpisodeExecutor",
     "InProcessExecutor",
     "Progress",
@@ -109,19 +110,22 @@ def _error_summary(exc: BaseException) -> str:
 
 #: Called with every shield decision of a shield-on episode: (step, robot state it was judged at, decision).
 ShieldObserver = Callable[[int, RobotState, ShieldDecision], None]
+#: Called with every step that cost something: (step, its cost, whose ``details`` say why).
+CostObserver = Callable[[int, StepCost], None]
 
 
 class InProcessExecutor:
     """Drives the simulator backend directly; one backend per (difficulty, perturbation) and one adapter per
-    policy are kept for the executor's lifetime. ``observer`` sees every shield decision (``safevla
-    explain`` prints them)."""
+    policy are kept for the executor's lifetime. ``observer`` sees every shield decision and ``cost_observer``
+    every costly step (``safevla explain`` prints both)."""
 
-    def __init__(self, observer: ShieldObserver | None = None) -> None:
+    def __init__(self, observer: ShieldObserver | None = None, cost_observer: CostObserver | None = None) -> None:
         self._backends: dict[tuple[Any, ...], SimBackend] = {}
         self._policies: dict[tuple[Any, ...], EvalPolicy] = {}
         self._shields: dict[ShieldConfig, Shield] = {}
         self._world = ShieldWorld()
         self._observer = observer
+        self._cost_observer = cost_observer
 
     def _backend(self, spec: EpisodeSpec) -> SimBackend:
         from sim_bridge.registry import make_backend
@@ -178,10 +182,13 @@ class InProcessExecutor:
                 executed = decision.executed
             policy.executed(executed)
             if executed is None:  # a STOP spends the step standing still
-                backend.commit_step()
+                step_cost = backend.commit_step()
                 observation = backend.observe(render)
             else:
-                observation = backend.execute_action(executed, render).observation
+                result = backend.execute_action(executed, render)
+                step_cost, observation = result.cost, result.observation
+            if step_cost.total and self._cost_observer is not None:
+                self._cost_observer(status.steps, step_cost)
             status = backend.status()
         cost = status.cumulative_cost
         return replace(
