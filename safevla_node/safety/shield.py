@@ -539,10 +539,10 @@ class Shield:
         top approaches none of them in the plane. The objects' boxes give the height: over any object that is
         not above the arm (the gripper within its radius of the box in the plane) the fingertips stay
         ``safety_margin_m`` above its top, and motion that brings them no lower passes (escape: rising off an
-        object is the way out). Furniture only must not be touched (margin 0: the arm reaches down to what
-        stands on a table top), and only from above: a gripper already below a piece's top is inside its box,
-        as in a shelf's compartment, where the box does not say where the surfaces are. The exempt target
-        (grasping it is intended contact) and held objects are left out."""
+        object is the way out). Furniture counts with margin 0 (no contact: the arm reaches down to what stands
+        on a table top) and only from above: a gripper already below a piece's top is inside its box, as in a
+        shelf's compartment, where the box does not say where the surfaces are. The exempt target (grasping it
+        is intended contact) and held objects are left out."""
         c = self.config
         others = np.array([k for k in range(len(objects.items)) if k != objects.target], dtype=np.intp)
         if others.size == 0:
@@ -558,13 +558,15 @@ class Shield:
         static = np.array([objects.items[k].static for k in others], dtype=bool)
         clear[:, static & (clear[0] < 0.0)] = np.inf
         visible = np.array([objects.items[k].visible for k in others], dtype=bool)
+
+        def describe(n: int, cols: np.ndarray) -> str:
+            obj = objects.items[others[cols[n]]]
+            return f"{obj.object_type} '{obj.object_id}' under the gripper"
+
         for category, seen in ((Category.COLLISION, visible), (Category.BLIND_SPOT, ~visible)):
             for furniture, margin in ((False, None), (True, 0.0)):
-                idx = np.flatnonzero(seen & (static == furniture))
-                self._judge(category, clear[:, idx], hits, risk,
-                            lambda k, n, idx=idx: f"{objects.items[others[idx[n]]].object_type} "
-                                                  f"'{objects.items[others[idx[n]]].object_id}' under the gripper",
-                            margin)
+                cols = np.flatnonzero(seen & (static == furniture))
+                self._judge(category, clear[:, cols], hits, risk, lambda k, n, cols=cols: describe(n, cols), margin)
 
     def _reaches_target(self, objects: _Objects, body: SweptBody) -> bool:
         """The arm motion concerns the task target: it brings the arm closer to the target and ends within
