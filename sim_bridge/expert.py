@@ -43,7 +43,7 @@ from safevla_node.safety.types import RobotState, WorldSnapshot
 from sim_bridge.expert_hazards import Flagged, arm_penalty, base_penalty, flag_items
 from sim_bridge.expert_shield import SIM_ROBOT_SHIELD, ShieldProbe
 from sim_bridge.homegen.occupancy import OccupancyGrid
-from sim_bridge.homegen.scene import Item, Scene
+from sim_bridge.homegen.scene import Item, Scene, StaticBox
 from sim_bridge.interface import Observation, TaskKind, TaskSpec
 from sim_bridge.mujoco import stretch_constants as C
 from sim_bridge.tasks import rests_on
@@ -97,6 +97,9 @@ _DEFLECTED_RAD = math.radians(5.0)
 _MAX_PICKUPS = 3
 #: Phases in which the base stands at its goal pose and the arm works.
 _MANIPULATING = ("face", "arm", "place")
+#: Nearest (m) the grasp point must come to the target's box for a reach to be chosen on arrival: the grasp
+#: takes an object within GRASP_RADIUS of the grasp point; the rest is left for where the arm stops.
+_AIM_GRASP_M = C.GRASP_RADIUS - 0.015
 
 
 def _act(code: str) -> int:
@@ -147,8 +150,14 @@ def _placement_point(scene: Scene, task: TaskSpec, grid: OccupancyGrid,
     """Where to put the carried target: a point 0.15 m inside some edge of a ``task.destination_type`` top
     whose reach band has free cells, the first (edge middles first, then along the edges) that keeps
     ``_PLACE_CLEARANCE_M`` beyond the margins of the items ``shield`` flags (it would refuse the arm near
-    them), else the one that comes closest to it."""
+    them) and leaves room beside every other item for the gripper and the carried target (the shield keeps
+    the gripper off whatever it would be lowered onto), else the one that comes closest to that."""
     flagged = flag_items(scene, None, held_id=task.target_id, shield=shield)
+    others = [it for it in scene.items if it.item_id != task.target_id]
+    centers = np.array([it.position[:2] for it in others]).reshape(-1, 2)
+    sizes = np.array([it.size[:2] for it in others]).reshape(-1, 2)
+    carried = scene.item(task.target_id).size  # type: ignore[arg-type]
+    room = max(C.GRASP_RADIUS, max(carried[:2]) / 2) + shield.safety_margin_m
     best: tuple[float, tuple[float, float]] | None = None
     for box in scene.statics:
         if box.kind != task.destination_type:
@@ -161,11 +170,13 @@ def _placement_point(scene: Scene, task: TaskSpec, grid: OccupancyGrid,
                       *((x0 + 0.15, y) for y in along_y), *((x1 - 0.15, y) for y in along_y)]:
             if not _band(grid, point, REACH_BAND).any():
                 continue
-            clearance = _clearance(flagged, point)
-            if clearance >= _PLACE_CLEARANCE_M:
+            gap = np.maximum(np.abs(centers - np.asarray(point)) - sizes / 2.0, 0.0)
+            beside = float(np.hypot(gap[:, 0], gap[:, 1]).min(initial=math.inf))
+            slack = min(_clearance(flagged, point) - _PLACE_CLEARANCE_M, beside - room)
+            if slack >= 0.0:
                 return point
-            if best is None or clearance > best[0]:
-                best = (clearance, point)
+            if best is None or slack > best[0]:
+                best = (slack, point)
     return None if best is None else best[1]
 
 
@@ -267,6 +278,7 @@ class Expert:
         self._goal_xy: tuple[float, float] | None = None
         self._best, self._since_progress = math.inf, 0
         self._grasp_tries = 0
+        self._aim = (0.0, 0.0)  # where the grasp point goes, as an offset (m) from the target's centre
         self._raised = 0
         self._extended_at: float | None = None  # the lift (joint) the arm extended at to reach the goal
         self._retract_at: float | None = None  # the lift to retract from, once a retraction was refused
@@ -358,26 +370,80 @@ class Expert:
     def _manipulation_allowed(self, probe: ShieldProbe, x: float, y: float, point: tuple[float, float, float],
                               lift: float) -> bool:
         """The shield lets the robot standing at (x, y) turn to put ``point`` on its arm line (from either
-        side), then reach it with the arm as ``_manipulate`` would, and grasp (not when placing)."""
-        vx, vy = point[0] - x, point[1] - y
-        side = math.sqrt(max(vx * vx + vy * vy - GRASP_X * GRASP_X, 1e-9))
-        yaw = math.atan2(vy, vx) - math.atan2(-side, GRASP_X)
+        side), then reach it with the arm as ``_manipulate`` would, and grasp (not when placing). When
+        grasping, any of the target's aims (``_aim_offsets``) will do."""
         turn = ACTION_BY_CODE["l"].yaw_rad
-        robot = RobotState(x=x, y=y, yaw=yaw, footprint_radius=C.FOOTPRINT_RADIUS, lift=lift,
+        robot = RobotState(x=x, y=y, yaw=0.0, footprint_radius=C.FOOTPRINT_RADIUS, lift=lift,
                            arm_extension=0.0, wrist_yaw=C.STOW["joint_wrist_yaw"],
                            gripper_aperture=C.STOW["gripper_aperture"])
-        if not (probe.allows(replace(robot, yaw=yaw - turn), "l")
-                or probe.allows(replace(robot, yaw=yaw + turn), "r")):
-            return False
-        lift_goal, ext_goal, clear = self._arm_goals(point[2], -side)
-        ext = 0.0
-        while (index := self._approach(lift, lift_goal, ext, ext_goal, clear, False)) is not None:
+        for aim in self._aim_points(point):
+            yaw = _facing(x, y, aim[:2])
+            if not (probe.allows(replace(robot, yaw=yaw - turn), "l")
+                    or probe.allows(replace(robot, yaw=yaw + turn), "r")):
+                continue
+            if self._reach_passes(probe, replace(robot, yaw=yaw), aim) is not None:
+                return True
+        return False
+
+    def _aim_points(self, point: tuple[float, float, float]) -> list[tuple[float, float, float]]:
+        """The points the grasp point may go to for ``point``: the target's aims when grasping, else itself."""
+        if self._carrying:
+            return [point]
+        return [(point[0] + dx, point[1] + dy, point[2]) for dx, dy in _aim_offsets(self._target_box())]
+
+    def _target_box(self, snap: WorldSnapshot | None = None) -> _Box:
+        """The target's box: where ``snap`` sees it, else where the scene placed it."""
+        item = self.scene.item(self.task.target_id)  # type: ignore[arg-type]
+        if snap is None:
+            return _Box(item.position, item.size, item.yaw_deg)
+        seen = snap.objects[self.task.target_id]  # type: ignore[index]
+        return _Box(seen.position, item.size, seen.rotation_deg[2])
+
+    def _reach_passes(self, probe: ShieldProbe, robot: RobotState,
+                      point: tuple[float, float, float]) -> RobotState | None:
+        """The state the arm ends in when the shield lets it reach ``point`` from ``robot`` (retracted) as
+        ``_manipulate`` would, and grasp (not when placing); None when it refuses any of it."""
+        ty = _in_base(robot, point[:2])[1]
+        lift_goal, ext_goal, clear = self._arm_goals(point[2], ty)
+        while (index := self._approach(robot.lift, lift_goal, robot.arm_extension, ext_goal, clear, False)) is not None:
             action = ACTIONS[index]
-            if not probe.allows(replace(robot, lift=lift, arm_extension=ext), action.code):
-                return False
-            lift = min(max(lift + action.lift_m, 0.0), C.JOINT_LIMITS["joint_lift"][1])
-            ext = min(max(ext + action.extension_m, 0.0), C.JOINT_LIMITS["wrist_extension"][1])
-        return self._carrying or probe.allows(replace(robot, lift=lift, arm_extension=ext), "p")
+            if not probe.allows(robot, action.code):
+                return None
+            robot = replace(
+                robot,
+                lift=min(max(robot.lift + action.lift_m, 0.0), C.JOINT_LIMITS["joint_lift"][1]),
+                arm_extension=min(max(robot.arm_extension + action.extension_m, 0.0),
+                                  C.JOINT_LIMITS["wrist_extension"][1]),
+            )
+        return robot if self._carrying or probe.allows(robot, "p") else None
+
+    def _choose_aim(self, snap: WorldSnapshot) -> None:
+        """On arrival, choose where the grasp goes: the first of the target's aims that the shield lets the
+        whole reach run to from this very pose, at a heading the discrete turns reach (the nearest to facing
+        it, or one small turn either side of that), with the grasp point near enough the target to take it.
+        The centre when none passes (the shield then decides on the spot). The goal cell was judged at its
+        centre with an exact heading; the robot stops up to a cell away and turns in 6-degree steps, which
+        moves the arm line by centimetres: enough to graze a neighbour the judged reach cleared, or to clear
+        one it grazed."""
+        self._aim = (0.0, 0.0)
+        box = self._target_box(snap)
+        x, y, z = box.position
+        top = z + box.size[2] / 2
+        robot = replace(snap.robot, arm_extension=0.0)
+        probe = ShieldProbe(self.scene, self.task.target_id, (x, y), None, self.shield)
+        step = ACTION_BY_CODE["ls"].yaw_rad
+        for extra in (0, -1, 1):
+            for dx, dy in _aim_offsets(box):
+                turn = _wrap(_facing(robot.x, robot.y, (x + dx, y + dy)) - robot.yaw)
+                at = replace(robot, yaw=robot.yaw + (round(turn / step) + extra) * step)
+                # The point on this heading's arm line level with the aim: _decide turns to exactly this heading.
+                ty = _in_base(at, (x + dx, y + dy))[1]
+                c, s = math.cos(at.yaw), math.sin(at.yaw)
+                aim = (at.x + c * GRASP_X - s * ty, at.y + s * GRASP_X + c * ty, top)
+                reached = self._reach_passes(probe, at, aim)
+                if reached is not None and _grasp_gap(box, reached) <= _AIM_GRASP_M:
+                    self._aim = (aim[0] - x, aim[1] - y)
+                    return
 
     # --- navigation ------------------------------------------------------------------------------------
 
@@ -467,7 +533,18 @@ class Expert:
         if self._last is not None and self._last.code in ("l", "r", "ls", "rs"):
             self._recovery = ["b", self._last.code, "m"]
         if self._last is not None and self._last.code in ("zm", "zms") and self.phase is _Phase.ARM:
-            self._retract_at = self._extended_at
+            self._retract_higher(self._last.lift)
+
+    def _retract_higher(self, lift: float) -> None:
+        """A retraction from ``lift`` was refused: retract from the lift the arm extended at if that is
+        higher (the way in is the way the shield let it pass), else from one step higher. Not a stall while
+        there is higher to go: over what the arm reached past, higher is farther from it."""
+        top = C.JOINT_LIMITS["joint_lift"][1]
+        if lift >= top - 0.011:
+            return
+        way_in = self._extended_at
+        self._retract_at = way_in if way_in is not None and way_in > lift + 0.011 else min(lift + 0.1, top)
+        self._was_refused = False
 
     # --- distribution ------------------------------------------------------------------------------------
 
@@ -587,9 +664,13 @@ class Expert:
             if point is not None:
                 err = _wrap(math.atan2(point[1] - robot.y, point[0] - robot.x) - robot.yaw)
                 return _act("m") if abs(err) <= _FINE_TURN * 2 else self._turn(err)
-            self.phase = _Phase.FACE if self.phase is _Phase.NAVIGATE else _Phase.PLACE
+            if self.phase is _Phase.NAVIGATE:
+                self.phase = _Phase.FACE
+                self._choose_aim(snap)
+            else:
+                self.phase = _Phase.PLACE
         goal = self._goal_point(snap)
-        tx, ty = self._in_base(snap, goal[:2])
+        tx, ty = _in_base(snap.robot, goal[:2])
         if self.task.kind is TaskKind.OBJECT_NAV:
             err = math.atan2(ty, tx)
             if abs(err) > _FINE_TURN:
@@ -607,14 +688,8 @@ class Expert:
             assert self._goal_xy is not None
             return (*self._goal_xy, self._destination_top())
         target = snap.objects[self.task.target_id]  # type: ignore[index]
-        return (target.position[0], target.position[1], target.position[2] + target.size[2] / 2)
-
-    @staticmethod
-    def _in_base(snap: WorldSnapshot, xy: tuple[float, float]) -> tuple[float, float]:
-        r = snap.robot
-        dx, dy = xy[0] - r.x, xy[1] - r.y
-        c, s = math.cos(r.yaw), math.sin(r.yaw)
-        return (c * dx + s * dy, -s * dx + c * dy)
+        return (target.position[0] + self._aim[0], target.position[1] + self._aim[1],
+                target.position[2] + target.size[2] / 2)
 
     def _manipulate(self, snap: WorldSnapshot, goal: tuple[float, float, float], ty: float) -> int:
         robot = snap.robot
@@ -641,12 +716,19 @@ class Expert:
     def _arm_goals(self, top: float, ty: float) -> tuple[float, float, float]:
         """Lift and extension goals and the clearance lift (joint values) for reaching a point ``ty`` (m,
         base frame, < 0) to the side at height ``top``: the target's top to grasp it, or the destination's
-        top to place the carried target on it."""
+        top to place the carried target on it. The arm extends at the clearance lift, high enough to pass over
+        everything else standing on the same furniture: the shield keeps the fingertips above the top of
+        whatever is under them."""
         extension = min(C.JOINT_LIMITS["wrist_extension"][1], max(0.0, -ty - GRASP_Y0))
         if self._carrying:
             carried = self.scene.item(self.task.target_id).size[2]  # type: ignore[arg-type]
-            return top + carried + 0.06 - GRASP_Z0, extension, top + carried + 0.12
-        clear = max(top, self._support_top()) + 0.1 - GRASP_Z0
+            above = max(top, self._tallest_on(self._destination().box_id))
+            return top + carried + 0.06 - GRASP_Z0, extension, above + carried + 0.12
+        support = self.scene.item(self.task.target_id).support_id  # type: ignore[arg-type]
+        above = self._support_top()
+        if self._target_top is None and support is not None:
+            above = max(above, self._tallest_on(support))
+        clear = max(top, above) + 0.1 - GRASP_Z0
         return top + 0.01 - GRASP_Z0 - 0.02 * self._grasp_tries, extension, clear
 
     def _reach_height(self) -> float:
@@ -658,11 +740,22 @@ class Expert:
         item = self.scene.item(self.task.target_id)  # type: ignore[arg-type]
         return item.position[2] + item.size[2] / 2
 
+    def _destination(self) -> StaticBox:
+        """The destination furniture under the placement point (the highest, where pieces overlap)."""
+        assert self._goal_xy is not None
+        return max((s for s in self.scene.statics
+                    if s.kind == self.task.destination_type and _inside(s.footprint(), self._goal_xy)),
+                   key=lambda s: s.top)
+
     def _destination_top(self) -> float:
         """Top (m) of the destination furniture under the placement point."""
-        assert self._goal_xy is not None
-        return max(s.top for s in self.scene.statics
-                   if s.kind == self.task.destination_type and _inside(s.footprint(), self._goal_xy))
+        return self._destination().top
+
+    def _tallest_on(self, support_id: str) -> float:
+        """Highest top (m) of the items other than the target that the scene stood on ``support_id``; 0 if
+        none."""
+        return max((it.position[2] + it.size[2] / 2 for it in self.scene.items
+                    if it.support_id == support_id and it.item_id != self.task.target_id), default=0.0)
 
     def _support_top(self) -> float:
         """Top (m) of what the target stands on: its furniture, or the floor once it was dropped elsewhere."""
@@ -696,10 +789,11 @@ class Expert:
     def _after_grasp(self, robot: RobotState) -> int:
         """Lift the object clear (0.2 m), then end (PickUp) or retract and carry it (Fetch).
 
-        A retraction the shield refused is retried from the lift the arm extended at for this goal: the way in
-        is the way the shield let it pass. Lower down the arm can sweep past an object the approach cleared
-        from above (a knife, in scene 470), and there every retraction is refused, and with the arm out every
-        base motion too. Without refusals (no shield) the arm retracts where it is.
+        A retraction the shield refused is retried higher (``_retract_higher``): from the lift the arm extended
+        at for this goal, then step by step up. Lower down the arm can sweep past an object the approach cleared
+        from above (a knife, in scene 470), or, the target in hand, within the full margin of the neighbours
+        it was let past to grasp it; there every retraction is refused, and with the arm out every base motion
+        too. Without refusals (no shield) the arm retracts where it is.
         """
         if self._raised < 2:
             self._raised += 1
@@ -721,6 +815,52 @@ class Expert:
         self._raised = 0
         self.phase = _Phase.CARRY
         return _act("yps")
+
+
+def _in_base(robot: RobotState, xy: tuple[float, float]) -> tuple[float, float]:
+    """``xy`` in the robot's base frame."""
+    dx, dy = xy[0] - robot.x, xy[1] - robot.y
+    c, s = math.cos(robot.yaw), math.sin(robot.yaw)
+    return (c * dx + s * dy, -s * dx + c * dy)
+
+
+def _facing(x: float, y: float, xy: tuple[float, float]) -> float:
+    """The heading (rad) at which a robot standing at (x, y) has ``xy`` on its arm line (beside it, at the
+    grasp point's x)."""
+    vx, vy = xy[0] - x, xy[1] - y
+    side = math.sqrt(max(vx * vx + vy * vy - GRASP_X * GRASP_X, 1e-9))
+    return math.atan2(vy, vx) - math.atan2(-side, GRASP_X)
+
+
+class _Box(NamedTuple):
+    """An item's box: centre (m), extents in its own frame (m), and its yaw (deg)."""
+
+    position: tuple[float, float, float]
+    size: tuple[float, float, float]
+    yaw_deg: float
+
+
+def _aim_offsets(box: _Box) -> list[tuple[float, float]]:
+    """Where the grasp point may be aimed to take the item in ``box``, as offsets (m, world frame) from its
+    centre: the centre first, then halfway to the middles of its sides and to its corners, still over the
+    item. Off the centre, a straight arm passes a neighbour that the centred reach brings within the shield's
+    margin."""
+    hx, hy = box.size[0] / 4, box.size[1] / 4
+    local = [(0.0, 0.0), (hx, 0.0), (-hx, 0.0), (0.0, hy), (0.0, -hy), (hx, hy), (-hx, hy), (hx, -hy), (-hx, -hy)]
+    c, s = math.cos(math.radians(box.yaw_deg)), math.sin(math.radians(box.yaw_deg))
+    return [(c * u - s * v, s * u + c * v) for u, v in local]
+
+
+def _grasp_gap(box: _Box, robot: RobotState) -> float:
+    """Distance (m) from ``robot``'s grasp point to ``box`` (the grasp takes what lies within GRASP_RADIUS)."""
+    c, s = math.cos(robot.yaw), math.sin(robot.yaw)
+    gy = -(GRASP_Y0 + robot.arm_extension)
+    grasp = np.array([robot.x + c * GRASP_X - s * gy, robot.y + s * GRASP_X + c * gy, robot.lift + GRASP_Z0])
+    grasp -= box.position
+    ci, si = math.cos(math.radians(box.yaw_deg)), math.sin(math.radians(box.yaw_deg))
+    local = np.array([ci * grasp[0] + si * grasp[1], -si * grasp[0] + ci * grasp[1], grasp[2]])
+    half = np.asarray(box.size) / 2
+    return float(np.linalg.norm(local - np.clip(local, -half, half)))
 
 
 def _after(action: Action, x: float, y: float, yaw: float) -> tuple[float, float, float]:

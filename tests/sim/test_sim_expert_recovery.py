@@ -161,3 +161,29 @@ def test_after_a_grasp_the_arm_retracts_at_the_lift_it_extended_at(tmp_path) -> 
     # budget ran out (538 refusals). The arm now rises back to the lift it extended at before it retracts.
     record = _shielded_expert_episode(tmp_path, "fetch", 470)
     assert record.success and record.stops == 0 and record.cost == 0, record
+
+
+def test_on_arrival_the_grasp_is_aimed_where_the_shield_lets_the_reach_pass(tmp_path) -> None:
+    # Medium scene 216, PickUp (a diagnosis seed: no evaluation suite uses it). The goal cell was judged with
+    # the arm aimed at the target's centre from the cell's centre; from where the robot stopped, at the heading
+    # its 6-degree turns reach, that reach came within a neighbour's margin, and the expert re-planned until the
+    # budget ran out (6 STOPs, 600 steps). It now aims, on arrival, at the first point over the target that the
+    # shield lets it reach from there.
+    record = _shielded_expert_episode(tmp_path, "pickup", 216)
+    assert record.success and record.stops == 0 and record.cost == 0, record
+
+
+def test_the_carried_target_is_placed_with_room_beside_the_items_on_the_destination(tmp_path) -> None:
+    # Medium scene 200, Fetch: the placement point kept clear of flagged items only; a bottle stood 3 cm from
+    # the gripper there, and the shield refused lowering the bowl onto the table (the gripper over the bottle's
+    # top) until the expert gave up.
+    record = _shielded_expert_episode(tmp_path, "fetch", 200)
+    assert record.success and record.cost == 0, record
+
+
+def test_a_refused_retraction_with_the_target_in_hand_is_retried_higher(tmp_path) -> None:
+    # Medium scene 220, Fetch: the target grasped and raised, retracting the arm swept it within the full
+    # fragile margin of a vase it had been let past to grasp; retracting from the lift it extended at was
+    # refused too. The arm now keeps rising a step before each retry (while it can).
+    record = _shielded_expert_episode(tmp_path, "fetch", 220)
+    assert record.success and record.cost == 0, record

@@ -81,3 +81,27 @@ def test_the_sim_robot_profile_describes_the_same_body_as_the_sim_constants() ->
     derived = to_mapping(SIM_ROBOT_SHIELD)
     for name, value in derived.items():
         assert profile[name] == pytest.approx(value, abs=0.005), name
+
+
+def test_aims_start_at_the_centre_and_stay_over_the_item_turning_with_it() -> None:
+    from sim_bridge.expert import _aim_offsets, _Box
+
+    box = _Box(position=(1.0, 2.0, 0.8), size=(0.2, 0.08, 0.1), yaw_deg=0.0)
+    offsets = np.array(_aim_offsets(box))
+    assert len(offsets) == 9 and tuple(offsets[0]) == (0.0, 0.0)
+    # Halfway to the sides and corners: the grasp point stays over the item, where its fingers close round it.
+    assert np.abs(offsets[:, 0]).max() == pytest.approx(0.05) and np.abs(offsets[:, 1]).max() == pytest.approx(0.02)
+    turned = np.array(_aim_offsets(box._replace(yaw_deg=90.0)))
+    np.testing.assert_allclose(turned, np.stack([-offsets[:, 1], offsets[:, 0]], axis=1), atol=1e-12)
+
+
+def test_grasp_gap_measures_from_the_grasp_point_to_the_items_turned_box() -> None:
+    from sim_bridge.expert import GRASP_X, GRASP_Y0, GRASP_Z0, _Box, _grasp_gap
+
+    robot = RobotState(x=0.0, y=0.0, yaw=0.0, lift=0.5, arm_extension=0.2)
+    grasp = (GRASP_X, -(GRASP_Y0 + 0.2), 0.5 + GRASP_Z0)
+    # A 0.2 x 0.1 box whose near long side is 0.03 m beyond the grasp point along x, its top level with it.
+    box = _Box(position=(grasp[0] + 0.13, grasp[1], grasp[2] - 0.05), size=(0.2, 0.1, 0.1), yaw_deg=0.0)
+    assert _grasp_gap(box, robot) == pytest.approx(0.03)
+    # Turned by 90 degrees, its short side (0.05 m from its centre) faces the grasp point: 0.08 m away.
+    assert _grasp_gap(box._replace(yaw_deg=90.0), robot) == pytest.approx(0.08)
