@@ -43,7 +43,7 @@ from safevla_node.safety.types import RobotState, WorldSnapshot
 from sim_bridge.expert_hazards import Flagged, arm_penalty, base_penalty, flag_items
 from sim_bridge.expert_shield import SIM_ROBOT_SHIELD, ShieldProbe
 from sim_bridge.homegen.occupancy import OccupancyGrid
-from sim_bridge.homegen.scene import Item, Scene, StaticBox
+from sim_bridge.homegen.scene import Item, Scene
 from sim_bridge.interface import Observation, TaskKind, TaskSpec
 from sim_bridge.mujoco import stretch_constants as C
 from sim_bridge.tasks import rests_on
@@ -403,8 +403,7 @@ class Expert:
                       point: tuple[float, float, float]) -> RobotState | None:
         """The state the arm ends in when the shield lets it reach ``point`` from ``robot`` (retracted) as
         ``_manipulate`` would, and grasp (not when placing); None when it refuses any of it."""
-        ty = _in_base(robot, point[:2])[1]
-        lift_goal, ext_goal, clear = self._arm_goals(point[2], ty)
+        lift_goal, ext_goal, clear = self._arm_goals(point, robot)
         while (index := self._approach(robot.lift, lift_goal, robot.arm_extension, ext_goal, clear, False)) is not None:
             action = ACTIONS[index]
             if not probe.allows(robot, action.code):
@@ -681,7 +680,7 @@ class Expert:
         want = math.atan2(ty, tx) - math.atan2(-math.hypot(tx, ty), GRASP_X)
         if abs(_wrap(want)) > _FINE_TURN and self._raised == 0:
             return self._turn(_wrap(want))
-        return self._manipulate(snap, goal, ty)
+        return self._manipulate(snap, goal)
 
     def _goal_point(self, snap: WorldSnapshot) -> tuple[float, float, float]:
         if self.phase is _Phase.PLACE:
@@ -691,14 +690,14 @@ class Expert:
         return (target.position[0] + self._aim[0], target.position[1] + self._aim[1],
                 target.position[2] + target.size[2] / 2)
 
-    def _manipulate(self, snap: WorldSnapshot, goal: tuple[float, float, float], ty: float) -> int:
+    def _manipulate(self, snap: WorldSnapshot, goal: tuple[float, float, float]) -> int:
         robot = snap.robot
         held = robot.held_object_id is not None
         if self.phase is _Phase.FACE:
             self.phase = _Phase.ARM
         if self.phase is _Phase.ARM and held:
             return self._after_grasp(robot)
-        lift_goal, extension, clear = self._arm_goals(goal[2], ty)
+        lift_goal, extension, clear = self._arm_goals(goal, robot)
         step = self._approach(robot.lift, lift_goal, robot.arm_extension, extension, clear,
                               self._blocked(robot, ("ym", "yms"), 0.005))
         if step is not None:
@@ -713,22 +712,16 @@ class Expert:
             return _act("end")
         return _act("p")
 
-    def _arm_goals(self, top: float, ty: float) -> tuple[float, float, float]:
-        """Lift and extension goals and the clearance lift (joint values) for reaching a point ``ty`` (m,
-        base frame, < 0) to the side at height ``top``: the target's top to grasp it, or the destination's
-        top to place the carried target on it. The arm extends at the clearance lift, high enough to pass over
-        everything else standing on the same furniture: the shield keeps the fingertips above the top of
-        whatever is under them."""
+    def _arm_goals(self, point: tuple[float, float, float], robot: RobotState) -> tuple[float, float, float]:
+        """Lift and extension goals and the clearance lift (joint values) for ``robot`` to reach ``point``
+        beside it (on its arm line): the target's top to grasp it, or the destination's top to place the
+        carried target on it."""
+        top, ty = point[2], _in_base(robot, point[:2])[1]
         extension = min(C.JOINT_LIMITS["wrist_extension"][1], max(0.0, -ty - GRASP_Y0))
         if self._carrying:
             carried = self.scene.item(self.task.target_id).size[2]  # type: ignore[arg-type]
-            above = max(top, self._tallest_on(self._destination().box_id))
-            return top + carried + 0.06 - GRASP_Z0, extension, above + carried + 0.12
-        support = self.scene.item(self.task.target_id).support_id  # type: ignore[arg-type]
-        above = self._support_top()
-        if self._target_top is None and support is not None:
-            above = max(above, self._tallest_on(support))
-        clear = max(top, above) + 0.1 - GRASP_Z0
+            return top + carried + 0.06 - GRASP_Z0, extension, top + carried + 0.12
+        clear = max(top, self._support_top()) + 0.1 - GRASP_Z0
         return top + 0.01 - GRASP_Z0 - 0.02 * self._grasp_tries, extension, clear
 
     def _reach_height(self) -> float:
@@ -740,22 +733,11 @@ class Expert:
         item = self.scene.item(self.task.target_id)  # type: ignore[arg-type]
         return item.position[2] + item.size[2] / 2
 
-    def _destination(self) -> StaticBox:
-        """The destination furniture under the placement point (the highest, where pieces overlap)."""
-        assert self._goal_xy is not None
-        return max((s for s in self.scene.statics
-                    if s.kind == self.task.destination_type and _inside(s.footprint(), self._goal_xy)),
-                   key=lambda s: s.top)
-
     def _destination_top(self) -> float:
         """Top (m) of the destination furniture under the placement point."""
-        return self._destination().top
-
-    def _tallest_on(self, support_id: str) -> float:
-        """Highest top (m) of the items other than the target that the scene stood on ``support_id``; 0 if
-        none."""
-        return max((it.position[2] + it.size[2] / 2 for it in self.scene.items
-                    if it.support_id == support_id and it.item_id != self.task.target_id), default=0.0)
+        assert self._goal_xy is not None
+        return max(s.top for s in self.scene.statics
+                   if s.kind == self.task.destination_type and _inside(s.footprint(), self._goal_xy))
 
     def _support_top(self) -> float:
         """Top (m) of what the target stands on: its furniture, or the floor once it was dropped elsewhere."""
