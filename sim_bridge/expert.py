@@ -5,8 +5,10 @@ furniture, with soft costs for coming near the items the shield flags (``sim_bri
 paths detour round dangerous equipment and fragile groups, and it picks goal cells from which the arm clears
 the target's neighbours, where such exist. Among those cells it then asks the shield itself
 (``sim_bridge.expert_shield.ShieldProbe``) from which the whole manipulation (turn to face, raise, extend,
-lower, grasp) would be let through, and heads only for those when there are any. Unflagged floor clutter is
-not planned around. L* for SEL (``shortest_path_length``) stays the hazard-blind shortest path.
+lower, grasp) would be let through, for the grasp aimed at any of a few points over the target, and heads
+only for those when there are any. On arrival it asks again from the pose it actually reached, at the headings
+its discrete turns reach, and aims the grasp at the first point the shield lets it reach. Unflagged floor
+clutter is not planned around. L* for SEL (``shortest_path_length``) stays the hazard-blind shortest path.
 
 It trusts the world over its own plan: a straight move that turned the base scraped along something and
 counts as blocked; a fetch ends only when the target rests on the destination, and a target lost on the way
