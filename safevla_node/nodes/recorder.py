@@ -14,13 +14,13 @@ from collections.abc import Sequence
 from functools import partial
 
 import rclpy
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 
 from safevla_node.bags.reader import normalize_topic
 from safevla_node.bags.writer import BagRecorder, RecordConfig
 from safevla_node.errors import SafeVLAError
 from safevla_node.nodes.bag_interop import import_message_type, subscriber_qos, to_bag_qos
+from safevla_node.nodes.shutdown import ends_on_shutdown
 
 __all__ = ["CAMERA_TOPICS", "DEFAULT_TOPICS", "RecorderNode", "main", "run"]
 
@@ -111,10 +111,8 @@ def _record(node: RecorderNode, config: RecordConfig, topics: Sequence[str] | No
     try:
         with BagRecorder(config) as recorder:
             node.start(recorder, topics)
-            try:
+            with ends_on_shutdown():
                 rclpy.spin(node)
-            except (KeyboardInterrupt, ExternalShutdownException):
-                pass
     finally:
         node.destroy_node()
         rclpy.try_shutdown()

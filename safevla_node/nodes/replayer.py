@@ -14,13 +14,13 @@ import time
 
 import rclpy
 from rclpy.context import Context
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.publisher import Publisher
 
 from safevla_node.bags.reader import open_bag
 from safevla_node.bags.replay import Pacer, ReplayConfig, ReplayPlan
 from safevla_node.nodes.bag_interop import import_message_type, publisher_qos
+from safevla_node.nodes.shutdown import ends_on_shutdown
 
 __all__ = ["ReplayerNode", "run"]
 
@@ -88,16 +88,15 @@ def run(bag_path: str, config: ReplayConfig, delay_s: float = 0.0, wait_for_subs
         try:
             node = ReplayerNode(plan)
             try:
-                missing = node.wait_for_subscribers(wait_for_subscribers_s) if wait_for_subscribers_s > 0 else []
-                if missing:
-                    node.get_logger().warning(f"no subscriber after {wait_for_subscribers_s:g} s on {missing}")
-                time.sleep(delay_s)
-                count = node.play(Pacer())
-                late_ms = sorted(node.lateness_s)[int(0.99 * (count - 1))] * 1e3 if count else 0.0
-                node.get_logger().info(
-                    f"replayed {count} messages from {bag_path} (pacing lateness p99 {late_ms:.2f} ms)")
-            except (KeyboardInterrupt, ExternalShutdownException):
-                pass
+                with ends_on_shutdown():
+                    missing = node.wait_for_subscribers(wait_for_subscribers_s) if wait_for_subscribers_s > 0 else []
+                    if missing:
+                        node.get_logger().warning(f"no subscriber after {wait_for_subscribers_s:g} s on {missing}")
+                    time.sleep(delay_s)
+                    count = node.play(Pacer())
+                    late_ms = sorted(node.lateness_s)[int(0.99 * (count - 1))] * 1e3 if count else 0.0
+                    node.get_logger().info(
+                        f"replayed {count} messages from {bag_path} (pacing lateness p99 {late_ms:.2f} ms)")
             finally:
                 node.destroy_node()
         finally:
