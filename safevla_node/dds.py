@@ -12,13 +12,50 @@ import random
 import tempfile
 from pathlib import Path
 
-__all__ = ["LOOPBACK_ENV", "DomainLease", "isolated_ros_env", "pick_domain_id"]
+__all__ = ["LOOPBACK_ENV", "DomainLease", "clear_zombie_shm_ports", "isolated_ros_env", "pick_domain_id"]
 
 #: Variables that confine DDS discovery to the loopback interface (Jazzy/Kilted and Humble spellings).
 LOOPBACK_ENV = {"ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST", "ROS_LOCALHOST_ONLY": "1"}
 
 # Domain ids 1..101 are valid for every RMW on every platform; 0 is the default a user's robot likely uses.
 _DOMAIN_RANGE = (1, 101)
+
+
+#: Where Fast DDS keeps its shared-memory ports on Linux.
+SHM_DIR = Path("/dev/shm")
+#: Fast DDS numbers a domain's ports (UDP and shared-memory alike) from 7400 + 250 * domain, 250 of them.
+_PORT_BASE, _PORTS_PER_DOMAIN = 7400, 250
+
+
+def clear_zombie_shm_ports(domain_id: int, shm_dir: Path = SHM_DIR) -> list[int]:
+    """Remove the Fast DDS shared-memory ports of ``domain_id`` whose owner is gone; returns their numbers.
+
+    The criterion is Fast DDS's own (``fastdds shm clean``): a port's ``_el`` (or ``_sl``) file is locked while
+    the process that opened the port lives. A process killed with SIGKILL leaves the port behind, and a new
+    participant of the same index may reopen it and never be delivered large samples (eProsima/Fast-DDS#5053,
+    #5469). Ports in use are left alone, and so are other domains'.
+    """
+    first = _PORT_BASE + _PORTS_PER_DOMAIN * domain_id
+    removed = []
+    for lock in sorted(shm_dir.glob("fastdds_port*_[es]l")):
+        number = lock.name[len("fastdds_port"):-3]
+        if not number.isdigit() or not first <= int(number) < first + _PORTS_PER_DOMAIN or _locked(lock):
+            continue
+        port = lock.name[:-3]
+        for path in (lock, shm_dir / port, shm_dir / f"sem.{port}_mutex"):
+            path.unlink(missing_ok=True)
+        removed.append(int(number))
+    return removed
+
+
+def _locked(path: Path) -> bool:
+    """Some process holds a lock on ``path`` (trying an exclusive one fails)."""
+    try:
+        with open(path, "ab") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    return False
 
 
 def pick_domain_id(seed: int | None = None) -> int:
@@ -51,7 +88,8 @@ class DomainLease:
     one again: a graph must not inherit its predecessor's domain, where processes killed with SIGKILL leave
     Fast DDS shared-memory ports behind (named by domain and participant index) that a new participant of
     the same index may reopen and never be delivered large samples on (eProsima/Fast-DDS#5053, #5469: a
-    respawned policy node got odometry but no camera image for 90 s).
+    respawned policy node got odometry but no camera image for 90 s). A lease also clears its domain's
+    ports that earlier runs' killed processes left (``clear_zombie_shm_ports``).
     """
 
     LOCK_DIR = Path(tempfile.gettempdir()) / "safevla-ros-domains"
@@ -74,6 +112,7 @@ class DomainLease:
                 continue
             self.domain_id = candidate
             self._handle = handle
+            clear_zombie_shm_ports(candidate)
             if preferred is None:
                 DomainLease._last_leased = candidate
             return
