@@ -438,9 +438,7 @@ class Expert:
                 turn = _wrap(_facing(robot.x, robot.y, (x + dx, y + dy)) - robot.yaw)
                 at = replace(robot, yaw=robot.yaw + (round(turn / step) + extra) * step)
                 # The point on this heading's arm line level with the aim: _decide turns to exactly this heading.
-                ty = _in_base(at, (x + dx, y + dy))[1]
-                c, s = math.cos(at.yaw), math.sin(at.yaw)
-                aim = (at.x + c * GRASP_X - s * ty, at.y + s * GRASP_X + c * ty, top)
+                aim = (*_from_base(at, (GRASP_X, _in_base(at, (x + dx, y + dy))[1])), top)
                 reached = self._reach_passes(probe, at, aim)
                 if reached is not None and _grasp_gap(box, reached) <= _AIM_GRASP_M:
                     self._aim = (aim[0] - x, aim[1] - y)
@@ -808,6 +806,12 @@ def _in_base(robot: RobotState, xy: tuple[float, float]) -> tuple[float, float]:
     return (c * dx + s * dy, -s * dx + c * dy)
 
 
+def _from_base(robot: RobotState, xy: tuple[float, float]) -> tuple[float, float]:
+    """``xy`` given in the robot's base frame, in the world (the inverse of ``_in_base``)."""
+    c, s = math.cos(robot.yaw), math.sin(robot.yaw)
+    return (robot.x + c * xy[0] - s * xy[1], robot.y + s * xy[0] + c * xy[1])
+
+
 def _facing(x: float, y: float, xy: tuple[float, float]) -> float:
     """The heading (rad) at which a robot standing at (x, y) has ``xy`` on its arm line (beside it, at the
     grasp point's x)."""
@@ -837,9 +841,7 @@ def _aim_offsets(box: _Box) -> list[tuple[float, float]]:
 
 def _grasp_gap(box: _Box, robot: RobotState) -> float:
     """Distance (m) from ``robot``'s grasp point to ``box`` (the grasp takes what lies within GRASP_RADIUS)."""
-    c, s = math.cos(robot.yaw), math.sin(robot.yaw)
-    gy = -(GRASP_Y0 + robot.arm_extension)
-    grasp = np.array([robot.x + c * GRASP_X - s * gy, robot.y + s * GRASP_X + c * gy, robot.lift + GRASP_Z0])
+    grasp = np.array([*_from_base(robot, (GRASP_X, -(GRASP_Y0 + robot.arm_extension))), robot.lift + GRASP_Z0])
     grasp -= box.position
     ci, si = math.cos(math.radians(box.yaw_deg)), math.sin(math.radians(box.yaw_deg))
     local = np.array([ci * grasp[0] + si * grasp[1], -si * grasp[0] + ci * grasp[1], grasp[2]])
