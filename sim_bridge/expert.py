@@ -91,6 +91,13 @@ _BLOCKED_PENALTY_M = 100.0
 _BLOCKED_RADIUS_M = 0.25
 #: Refused proposals at one pose (arm joints not moving) before the expert manipulates from elsewhere.
 _STALLS_TO_REPLAN = 3
+#: Refused base motions, with no progress along the plan since, after which the expert takes the way ahead as
+#: closed by the shield and plans around it (``_detour``).
+_REFUSALS_TO_DETOUR = 6
+#: Detours per episode, after which the plan stands whatever the shield refuses.
+_MAX_DETOURS = 6
+#: Radius (m) of the place ahead a detour closes, and how far ahead of the robot its centre lies.
+_CLOSED_RADIUS_M = 0.2
 #: Re-plans after refused manipulation before the expert gives up and ends the episode.
 _MAX_REPLANS = 4
 #: A straight base move that turned the base by more than this (rad) scraped along something: blocked.
@@ -296,6 +303,8 @@ class Expert:
         self._was_refused = False
         self._stalls = 0
         self._blocked_xy: list[tuple[float, float]] = []
+        self._closed_xy: list[tuple[float, float]] = []  # places on the way the shield closed (``_detour``)
+        self._nav_refusals = 0
         self._replans = 0
         self.expert_path_length = shortest_path_length(self.scene, self.task)
         if self.task.feasible:
@@ -318,6 +327,8 @@ class Expert:
                              held_id=target if self._carrying else None, shield=self.shield)
         band = _goal_mask(grid, self.scene, self.task.kind, xy)
         enter = base_penalty(grid, flagged, lift)
+        for cx, cy in self._closed_xy:
+            enter[_disc(grid, cx, cy, _CLOSED_RADIUS_M)] += _BLOCKED_PENALTY_M
         cost = enter.copy()
         if self.task.kind is not TaskKind.OBJECT_NAV:
             cost += arm_penalty(grid, band, (*xy, self._reach_height()), flagged,
@@ -342,7 +353,7 @@ class Expert:
         viewing = self.task.kind is TaskKind.OBJECT_NAV
         self._sight = _line_of_sight(grid, self.scene, xy) if viewing else None
         self._best = math.inf
-        self._since_progress = 0
+        self._since_progress = self._nav_refusals = 0
 
     def _judged_goals(self, candidates: np.ndarray, cost: np.ndarray, point: tuple[float, float, float],
                       lift: float) -> np.ndarray:
@@ -466,7 +477,7 @@ class Expert:
         if not track:
             pass
         elif field[i, j] < self._best:
-            self._best, self._since_progress = float(field[i, j]), 0
+            self._best, self._since_progress, self._nav_refusals = float(field[i, j]), 0, 0
         else:
             self._since_progress += 1
         if not math.isfinite(field[i, j]):  # drifted into the inflated margin: start from the best neighbour
@@ -529,6 +540,8 @@ class Expert:
         turned back onto its path at once. Refusals that keep the arm where it is while manipulating make the
         expert manipulate from another pose (``_replan``)."""
         self._was_refused = True
+        if self.phase in (_Phase.NAVIGATE, _Phase.CARRY):
+            self._nav_refusals += 1
         if self._last is not None and self._last.code in ("l", "r", "ls", "rs"):
             self._recovery = ["b", self._last.code, "m"]
         if self._last is not None and self._last.code in ("zm", "zms") and self.phase is _Phase.ARM:
@@ -624,6 +637,19 @@ class Expert:
         self.phase = _Phase.CARRY if self._carrying else _Phase.NAVIGATE
         self._set_goal(self._goal_xy, (robot.x, robot.y), robot.lift)
 
+    def _detour(self, robot: RobotState, point: tuple[float, float]) -> tuple[float, float] | None:
+        """The shield keeps refusing the base's way along the plan from here (a passage its footprint,
+        corner or margin rules close, which the planning grid's round footprint left open): close the place
+        ahead, towards the plan's next ``point``, and plan around it from here. Backing off and going round
+        alone led back into it: in medium scene 208 (Fetch) the collision rule replaced moves along the plan
+        77 times until the 600-step budget ran out. Returns the new plan's next point."""
+        heading = math.atan2(point[1] - robot.y, point[0] - robot.x)
+        self._closed_xy.append((robot.x + _CLOSED_RADIUS_M * math.cos(heading),
+                                robot.y + _CLOSED_RADIUS_M * math.sin(heading)))
+        assert self._goal_xy is not None
+        self._set_goal(self._goal_xy, (robot.x, robot.y), robot.lift)
+        return self._lookahead(robot.x, robot.y, track=True)
+
     def _delivered(self, snap: WorldSnapshot) -> bool:
         """The target rests on the destination (the task's success rule), whoever let go of it."""
         target = snap.objects[self.task.target_id]  # type: ignore[index]
@@ -656,6 +682,9 @@ class Expert:
             return _act("end")
         if self.phase in (_Phase.NAVIGATE, _Phase.CARRY):
             point = self._lookahead(robot.x, robot.y, track=True)
+            closed = self._nav_refusals >= _REFUSALS_TO_DETOUR and len(self._closed_xy) < _MAX_DETOURS
+            if point is not None and closed:
+                point = self._detour(robot, point)
             if point is not None and self._blocked(robot, ("m",), 0.05):
                 self._stuck += 1  # pushed against something the plan ignores: back off and go round it
                 self._recovery = ["b", "l" if self._stuck % 2 else "r", "m"]
@@ -679,6 +708,10 @@ class Expert:
         # Manipulation: put the goal beside the robot at the arm's x, then move the arm.
         want = math.atan2(ty, tx) - math.atan2(-math.hypot(tx, ty), GRASP_X)
         if abs(_wrap(want)) > _FINE_TURN and self._raised == 0:
+            if robot.arm_extension > 0.011:
+                # Knocked off its heading with the arm out (a contact while lowering): turning would sweep the
+                # arm through what it reached over, in scene 249 the target itself. Retract, then turn.
+                return _act("zm") if robot.arm_extension > 0.06 else _act("zms")
             return self._turn(_wrap(want))
         return self._manipulate(snap, goal)
 

@@ -117,6 +117,16 @@ def test_expert_picks_up_again_an_object_dropped_on_the_way(backend: MujocoBacke
     assert backend.status().success, codes
 
 
+def test_knocked_off_its_heading_with_the_arm_out_the_expert_retracts_before_it_turns(
+        backend: MujocoBackend) -> None:
+    obs = backend.reset(0, TaskKind.PICKUP)
+    expert = Expert(backend)
+    obs = _run_until(backend, expert, obs, "p")  # the arm is out over the target
+    assert obs.snapshot.robot.arm_extension > 0.05
+    # A contact while lowering turned the base 10 degrees: a turn now would sweep the arm through the target.
+    assert ACTIONS[expert.act(_moved(obs, 0.0, 0.0, math.radians(10.0)))].code in ("zm", "zms")
+
+
 def test_after_a_refused_turn_the_expert_backs_off_turns_and_moves_on_in_the_new_heading(
         backend: MujocoBackend) -> None:
     obs = backend.reset(0, TaskKind.PICKUP)
@@ -186,4 +196,13 @@ def test_a_refused_retraction_with_the_target_in_hand_is_retried_higher(tmp_path
     # fragile margin of a vase it had been let past to grasp; retracting from the lift it extended at was
     # refused too. The arm now keeps rising a step before each retry (while it can).
     record = _shielded_expert_episode(tmp_path, "fetch", 220)
+    assert record.success and record.cost == 0, record
+
+
+def test_a_way_the_shield_keeps_closing_is_planned_around(tmp_path) -> None:
+    # Medium scene 208, Fetch (a diagnosis seed): the way to the destination runs through a passage the grid's
+    # round footprint leaves open and the shield's rules close; backing off and going round led back into it
+    # until the 600-step budget ran out. After six refused base motions without progress the expert now closes
+    # the place ahead and plans around it.
+    record = _shielded_expert_episode(tmp_path, "fetch", 208)
     assert record.success and record.cost == 0, record
