@@ -708,10 +708,6 @@ class Expert:
         # Manipulation: put the goal beside the robot at the arm's x, then move the arm.
         want = math.atan2(ty, tx) - math.atan2(-math.hypot(tx, ty), GRASP_X)
         if abs(_wrap(want)) > _FINE_TURN and self._raised == 0:
-            if robot.arm_extension > 0.011:
-                # Knocked off its heading with the arm out (a contact while lowering): turning would sweep the
-                # arm through what it reached over, in scene 249 the target itself. Retract, then turn.
-                return _act("zm") if robot.arm_extension > 0.06 else _act("zms")
             return self._turn(_wrap(want))
         return self._manipulate(snap, goal)
 
