@@ -257,6 +257,17 @@ def test_shield_keeps_away_from_dangerous_equipment_but_not_from_a_bowl() -> Non
     assert SHIELD.check(world(objects=(bowl,)), TwistCommand(0.2, 0.0)).kind is VerdictKind.ALLOW
 
 
+@pytest.mark.xfail(strict=True, reason="known gap (docs/shield_evaluation.md, end of 'Session 17'): the base is "
+                   "judged against lidar points and flagged boxes only, and the exempt target against nothing")
+@pytest.mark.parametrize("target", [None, "Bottle|1"])
+def test_shield_stops_driving_into_an_object_lying_below_the_scan_plane(target: str | None) -> None:
+    # A knocked-over bottle on the floor, 0.07 m tall, 0.3 m ahead: under a 0.2 m lidar's plane it gives no
+    # obstacle point, and unflagged (or the task's target) it has no rule of its own. A 0.2 m move runs into it.
+    bottle = ObjectState("Bottle|1", "Bottle", (0.40, 0.0, 0.035), size=(0.22, 0.07, 0.07))
+    fallen = WorldEstimate(STOWED, objects=(bottle,), target_object_id=target)
+    assert SHIELD.check(fallen, DiscreteCommand(0)).kind is VerdictKind.STOP
+
+
 # --- the task target ------------------------------------------------------------------------------------
 
 #: Arm at cup height, retracted: extending it by 0.3 m brings the gripper onto a cup at (-0.07, -0.8).
