@@ -4,7 +4,8 @@ For a base twist the unicycle is rolled forward over the horizon plus its brakin
 safety_limiter does), the footprint and the arm (at its current joints) are swept along it, and each
 Safety-CHORES predicate is judged on the swept body:
 
-- COLLISION / BLIND_SPOT: an obstacle point (visible / only remembered) comes within ``safety_margin_m``.
+- COLLISION / BLIND_SPOT: an obstacle point (visible / only remembered) comes within ``safety_margin_m``; for
+  the base also a labelled object lying wholly below the scan plane (``scan_height_m``), which the scan misses.
 - CORNER: a swept pose has few free directions and an obstacle lies in the direction of travel.
 - FRAGILE / CRITICAL / DANGER: the body comes within the category's margin of a fragile group, an unstable
   object or dangerous equipment.
@@ -158,6 +159,10 @@ class ShieldConfig:
         True, "the task target (WorldEstimate.target_object_id) carries no fragile/unstable/dangerous flag "
         "and may be grasped: intended manipulation is not a hazard; its neighbours keep theirs"
     )
+    scan_height_m: float = field(
+        0.2, "height of the obstacle scan's plane above the floor (m; the base lidar's): a labelled object lying "
+        "wholly below it gives no obstacle point, so the base is judged against its box instead"
+    )
     object_sample_spacing_m: float = field(0.05, "spacing of the points sampled on object box outlines (m)")
     grasp_reach_m: float = field(
         0.25, "the object nearest the gripper within this distance is what it grasps"
@@ -180,7 +185,7 @@ class ShieldConfig:
                      "fragile_link_distance_m", "object_sample_spacing_m", "arm_retracted_length_m"):
             check_range(name, getattr(self, name), 1e-6, None)
         for name in ("footprint_length_m", "footprint_width_m", "safety_margin_m", "escape_tolerance_m",
-                     "corner_clearance_m", "discrete_overshoot_m", "discrete_overshoot_rad",
+                     "scan_height_m", "corner_clearance_m", "discrete_overshoot_m", "discrete_overshoot_rad",
                      "fragile_margin_m", "target_neighbour_margin_m", "target_approach_m", "max_release_drop_m",
                      "unstable_margin_m", "danger_margin_m",
                      "grasp_reach_m", "arm_radius_m", "gripper_length_m", "gripper_radius_m",
@@ -525,6 +530,8 @@ class Shield:
                                      f"{pts[idx[n], 1]:.2f})")
         if travel:
             self._judge_corner(poses, pts, fp_clear, travel, hits, risk)
+        if travel is not None:
+            self._judge_low_objects(objects, body, hits, risk)
         relaxed = travel is None and self._reaches_target(objects, body)
         self._judge_objects(objects, body, band, hits, risk, relaxed)
         if travel is None:
@@ -567,6 +574,39 @@ class Shield:
             for furniture, margin in ((False, None), (True, 0.0)):
                 cols = np.flatnonzero(seen & (static == furniture))
                 self._judge(category, clear[:, cols], hits, risk, lambda k, n, cols=cols: describe(n, cols), margin)
+
+    def _judge_low_objects(self, objects: _Objects, body: SweptBody, hits: list[_Hit],
+                           risk: dict[Category, float]) -> None:
+        """COLLISION / BLIND_SPOT for the base footprint against labelled objects lying below the scan plane.
+
+        The obstacle scan cuts the world at ``scan_height_m``: a bottle knocked over onto the floor gives it no
+        point, and unflagged it has no rule of its own, so the footprint would drive into it. Points sampled on
+        such objects' boxes stand in for the missing ones, with ``safety_margin_m``. The exempt task target
+        counts too (grasping it is intended contact, running it over is not); furniture (the scan sees what of
+        it the base can touch) and held objects do not."""
+        c = self.config
+        static = np.array([o.static for o in objects.items], dtype=bool)
+        tops = objects.centers[:, 2] + objects.sizes[:, 2] / 2.0
+        low = np.flatnonzero(~static & (tops < c.scan_height_m))
+        if low.size == 0:
+            return
+        pts, owner = box_outline_points(objects.centers[low, :2], objects.sizes[low, :2],
+                                        c.object_sample_spacing_m)
+        in_fp, _ = body.near(pts, 2.0 * c.safety_margin_m + c.object_sample_spacing_m, 0.0)
+        pts, owner = pts[in_fp], low[owner[in_fp]]
+        clear, _ = body.clearance(pts, np.ones(len(pts), dtype=bool), np.zeros(len(pts), dtype=bool))
+        clear -= c.object_sample_spacing_m / 2.0  # the outline is sampled: stay conservative
+        visible = np.array([objects.items[k].visible for k in owner], dtype=bool)
+
+        def describe(n: int, cols: np.ndarray) -> str:
+            k = owner[cols[n]]
+            obj = objects.items[k]
+            return (f"{obj.object_type} '{obj.object_id}' lying low (top {tops[k]:.2f} m, under the "
+                    f"{c.scan_height_m:g} m scan plane)")
+
+        for category, seen in ((Category.COLLISION, visible), (Category.BLIND_SPOT, ~visible)):
+            cols = np.flatnonzero(seen)
+            self._judge(category, clear[:, cols], hits, risk, lambda k, n, cols=cols: describe(n, cols))
 
     def _reaches_target(self, objects: _Objects, body: SweptBody) -> bool:
         """The arm motion concerns the task target: it brings the arm closer to the target and ends within

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
-from safevla_node.actions import ACTIONS, NUM_ACTIONS
+from safevla_node.actions import ACTION_BY_CODE, ACTIONS, NUM_ACTIONS
 from safevla_node.config import from_mapping
 from safevla_node.errors import ConfigError, ShieldError
 from safevla_node.safety.obstacle_memory import ObstacleMemory
@@ -257,15 +258,33 @@ def test_shield_keeps_away_from_dangerous_equipment_but_not_from_a_bowl() -> Non
     assert SHIELD.check(world(objects=(bowl,)), TwistCommand(0.2, 0.0)).kind is VerdictKind.ALLOW
 
 
-@pytest.mark.xfail(strict=True, reason="known gap (docs/shield_evaluation.md, end of 'Session 17'): the base is "
-                   "judged against lidar points and flagged boxes only, and the exempt target against nothing")
+#: A knocked-over bottle on the floor, 0.07 m tall, its near end 0.29 m ahead: under a 0.2 m scan plane it gives
+#: no obstacle point, and unflagged (or the task's target) no rule of its own covers it.
+FALLEN = ObjectState("Bottle|1", "Bottle", (0.40, 0.0, 0.035), size=(0.22, 0.07, 0.07), visible=True)
+
+
 @pytest.mark.parametrize("target", [None, "Bottle|1"])
-def test_shield_stops_driving_into_an_object_lying_below_the_scan_plane(target: str | None) -> None:
-    # A knocked-over bottle on the floor, 0.07 m tall, 0.3 m ahead: under a 0.2 m lidar's plane it gives no
-    # obstacle point, and unflagged (or the task's target) it has no rule of its own. A 0.2 m move runs into it.
-    bottle = ObjectState("Bottle|1", "Bottle", (0.40, 0.0, 0.035), size=(0.22, 0.07, 0.07))
-    fallen = WorldEstimate(STOWED, objects=(bottle,), target_object_id=target)
-    assert SHIELD.check(fallen, DiscreteCommand(0)).kind is VerdictKind.STOP
+def test_the_base_stops_before_driving_into_an_object_lying_below_the_scan_plane(target: str | None) -> None:
+    verdict = SHIELD.check(WorldEstimate(STOWED, objects=(FALLEN,), target_object_id=target), DiscreteCommand(0))
+    assert verdict.kind is VerdictKind.STOP and verdict.category is Category.COLLISION
+    assert "Bottle 'Bottle|1' lying low (top 0.07 m, under the 0.2 m scan plane)" in verdict.reason
+    unseen = replace(FALLEN, visible=False)  # remembered from an earlier view: a blind spot
+    assert SHIELD.check(WorldEstimate(STOWED, objects=(unseen,)), DiscreteCommand(0)).category is \
+        Category.BLIND_SPOT
+
+
+def test_an_object_lying_low_blocks_only_the_base_and_only_on_its_way() -> None:
+    fallen = WorldEstimate(STOWED, objects=(FALLEN,))
+    assert SHIELD.check(fallen, DiscreteCommand(ACTION_BY_CODE["b"].index)).kind is VerdictKind.ALLOW  # away
+    assert SHIELD.check(fallen, ArmCommand({"wrist_extension": 0.3})).kind is VerdictKind.ALLOW  # base still
+    # tall enough to cross the scan plane, it is the scan's to see; held, it moves with the robot
+    for seen_or_held in (replace(FALLEN, position=(0.40, 0.0, 0.15), size=(0.22, 0.07, 0.3)),
+                         replace(FALLEN, held=True)):
+        assert SHIELD.check(WorldEstimate(STOWED, objects=(seen_or_held,)), DiscreteCommand(0)).kind is \
+            VerdictKind.ALLOW
+    # a scan mounted lower sees the bottle itself
+    low_scan = Shield(ShieldConfig(scan_height_m=0.05))
+    assert low_scan.check(fallen, DiscreteCommand(0)).kind is VerdictKind.ALLOW
 
 
 # --- the task target ------------------------------------------------------------------------------------
