@@ -87,9 +87,10 @@ class DomainLease:
     Without ``preferred``, a process's successive leases walk on through the ids instead of taking a freed
     one again: a graph must not inherit its predecessor's domain, where processes killed with SIGKILL leave
     Fast DDS shared-memory ports behind (named by domain and participant index) that a new participant of
-    the same index may reopen and never be delivered large samples on (eProsima/Fast-DDS#5053, #5469: a
-    respawned policy node got odometry but no camera image for 90 s). A lease also clears its domain's
-    ports that earlier runs' killed processes left (``clear_zombie_shm_ports``).
+    the same index may reopen and never be delivered large samples on (eProsima/Fast-DDS#5053). A lease also
+    clears its domain's ports that earlier runs' killed processes left (``clear_zombie_shm_ports``). A killed
+    subscriber can also pin a frame in its publisher's segment, which no cleaning here undoes: see
+    ``CAMERA_SIZE`` in tests/hil/test_policy_loop.py.
     """
 
     LOCK_DIR = Path(tempfile.gettempdir()) / "safevla-ros-domains"
