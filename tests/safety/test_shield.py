@@ -287,6 +287,17 @@ def test_an_object_lying_low_blocks_only_the_base_and_only_on_its_way() -> None:
     assert low_scan.check(fallen, DiscreteCommand(0)).kind is VerdictKind.ALLOW
 
 
+@pytest.mark.xfail(strict=True, reason="known gap (docs/shield_evaluation.md, 'Session 18'): the arm is judged "
+                   "against scan points and flagged boxes only; an unflagged object above the scan plane has neither")
+def test_the_arm_does_not_sweep_into_an_unflagged_object_standing_above_the_scan_plane() -> None:
+    # The arm out at 0.5 m over a table, a bottle standing in the gripper's path when the base turns left: a
+    # 0.2 m scan passes under the table top and gives no point, and the bottle carries no flag.
+    robot = RobotState(lift=0.5, arm_extension=0.3, wrist_yaw=0.0)
+    bottle = ObjectState("Bottle|1", "Bottle", (0.2, -0.7, 0.45), size=(0.07, 0.07, 0.25), visible=True)
+    turn_left = DiscreteCommand(ACTION_BY_CODE["l"].index)
+    assert SHIELD.check(WorldEstimate(robot, objects=(bottle,)), turn_left).kind is VerdictKind.STOP
+
+
 # --- the task target ------------------------------------------------------------------------------------
 
 #: Arm at cup height, retracted: extending it by 0.3 m brings the gripper onto a cup at (-0.07, -0.8).
