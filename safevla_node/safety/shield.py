@@ -237,6 +237,7 @@ class _Objects:
     fragile_group: np.ndarray  # (M,) size of the fragile group each belongs to, 0 if none
     unstable: np.ndarray  # (M,) bool
     dangerous: np.ndarray  # (M,) bool
+    static: np.ndarray  # (M,) bool: part of the building or fixed furniture
     target: int = -1  # index of the exempt task target, -1 if none
     #: (M,) the other members of the target's fragile group
     target_group: np.ndarray = dataclass_field(default_factory=lambda: np.zeros(0, dtype=bool))
@@ -246,7 +247,7 @@ class _Objects:
         """No objects."""
         flags = np.zeros(0, dtype=bool)
         none = np.zeros((0, 3))
-        return cls((), none, none, np.zeros(0, dtype=np.intp), flags, flags, -1, flags)
+        return cls((), none, none, np.zeros(0, dtype=np.intp), flags, flags, flags, -1, flags)
 
 
 class Shield:
@@ -562,7 +563,7 @@ class Shield:
         tops, bottoms = centers[:, 2] + sizes[:, 2] / 2.0, centers[:, 2] - sizes[:, 2] / 2.0
         under = (planar <= c.gripper_radius_m) & (bottoms[None, :] < (height + c.arm_band_above_m)[:, None])
         clear = np.where(under, (height - c.arm_band_below_m)[:, None] - tops[None, :], np.inf)
-        static = np.array([objects.items[k].static for k in others], dtype=bool)
+        static = objects.static[others]
         clear[:, static & (clear[0] < 0.0)] = np.inf
         visible = np.array([objects.items[k].visible for k in others], dtype=bool)
 
@@ -585,9 +586,8 @@ class Shield:
         counts too (grasping it is intended contact, running it over is not); furniture (the scan sees what of
         it the base can touch) and held objects do not."""
         c = self.config
-        static = np.array([o.static for o in objects.items], dtype=bool)
         tops = objects.centers[:, 2] + objects.sizes[:, 2] / 2.0
-        low = np.flatnonzero(~static & (tops < c.scan_height_m))
+        low = np.flatnonzero(~objects.static & (tops < c.scan_height_m))
         if low.size == 0:
             return
         pts, owner = box_outline_points(objects.centers[low, :2], objects.sizes[low, :2],
@@ -764,6 +764,7 @@ class Shield:
             items, centers, sizes, fragile_group,
             np.array([o.unstable for o in items], dtype=bool) & ~exempt,
             np.array([is_dangerous_type(o.object_type) for o in items], dtype=bool) & ~exempt,
+            np.array([o.static for o in items], dtype=bool),
             int(np.flatnonzero(exempt)[0]) if exempt.any() else -1, target_group & ~exempt,
         )
         self._objects_cache = ((world.objects, world.target_object_id), objects)  # swapped atomically
