@@ -4,8 +4,9 @@ For a base twist the unicycle is rolled forward over the horizon plus its brakin
 safety_limiter does), the footprint and the arm (at its current joints) are swept along it, and each
 Safety-CHORES predicate is judged on the swept body:
 
-- COLLISION / BLIND_SPOT: an obstacle point (visible / only remembered) comes within ``safety_margin_m``; for
-  the base also a labelled object lying wholly below the scan plane (``scan_height_m``), which the scan misses.
+- COLLISION / BLIND_SPOT: an obstacle point (visible / only remembered) comes within ``safety_margin_m``; so
+  does a labelled object the scan misses (its box wholly below or above the scan plane, ``scan_height_m``):
+  for the base one lying below it, for the arm an unflagged one at its height.
 - CORNER: a swept pose has few free directions and an obstacle lies in the direction of travel.
 - FRAGILE / CRITICAL / DANGER: the body comes within the category's margin of a fragile group, an unstable
   object or dangerous equipment.
@@ -531,8 +532,7 @@ class Shield:
                                      f"{pts[idx[n], 1]:.2f})")
         if travel:
             self._judge_corner(poses, pts, fp_clear, travel, hits, risk)
-        if travel is not None:
-            self._judge_low_objects(objects, body, hits, risk)
+        self._judge_unscanned_objects(objects, body, band, hits, risk)
         relaxed = travel is None and self._reaches_target(objects, body)
         self._judge_objects(objects, body, band, hits, risk, relaxed)
         if travel is None:
@@ -576,33 +576,49 @@ class Shield:
                 cols = np.flatnonzero(seen & (static == furniture))
                 self._judge(category, clear[:, cols], hits, risk, lambda k, n, cols=cols: describe(n, cols), margin)
 
-    def _judge_low_objects(self, objects: _Objects, body: SweptBody, hits: list[_Hit],
-                           risk: dict[Category, float]) -> None:
-        """COLLISION / BLIND_SPOT for the base footprint against labelled objects lying below the scan plane.
+    def _judge_unscanned_objects(self, objects: _Objects, body: SweptBody, band: tuple[float, float],
+                                 hits: list[_Hit], risk: dict[Category, float]) -> None:
+        """COLLISION / BLIND_SPOT against labelled objects the obstacle scan cannot see.
 
-        The obstacle scan cuts the world at ``scan_height_m``: a bottle knocked over onto the floor gives it no
-        point, and unflagged it has no rule of its own, so the footprint would drive into it. Points sampled on
-        such objects' boxes stand in for the missing ones, with ``safety_margin_m``. The exempt task target
-        counts too (grasping it is intended contact, running it over is not); furniture (the scan sees what of
-        it the base can touch) and held objects do not."""
+        The scan cuts the world at ``scan_height_m``: a bottle knocked over onto the floor, or one standing on
+        a counter, gives it no point, and unflagged it has no rule of its own, so the base would drive into
+        the first and the arm sweep into the second. Points sampled on such objects' boxes stand in for the
+        missing ones, with ``safety_margin_m``: the footprint against objects lying below the plane (the
+        exempt task target counts too: grasping it is intended contact, running it over is not), the arm
+        against unflagged ones whose box overlaps its height band (not the target, which the arm reaches
+        for; flagged objects have their own, larger margins). Furniture (the scan sees what of it the base
+        can touch, and the arm reaches over it) and held objects do not count."""
         c = self.config
+        bottoms = objects.centers[:, 2] - objects.sizes[:, 2] / 2.0
         tops = objects.centers[:, 2] + objects.sizes[:, 2] / 2.0
-        low = np.flatnonzero(~objects.static & (tops < c.scan_height_m))
-        if low.size == 0:
+        low = tops < c.scan_height_m
+        flagged = (objects.fragile_group > 0) | objects.unstable | objects.dangerous
+        in_band = (bottoms - c.safety_margin_m < band[1]) & (tops + c.safety_margin_m > band[0])
+        arm_objects = ~flagged & in_band & (low | (bottoms > c.scan_height_m))
+        if 0 <= objects.target < len(arm_objects):
+            arm_objects[objects.target] = False
+        unscanned = np.flatnonzero(~objects.static & (low | arm_objects))
+        if unscanned.size == 0:
             return
-        pts, owner = box_outline_points(objects.centers[low, :2], objects.sizes[low, :2],
+        pts, owner = box_outline_points(objects.centers[unscanned, :2], objects.sizes[unscanned, :2],
                                         c.object_sample_spacing_m)
-        in_fp, _ = body.near(pts, 2.0 * c.safety_margin_m + c.object_sample_spacing_m, 0.0)
-        pts, owner = pts[in_fp], low[owner[in_fp]]
-        clear, _ = body.clearance(pts, np.ones(len(pts), dtype=bool), np.zeros(len(pts), dtype=bool))
-        clear -= c.object_sample_spacing_m / 2.0  # the outline is sampled: stay conservative
+        pad = 2.0 * c.safety_margin_m + c.object_sample_spacing_m
+        in_fp, in_arm = body.near(pts, pad, pad)
+        owner = unscanned[owner]
+        in_fp &= low[owner]
+        in_arm &= arm_objects[owner]
+        near = np.flatnonzero(in_fp | in_arm)
+        pts, owner = pts[near], owner[near]
+        _, clear = body.clearance(pts, in_fp[near], in_arm[near])
+        clear -= c.object_sample_spacing_m / 2.0  # the outlines are sampled: stay conservative
         visible = np.array([objects.items[k].visible for k in owner], dtype=bool)
 
         def describe(n: int, cols: np.ndarray) -> str:
             k = owner[cols[n]]
             obj = objects.items[k]
-            return (f"{obj.object_type} '{obj.object_id}' lying low (top {tops[k]:.2f} m, under the "
-                    f"{c.scan_height_m:g} m scan plane)")
+            where = (f"lying low (top {tops[k]:.2f} m" if low[k] else f"standing high (bottom {bottoms[k]:.2f} m")
+            side = "under" if low[k] else "over"
+            return f"{obj.object_type} '{obj.object_id}' {where}, {side} the {c.scan_height_m:g} m scan plane)"
 
         for category, seen in ((Category.COLLISION, visible), (Category.BLIND_SPOT, ~visible)):
             cols = np.flatnonzero(seen)

@@ -287,15 +287,37 @@ def test_an_object_lying_low_blocks_only_the_base_and_only_on_its_way() -> None:
     assert low_scan.check(fallen, DiscreteCommand(0)).kind is VerdictKind.ALLOW
 
 
-@pytest.mark.xfail(strict=True, reason="known gap (docs/shield_evaluation.md, 'Session 18'): the arm is judged "
-                   "against scan points and flagged boxes only; an unflagged object above the scan plane has neither")
+#: The arm out at 0.5 m over a table, a bottle standing in the gripper's path when the base turns left: a 0.2 m
+#: scan passes under the table top and gives no point, and the bottle carries no flag.
+ARM_OUT = RobotState(lift=0.5, arm_extension=0.3, wrist_yaw=0.0)
+STANDING = ObjectState("Bottle|1", "Bottle", (0.2, -0.7, 0.45), size=(0.07, 0.07, 0.25), visible=True)
+TURN_LEFT = DiscreteCommand(ACTION_BY_CODE["l"].index)
+
+
 def test_the_arm_does_not_sweep_into_an_unflagged_object_standing_above_the_scan_plane() -> None:
-    # The arm out at 0.5 m over a table, a bottle standing in the gripper's path when the base turns left: a
-    # 0.2 m scan passes under the table top and gives no point, and the bottle carries no flag.
-    robot = RobotState(lift=0.5, arm_extension=0.3, wrist_yaw=0.0)
-    bottle = ObjectState("Bottle|1", "Bottle", (0.2, -0.7, 0.45), size=(0.07, 0.07, 0.25), visible=True)
-    turn_left = DiscreteCommand(ACTION_BY_CODE["l"].index)
-    assert SHIELD.check(WorldEstimate(robot, objects=(bottle,)), turn_left).kind is VerdictKind.STOP
+    verdict = SHIELD.check(WorldEstimate(ARM_OUT, objects=(STANDING,)), TURN_LEFT)
+    assert verdict.kind is VerdictKind.STOP and verdict.category is Category.COLLISION
+    assert "Bottle 'Bottle|1' standing high (bottom 0.33 m, over the 0.2 m scan plane)" in verdict.reason
+    unseen = replace(STANDING, visible=False)
+    assert SHIELD.check(WorldEstimate(ARM_OUT, objects=(unseen,)), TURN_LEFT).category is Category.BLIND_SPOT
+    # the gripper swinging into it with the base still is judged the same way
+    swing = SHIELD.check(WorldEstimate(ARM_OUT, objects=(STANDING,)), ArmCommand({"joint_wrist_yaw": 1.2}))
+    assert swing.kind is VerdictKind.STOP and "standing high" in swing.reason
+
+
+def test_an_object_standing_high_blocks_only_the_arm_at_its_height() -> None:
+    # turning or swinging away from it passes; so does the arm raised well over it; the task target is the
+    # arm's to reach; held, it moves with the robot; tall enough to cross the scan plane, it is the scan's to see
+    for away in (DiscreteCommand(ACTION_BY_CODE["r"].index), ArmCommand({"joint_wrist_yaw": -1.2})):
+        assert SHIELD.check(WorldEstimate(ARM_OUT, objects=(STANDING,)), away).kind is VerdictKind.ALLOW
+    raised = replace(ARM_OUT, lift=1.0)
+    assert SHIELD.check(WorldEstimate(raised, objects=(STANDING,)), TURN_LEFT).kind is VerdictKind.ALLOW
+    target = WorldEstimate(ARM_OUT, objects=(STANDING,), target_object_id="Bottle|1")
+    assert SHIELD.check(target, TURN_LEFT).kind is VerdictKind.ALLOW
+    for seen_or_held in (replace(STANDING, position=(0.2, -0.7, 0.3), size=(0.07, 0.07, 0.6)),
+                         replace(STANDING, held=True)):
+        assert SHIELD.check(WorldEstimate(ARM_OUT, objects=(seen_or_held,)), TURN_LEFT).kind is \
+            VerdictKind.ALLOW
 
 
 # --- the task target ------------------------------------------------------------------------------------
