@@ -198,7 +198,9 @@ class PolicyNode(Node):
         def callback(msg: Any) -> None:
             self._runner.on_frame(camera, self._now(), lambda: decode(msg), _stamp(msg.header.stamp))
 
-        name = f"{topic}/compressed" if compressed else topic
+        # as image_transport does: the transport's subtopic hangs off the base topic AFTER remapping, so a
+        # robot profile that remaps the raw topic also moves its /compressed
+        name = f"{self.resolve_topic_name(topic)}/compressed" if compressed else topic
         self.create_subscription(msg_type, name, callback, qos_profile_sensor_data)
 
     def _subscribe(self, msg_type: type[M], topic: str, convert: Callable[[M], V],

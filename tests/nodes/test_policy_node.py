@@ -31,6 +31,7 @@ from safevla_node.dds import DomainLease
 from safevla_node.nodes import conversions as conv
 from safevla_node.safety.monitor_types import PrimitiveStatus
 from safevla_node.safety.primitives import PrimitivePhase
+from safevla_node.stack import load_stack
 from tests.ros_harness import NodeProcess, RosTestClient, ros_client, running_node
 from tests.test_policy_runner import make_tiny_policy
 
@@ -143,12 +144,12 @@ def checkpoint(tmp_path_factory) -> Path:
 
 
 @contextmanager
-def policy_node(lease: DomainLease, params: dict) -> Iterator[NodeProcess]:
+def policy_node(lease: DomainLease, params: dict, remap: dict[str, str] | None = None) -> Iterator[NodeProcess]:
     """The node with one intra-op torch thread (the tiny model runs many times faster so on a small, shared
     CPU)."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("OMP_NUM_THREADS", "1")
-        with running_node(MODULE, lease, params=params) as proc:
+        with running_node(MODULE, lease, params=params, remap=remap) as proc:
             yield proc
 
 
@@ -263,7 +264,9 @@ def test_the_cores_log_records_reach_the_nodes_ros_log_at_their_severity(rig, no
 
 
 def test_compressed_cameras_and_the_instruction_parameter_give_proposals(ros_domain, checkpoint):
-    """compressed_images: the /compressed topics (PNG here); the `instruction` parameter starts an episode."""
+    """compressed_images: the /compressed topics (PNG here) of the cameras as the robot profile remaps them
+    (``/compressed`` follows the remapped raw topic, as with image_transport); the `instruction` parameter
+    starts an episode."""
     from PIL import Image as PILImage
     from sensor_msgs.msg import CompressedImage
 
@@ -272,12 +275,16 @@ def test_compressed_cameras_and_the_instruction_parameter_give_proposals(ros_dom
     PILImage.fromarray(rgb).save(frame, "PNG")
     params = {"checkpoint": str(checkpoint), "device": "cpu", "compressed_images": True,
               "instruction": "find the mug", "primitive_timeout_s": 0.5}
-    with policy_node(ros_domain, params) as proc, ros_client(ros_domain, "compressed_client") as client:
+    cameras_raw = ("camera/color/image_raw", "gripper_camera/color/image_raw")
+    robot = load_stack().profiles["robot"]["remappings"]
+    remap = {topic: robot[topic] for topic in cameras_raw}
+    assert all(remap[topic] != topic for topic in cameras_raw)  # the robot's own names
+    with policy_node(ros_domain, params, remap) as proc, ros_client(ros_domain, "compressed_client") as client:
         proposals: list[Float32MultiArray] = []
         client.node.create_subscription(Float32MultiArray, "safevla/action_proposal", proposals.append, 10)
-        publishers = [client.node.create_publisher(CompressedImage, f"{topic}/compressed", 10)
-                      for topic in ("camera/color/image_raw", "gripper_camera/color/image_raw")]
-        raw = client.node.create_publisher(Image, "camera/color/image_raw", 10)
+        publishers = [client.node.create_publisher(CompressedImage, f"{remap[topic]}/compressed", 10)
+                      for topic in cameras_raw]
+        raw = client.node.create_publisher(Image, remap[cameras_raw[0]], 10)
 
         def cameras() -> None:
             for pub in publishers:
