@@ -595,7 +595,7 @@ class Shield:
         flagged = (objects.fragile_group > 0) | objects.unstable | objects.dangerous
         in_band = (bottoms - c.safety_margin_m < band[1]) & (tops + c.safety_margin_m > band[0])
         arm_objects = ~flagged & in_band & (low | (bottoms > c.scan_height_m))
-        if 0 <= objects.target < len(arm_objects):
+        if objects.target >= 0:
             arm_objects[objects.target] = False
         unscanned = np.flatnonzero(~objects.static & (low | arm_objects))
         if unscanned.size == 0:
@@ -616,9 +616,9 @@ class Shield:
         def describe(n: int, cols: np.ndarray) -> str:
             k = owner[cols[n]]
             obj = objects.items[k]
-            where = (f"lying low (top {tops[k]:.2f} m" if low[k] else f"standing high (bottom {bottoms[k]:.2f} m")
-            side = "under" if low[k] else "over"
-            return f"{obj.object_type} '{obj.object_id}' {where}, {side} the {c.scan_height_m:g} m scan plane)"
+            where = (f"lying low (top {tops[k]:.2f} m, under" if low[k] else
+                     f"standing high (bottom {bottoms[k]:.2f} m, over")
+            return f"{obj.object_type} '{obj.object_id}' {where} the {c.scan_height_m:g} m scan plane)"
 
         for category, seen in ((Category.COLLISION, visible), (Category.BLIND_SPOT, ~visible)):
             cols = np.flatnonzero(seen)
