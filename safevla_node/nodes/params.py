@@ -59,8 +59,11 @@ def config_from_parameters(cls: type[T], values: Mapping[str, Any]) -> T:
     Raises:
         ConfigError: a value fails the config's validation (the message names the parameter).
     """
+    lists = {name for name, default, _ in flatten_fields(cls) if isinstance(default, list)}
     nested: dict[str, Any] = {}
     for name, value in values.items():
+        if value is None and name in lists:
+            value = []  # rcl's YAML parser cannot type an empty sequence: `[]` in a parameter file arrives unset
         *parents, leaf = name.split(".")
         node = nested
         for part in parents:

@@ -161,6 +161,14 @@ class MonitorConfig:
         (0.0, 0.0, 1.3, 0.0, 0.0, 0.0),
         "depth camera (x, y, z m, roll, pitch, yaw rad) in base_link, REP-103 "
         "body axes (optical axis along +x)")
+    depth_camera_joints: tuple[str, ...] = field(
+        (), "joints that move the depth camera (a pan-tilt head: joint_head_pan, joint_head_tilt); empty: the "
+        "camera is fixed to the base")
+    depth_camera_joint_positions: tuple[float, ...] = field(
+        (), "positions of depth_camera_joints (rad) at which depth_camera_pose_in_base holds: depth images "
+        "taken with the camera elsewhere are dropped")
+    depth_camera_joint_tolerance_rad: float = field(
+        0.02, "how far each of depth_camera_joints may be from its position for depth to be used (rad)")
     source_timeout_s: SourceTimeouts = field(SourceTimeouts(), "per-sensor freshness timeouts")
     frames: FrameConfig = field(FrameConfig(), "expected frame ids")
     action_execution: str = field(
@@ -191,9 +199,14 @@ class MonitorConfig:
         if not {Source.SCAN.value, Source.DEPTH.value} & set(self.required_sources):
             raise ConfigError(f"required_sources={list(self.required_sources)} must include scan or depth: the "
                               "shield judges every command against the obstacles they show")
-        for name in ("scan_pose_in_base", "depth_camera_pose_in_base"):
+        for name in ("scan_pose_in_base", "depth_camera_pose_in_base", "depth_camera_joint_positions"):
             if not all(math.isfinite(v) for v in getattr(self, name)):
                 raise ConfigError(f"{name}={getattr(self, name)!r} must be finite")
+        if len(self.depth_camera_joints) != len(self.depth_camera_joint_positions):
+            raise ConfigError(f"depth_camera_joints={list(self.depth_camera_joints)} and "
+                              f"depth_camera_joint_positions={list(self.depth_camera_joint_positions)} must "
+                              "have one position per joint")
+        check_range("depth_camera_joint_tolerance_rad", self.depth_camera_joint_tolerance_rad, 1e-6, math.pi)
 
     @property
     def period(self) -> float:
@@ -378,10 +391,33 @@ class SafetyMonitor:
         return min(self._odom_history, key=lambda entry: abs(entry[0] - stamp))[1]
 
     def on_depth(self, now: float, depth: DepthFrame) -> None:
-        """An aligned depth image, added to the obstacle memory at the current odometry pose."""
+        """An aligned depth image, added to the obstacle memory at the current odometry pose.
+
+        The camera's pose is a parameter, not a transform chain: on a pan-tilt head it holds at one head pose
+        only. An image taken with the head elsewhere would put every obstacle in the wrong place, so it is
+        dropped (counted, with the reason, in /diagnostics) and does not refresh the depth source."""
+        moved = self._depth_camera_moved()
+        if moved:
+            self._check_clock(now)
+            self._dropped[Source.DEPTH] += 1
+            self._drop_reason[Source.DEPTH] = moved
+            _log.debug("dropped a depth image: %s", moved)
+            return
         self._accept(Source.DEPTH, now)
         self._memory.add_depth(now, self._robot(), depth.depth_m, depth.fx, depth.fy, depth.cx, depth.cy,
                                self.config.depth_camera_pose_in_base)
+
+    def _depth_camera_moved(self) -> str:
+        """Why the depth camera is not where ``depth_camera_pose_in_base`` holds ("" if it is)."""
+        c = self.config
+        for name, position in zip(c.depth_camera_joints, c.depth_camera_joint_positions):
+            actual = self._joints.get(name)
+            if actual is None:
+                return f"{name} not in joint_states yet: where the depth camera looks is unknown"
+            if abs(actual - position) > c.depth_camera_joint_tolerance_rad:
+                return (f"{name} at {actual:.3f} rad; depth_camera_pose_in_base holds at {position:.3f} "
+                        f"+- {c.depth_camera_joint_tolerance_rad:g} rad")
+        return ""
 
     def on_policy_heartbeat(self, now: float) -> None:
         """The proposer is alive (its heartbeat timer runs beside its inference)."""

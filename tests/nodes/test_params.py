@@ -54,6 +54,25 @@ def test_nested_fields_become_dotted_parameters_with_their_docs(make_node):
     assert read_config(node, MonitorConfig) == MonitorConfig()
 
 
+def test_an_empty_list_in_a_parameter_file_reads_as_an_empty_list(ros_domain, tmp_path):
+    # rcl's YAML parser leaves a parameter given as `[]` unset (None), as the shipped files give several
+    params_file = tmp_path / "params.yaml"
+    params_file.write_text("params_test:\n  ros__parameters:\n    depth_camera_joints: []\n"
+                           "    required_sources: [scan, odom]\n")
+    context = Context()
+    rclpy.init(args=["--ros-args", "--params-file", str(params_file)], context=context,
+               domain_id=ros_domain.domain_id)
+    try:
+        node = Node("params_test", context=context)
+        declare_config(node, MonitorConfig)
+        assert node.get_parameter("depth_camera_joints").value is None
+        config = read_config(node, MonitorConfig)
+        assert config.depth_camera_joints == () and config.required_sources == ("scan", "odom")
+        node.destroy_node()
+    finally:
+        rclpy.shutdown(context=context)
+
+
 def test_overrides_are_read_back_and_ints_are_accepted_for_floats(make_node):
     node = make_node({"control_rate_hz": 50, "required_sources": ["scan"], "source_timeout_s.odom": 0.2})
     declare_config(node, MonitorConfig)

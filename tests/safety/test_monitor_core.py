@@ -15,7 +15,7 @@ import pytest
 from safevla_node.config import from_mapping
 from safevla_node.errors import ConfigError
 from safevla_node.safety.monitor import MonitorConfig, SafetyMonitor
-from safevla_node.safety.monitor_types import OdometryData, Source
+from safevla_node.safety.monitor_types import DepthFrame, OdometryData, Source
 from safevla_node.safety.primitives import ArmTrajectory, PrimitivePhase, TrajectoryPoint, wrap_angle
 from safevla_node.safety.types import Category, DiscreteCommand, TwistCommand, VerdictKind
 from sim_bridge.interface import LaserScanData
@@ -112,6 +112,47 @@ def test_a_robot_requiring_depth_stops_without_it():
     feed(monitor, 0.0)
     monitor.on_twist(0.0, FORWARD)
     assert monitor.tick(0.0).verdict.reason == "required source depth never received"
+
+
+#: A depth image of a wall 0.35 m ahead of the level camera, which the scan (a wall 5 m away) does not show.
+WALL_DEPTH = DepthFrame(np.full((24, 32), 0.35, dtype=np.float32), fx=20.0, fy=20.0, cx=16.0, cy=12.0)
+HEAD = {"joint_head_pan": 0.0, "joint_head_tilt": -0.5}
+
+
+def on_a_pan_tilt_head(joints: dict[str, float], depth_required: bool) -> SafetyMonitor:
+    """A monitor whose depth camera pose holds at the head pose HEAD, fed every sensor and one depth image."""
+    required = ("scan", "odom", "depth") if depth_required else ("scan", "odom")
+    monitor = make(required_sources=required, depth_camera_joints=tuple(HEAD),
+                   depth_camera_joint_positions=tuple(HEAD.values()))
+    feed(monitor, 0.0, joints={**JOINTS, **joints})
+    monitor.on_depth(0.0, WALL_DEPTH)
+    monitor.on_twist(0.0, FORWARD)
+    return monitor
+
+
+def test_depth_from_a_head_at_its_calibrated_pose_is_used():
+    monitor = on_a_pan_tilt_head({**HEAD, "joint_head_pan": 0.01}, depth_required=True)
+    verdict = monitor.tick(0.0).verdict
+    assert verdict.kind is VerdictKind.STOP and verdict.category is Category.COLLISION, verdict
+
+
+@pytest.mark.parametrize("joints, reason", [
+    ({**HEAD, "joint_head_pan": 0.8}, "joint_head_pan at 0.800 rad; depth_camera_pose_in_base holds at 0.000"),
+    ({}, "joint_head_pan not in joint_states yet"),
+])
+def test_depth_from_a_head_turned_elsewhere_is_dropped(joints, reason):
+    # the camera pose holds for one head pose: anywhere else every point would land in the wrong place
+    optional = on_a_pan_tilt_head(joints, depth_required=False)
+    assert optional.tick(0.0).twist.linear_x == pytest.approx(0.2)  # the wall was not placed
+    report = {s.source: s for s in optional.report(0.0).sources}
+    assert report[Source.DEPTH].dropped == 1 and reason in report[Source.DEPTH].last_drop_reason
+    required = on_a_pan_tilt_head(joints, depth_required=True)
+    assert required.tick(0.0).verdict.reason == "required source depth never received"
+
+
+def test_depth_camera_joints_need_one_position_each():
+    with pytest.raises(ConfigError, match="one position per joint"):
+        make(depth_camera_joints=("joint_head_pan", "joint_head_tilt"), depth_camera_joint_positions=(0.0,))
 
 
 def test_deadman_publishes_explicit_zeros_every_tick():

@@ -12,7 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from safevla_node.actions import ACTION_BY_CODE
+from safevla_node.config import load_yaml
 from safevla_node.errors import SimError
+from safevla_node.paths import config_path
 from sim_bridge.homegen import HomeGenConfig
 from sim_bridge.interface import JOINT_NAMES, Observation, TaskKind, TaskSpec
 from sim_bridge.mujoco import MujocoBackend, Perturbations
@@ -66,6 +68,18 @@ def test_rendered_frames_have_the_camera_shape_and_content(backend: MujocoBacken
     x, y, z, _, pitch, _ = obs.nav_camera.pose_in_base
     assert z == pytest.approx(C.HEAD_Z, abs=0.05)
     assert pitch == pytest.approx(-C.STOW["joint_head_tilt"], abs=0.01)  # REP-103: positive pitch looks down
+
+
+def test_the_sim_profile_gives_the_monitor_the_head_camera_s_real_pose(backend: MujocoBackend) -> None:
+    # the monitor takes the depth camera's pose from its parameters (no tf): in the `sim` profile they must
+    # be the rendered camera's, at the head pose the robot keeps, or every depth point lands elsewhere
+    monitor = load_yaml(config_path("robots/mujoco_sim.yaml"))["safety_monitor"]["ros__parameters"]
+    obs = backend.reset(3, TaskKind.OBJECT_NAV)
+    assert monitor["depth_camera_pose_in_base"] == pytest.approx(obs.nav_camera.pose_in_base, abs=1e-3)
+    head = dict(zip(monitor["depth_camera_joints"], monitor["depth_camera_joint_positions"]))
+    assert head == pytest.approx({name: obs.joints[name] for name in ("joint_head_pan", "joint_head_tilt")})
+    moved = backend.execute_action(ACTION_BY_CODE["m"].index).observation  # no action moves the head
+    assert moved.nav_camera.pose_in_base == pytest.approx(obs.nav_camera.pose_in_base, abs=1e-3)
 
 
 def test_observe_without_render_skips_cameras(backend: MujocoBackend) -> None:
