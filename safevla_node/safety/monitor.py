@@ -274,6 +274,13 @@ class SafetyMonitor:
         self._received[source] += 1
         self._last_rx[source] = now
 
+    def _drop(self, source: Source, reason: str) -> None:
+        """Count a message of ``source`` that is not used, and say why in the diagnostics; it does not
+        refresh the source (a required one goes stale)."""
+        self._dropped[source] += 1
+        self._drop_reason[source] = reason
+        _log.debug("dropped %s: %s", source.value, reason)
+
     def _check_clock(self, now: float) -> None:
         """Forget every input when the clock went back (a restarted simulation or bag loop): ages measured
         across the jump would be negative, so stale inputs would count as fresh."""
@@ -345,18 +352,15 @@ class SafetyMonitor:
                                f"max_invalid_scan_fraction {self.config.max_invalid_scan_fraction:g}: a blind "
                                "lidar must not count as a fresh one")
         if stamp is not None and stamp == self._last_scan_stamp:
-            self._dropped[Source.SCAN] += 1
-            self._drop_reason[Source.SCAN] = f"stamp {stamp:.3f} s repeated: the same scan again, not a fresh one"
+            self._drop(Source.SCAN, f"stamp {stamp:.3f} s repeated: the same scan again, not a fresh one")
             return
         self._last_scan_stamp = stamp
         newest = self._odom_history[-1][0] if self._odom_history else None
         if stamp is not None and newest is not None and stamp > newest + _SCAN_LEAD_S:
             # Not malformed (no fault hold: the scan source simply stays stale), but counted and named in the
             # diagnostics, which would otherwise say only that no scan arrived.
-            self._dropped[Source.SCAN] += 1
-            self._drop_reason[Source.SCAN] = (f"stamped {stamp - newest:.3f} s after the newest odometry "
-                                              f"(> {_SCAN_LEAD_S:g} s): no pose to place it at")
-            _log.debug("dropped a scan: %s", self._drop_reason[Source.SCAN])
+            self._drop(Source.SCAN, f"stamped {stamp - newest:.3f} s after the newest odometry "
+                                    f"(> {_SCAN_LEAD_S:g} s): no pose to place it at")
             return
         self._accept(Source.SCAN, now)
         if stamp is not None and self._pose_pending(stamp):
@@ -398,10 +402,7 @@ class SafetyMonitor:
         dropped (counted, with the reason, in /diagnostics) and does not refresh the depth source."""
         moved = self._depth_camera_moved()
         if moved:
-            self._check_clock(now)
-            self._dropped[Source.DEPTH] += 1
-            self._drop_reason[Source.DEPTH] = moved
-            _log.debug("dropped a depth image: %s", moved)
+            self._drop(Source.DEPTH, moved)
             return
         self._accept(Source.DEPTH, now)
         self._memory.add_depth(now, self._robot(), depth.depth_m, depth.fx, depth.fy, depth.cx, depth.cy,
@@ -535,8 +536,7 @@ class SafetyMonitor:
 
         Returns the zero twist to publish at once.
         """
-        self._dropped[source] += 1
-        self._drop_reason[source] = reason
+        self._drop(source, reason)
         self._fault_until = now + self.config.fault_hold_s
         self._fault_reason = f"malformed {source.value} dropped: {reason}"
         if source is Source.CMD_VEL:  # the twist before it must not come back when the hold ends
