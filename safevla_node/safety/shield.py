@@ -243,6 +243,11 @@ class _Objects:
     #: (M,) the other members of the target's fragile group
     target_group: np.ndarray = dataclass_field(default_factory=lambda: np.zeros(0, dtype=bool))
 
+    def overlap_band(self, band: tuple[float, float], pad: float) -> np.ndarray:
+        """(M,) True where an object's box, grown by ``pad`` up and down, overlaps the height ``band``."""
+        half = self.sizes[:, 2] / 2.0
+        return (self.centers[:, 2] - half - pad < band[1]) & (self.centers[:, 2] + half + pad > band[0])
+
     @classmethod
     def empty(cls) -> _Objects:
         """No objects."""
@@ -593,8 +598,7 @@ class Shield:
         tops = objects.centers[:, 2] + objects.sizes[:, 2] / 2.0
         low = tops < c.scan_height_m
         flagged = (objects.fragile_group > 0) | objects.unstable | objects.dangerous
-        in_band = (bottoms - c.safety_margin_m < band[1]) & (tops + c.safety_margin_m > band[0])
-        arm_objects = ~flagged & in_band & (low | (bottoms > c.scan_height_m))
+        arm_objects = ~flagged & objects.overlap_band(band, c.safety_margin_m) & (low | (bottoms > c.scan_height_m))
         if objects.target >= 0:
             arm_objects[objects.target] = False
         unscanned = np.flatnonzero(~objects.static & (low | arm_objects))
@@ -654,9 +658,7 @@ class Shield:
         in_fp, in_arm = body.near(pts, reach, reach)
         near = np.flatnonzero(in_fp | in_arm)
         pts, owner = pts[near], flagged[owner[near]]
-        z_low = objects.centers[owner, 2] - objects.sizes[owner, 2] / 2.0 - pad
-        z_high = objects.centers[owner, 2] + objects.sizes[owner, 2] / 2.0 + pad
-        arm_applies = in_arm[near] & (z_low < band[1]) & (z_high > band[0])
+        arm_applies = in_arm[near] & objects.overlap_band(band, pad)[owner]
         _, clear = body.clearance(pts, in_fp[near], arm_applies)
         clear -= c.object_sample_spacing_m / 2.0  # the outline is sampled: stay conservative
 
@@ -742,9 +744,7 @@ class Shield:
         if len(objects.items) == 0 or len(pts) == 0:
             return np.zeros(len(pts), dtype=bool)
         inside = points_in_boxes(pts, objects.centers, objects.sizes, pad=self.config.object_sample_spacing_m)
-        low = objects.centers[:, 2] - objects.sizes[:, 2] / 2.0 - self.config.safety_margin_m
-        high = objects.centers[:, 2] + objects.sizes[:, 2] / 2.0 + self.config.safety_margin_m
-        in_band = (low < band[1]) & (high > band[0])
+        in_band = objects.overlap_band(band, self.config.safety_margin_m)
         return inside.any(axis=1) & ~(inside & in_band[None, :]).any(axis=1)
 
     def _exempt(self, world: WorldEstimate, obj: ObjectState) -> bool:
