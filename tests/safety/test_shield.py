@@ -320,6 +320,20 @@ def test_an_object_standing_high_blocks_only_the_arm_at_its_height() -> None:
             VerdictKind.ALLOW
 
 
+@pytest.mark.xfail(strict=True, reason="known gap (docs/shield_evaluation.md, session 20): the arm's margins are "
+                   "planar, so lowering the arm beside a flagged object does not approach it")
+def test_lowering_the_arm_beside_a_flagged_object_is_judged_as_approaching_it() -> None:
+    # the arm out 0.3 m at 0.8 m, an unstable bowl (top 0.44 m) 0.1 m beside the gripper: lowering the arm to
+    # 0.5 m ends with the gripper 0.1 m from the bowl at its height, inside its 0.15 m margin. Extending the arm
+    # into the same place is refused; lowering is not, because the planar distance does not change and the
+    # bowl counts as at the arm's height from the start of the motion (its band spans the whole motion), so
+    # the escape rule reads it as a point the arm was already inside.
+    bowl = ObjectState("Bowl|1", "Bowl", (0.13, -0.7, 0.41), size=(0.1, 0.1, 0.06), unstable=True)
+    high = RobotState(lift=0.8, arm_extension=0.3, wrist_yaw=0.0)
+    verdict = SHIELD.check(WorldEstimate(high, objects=(bowl,)), ArmCommand({"joint_lift": 0.5}))
+    assert verdict.kind is VerdictKind.STOP and verdict.category is Category.CRITICAL
+
+
 # --- the task target ------------------------------------------------------------------------------------
 
 #: Arm at cup height, retracted: extending it by 0.3 m brings the gripper onto a cup at (-0.07, -0.8).
