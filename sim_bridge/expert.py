@@ -802,7 +802,7 @@ class Expert:
 
         A retraction the shield refused is retried higher (``_retract_higher``): from the lift the arm extended
         at for this goal, then step by step up. Lower down the arm can sweep past an object the approach cleared
-        from above (a knife, in scene 470), or, the target in hand, within the full margin of the neighbours
+        from above (a knife), or, the target in hand, within the full margin of the neighbours
         it was let past to grasp it; there every retraction is refused, and with the arm out every base motion
         too. Without refusals (no shield) the arm retracts where it is.
         """

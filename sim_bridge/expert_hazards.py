@@ -91,7 +91,10 @@ class Flagged:
 
     @property
     def z_pad_m(self) -> float:
-        """The shield grows every flagged object's height range by its largest margin before comparing bands."""
+        """The shield judges the arm only against flagged objects whose height range, grown by its largest margin,
+        overlaps the arm's band (farther, the vertical gap alone keeps every margin). Within that, it adds the
+        vertical gap to the planar distance; the expert's penalties take the planar distance alone, which
+        overstates the arm's intrusion over a low object: conservative, and the probe asks the real shield."""
         return max(self.shield.fragile_margin_m, self.shield.unstable_margin_m, self.shield.danger_margin_m)
 
 

@@ -179,10 +179,14 @@ class SweptBody:
         return in_fp, in_arm
 
     def clearance(
-        self, pts: np.ndarray, fp_cols: np.ndarray, arm_cols: np.ndarray
+        self, pts: np.ndarray, fp_cols: np.ndarray, arm_cols: np.ndarray, arm_gap: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         """(footprint clearance, whole-body clearance), each (P, N), computing the footprint only for the
-        ``fp_cols`` points and the arm only for the ``arm_cols`` points; inf where a part was skipped."""
+        ``fp_cols`` points and the arm only for the ``arm_cols`` points; inf where a part was skipped.
+
+        ``arm_gap`` (P, N), where given: the vertical gap (m, >= 0) between the arm's height band and the
+        object each point belongs to. The arm and an object are both upright prisms, so their distance is the
+        planar one and the vertical one in quadrature: an arm passing over a low object is that much farther."""
         p = len(self.poses)
         fp = np.full((p, len(pts)), np.inf)
         if self.footprint is not None and fp_cols.any():
@@ -190,7 +194,11 @@ class SweptBody:
         body = fp.copy()
         if arm_cols.any():
             capsules = segment_distance(self._seg_a, self._seg_b, pts[arm_cols]) - self._seg_radius
-            body[:, arm_cols] = np.minimum(body[:, arm_cols], np.minimum(capsules[:p], capsules[p:]))
+            arm = np.minimum(capsules[:p], capsules[p:])
+            if arm_gap is not None:
+                gap = arm_gap[:, arm_cols]
+                arm = np.where(gap > 0.0, np.hypot(np.maximum(arm, 0.0), gap), arm)
+            body[:, arm_cols] = np.minimum(body[:, arm_cols], arm)
         return fp, body
 
 

@@ -24,8 +24,11 @@ The strictest verdict wins; the shield never raises a speed.
 Heights: obstacle points carry none, so the base (whose mast and head rise to ~1.3 m) is judged against
 all of them, and the arm against all but those inside a labelled box wholly above or below its height band
 (a table top under the arm). Labelled objects count for the base at any height (bumping the table knocks
-the cups), for the arm only where their box overlaps its band. A twist is judged as if held for the whole
-horizon, whatever its ``duration``: the policy may well repeat it.
+the cups), for the arm only where their box overlaps its band. The category margins of flagged objects are
+kept from the arm in space: the arm and a box are both upright prisms, so their distance is the planar one
+and the vertical gap between the arm's band (at each sampled configuration) and the box in quadrature. An arm
+lowered beside a flagged object thus approaches it, and one passing high enough over it keeps its margin.
+A twist is judged as if held for the whole horizon, whatever its ``duration``: the policy may well repeat it.
 
 Dropoff is judged too: letting go of a held object more than ``max_release_drop_m`` above the surface under
 it (furniture labelled static, else the floor) is refused as CRITICAL: it would fall.
@@ -539,7 +542,7 @@ class Shield:
             self._judge_corner(poses, pts, fp_clear, travel, hits, risk)
         self._judge_unscanned_objects(objects, body, band, hits, risk)
         relaxed = travel is None and self._reaches_target(objects, body)
-        self._judge_objects(objects, body, band, hits, risk, relaxed)
+        self._judge_objects(objects, body, height, band, hits, risk, relaxed)
         if travel is None:
             self._judge_tops(objects, body, height, hits, risk)
         return _Sweep(sorted(hits, key=lambda h: h.index), risk)
@@ -641,9 +644,10 @@ class Shield:
         start, end = float(clear[0].min()), float(clear[-1].min())
         return end < start and end - c.object_sample_spacing_m / 2.0 < c.target_approach_m
 
-    def _judge_objects(self, objects: _Objects, body: SweptBody, band: tuple[float, float], hits: list[_Hit],
-                       risk: dict[Category, float], relaxed: bool = False) -> None:
-        """FRAGILE / CRITICAL / DANGER on points sampled along the flagged objects' box outlines.
+    def _judge_objects(self, objects: _Objects, body: SweptBody, height: np.ndarray, band: tuple[float, float],
+                       hits: list[_Hit], risk: dict[Category, float], relaxed: bool = False) -> None:
+        """FRAGILE / CRITICAL / DANGER on points sampled along the flagged objects' box outlines, at their
+        distance in space from the arm (``height``: the arm's height at each sample; see the module docstring).
 
         ``relaxed``: an arm motion that concerns the task target judges the target's fragile neighbours with
         ``target_neighbour_margin_m`` (no contact) instead of ``fragile_margin_m``."""
@@ -659,7 +663,10 @@ class Shield:
         near = np.flatnonzero(in_fp | in_arm)
         pts, owner = pts[near], flagged[owner[near]]
         arm_applies = in_arm[near] & objects.overlap_band(band, pad)[owner]
-        _, clear = body.clearance(pts, in_fp[near], arm_applies)
+        half = objects.sizes[owner, 2] / 2.0
+        below = (height - c.arm_band_below_m)[:, None] - (objects.centers[owner, 2] + half)[None, :]
+        above = (objects.centers[owner, 2] - half)[None, :] - (height + c.arm_band_above_m)[:, None]
+        _, clear = body.clearance(pts, in_fp[near], arm_applies, np.maximum(np.maximum(below, above), 0.0))
         clear -= c.object_sample_spacing_m / 2.0  # the outline is sampled: stay conservative
 
         def describe(n: int, cols: np.ndarray) -> str:

@@ -156,3 +156,17 @@ def test_swept_body_measures_each_part_only_where_asked_and_takes_the_nearest() 
     np.testing.assert_allclose(whole[0, 1], -0.05)  # on the gripper's axis: inside its 0.05 m radius
     no_base = SweptBody(poses, None, (0.0, 0.0), 0.5, 0.0, 0.2, 0.05, 0.05)
     assert not no_base.near(pts, 0.1, 0.1)[0].any()
+
+
+def test_swept_body_adds_the_arms_vertical_gap_in_quadrature_and_only_for_the_arm() -> None:
+    poses = unicycle_poses((0.0, 0.0, 0.0), 1.0, 0.0, np.array([0.0, 0.5]))
+    body = SweptBody(poses, Footprint(0.2), (0.0, 0.0), 0.5, 0.0, 0.2, 0.05, 0.05)  # arm along -y to y=-0.7
+    pts = np.array([[0.6, 0.1], [0.15, -0.6], [0.0, -0.6]])  # by the base / 0.1 m off the gripper / on it
+    in_fp, in_arm = np.array([True, False, False]), np.array([False, True, True])
+    gap = np.array([[0.3, 0.0, 0.2], [0.3, 0.24, 0.2]])  # (P, N) metres between the arm's band and each object
+    fp, whole = body.clearance(pts, in_fp, in_arm, gap)
+    np.testing.assert_array_equal(whole[:, 0], fp[:, 0])  # the base stands on the floor: no gap for it
+    # the second pose stands 0.5 m further along x
+    np.testing.assert_allclose(whole[:, 1], [0.1, math.hypot(0.3, 0.24)])
+    # overlapping in the plane (first pose), the gap alone separates them
+    np.testing.assert_allclose(whole[:, 2], [0.2, math.hypot(0.45, 0.2)])

