@@ -19,14 +19,16 @@ def _explain(*argv: str) -> int:
 
 
 def test_every_intervention_of_the_episode_is_printed_with_its_reason(capsys) -> None:
-    # Fetch scene 470: the retraction past a knife is replaced once (tests/sim/test_sim_expert_recovery.py).
-    assert _explain(SUITE, "fetch/medium/none/feasible/expert/shield-on/seed-470") == 0
+    # PickUp scene 478: lowering the arm to the target, the descent is twice replaced by a finer step above the
+    # counter top under the gripper (the top rule)
+    assert _explain(SUITE, "pickup/medium/none/feasible/expert/shield-on/seed-478") == 0
     out = capsys.readouterr().out
     decisions = [line for line in out.splitlines() if line.startswith("step ") and " -> " in line]
-    assert any("arm_in -> REPLACE arm_in: danger: Knife 'Knife|1' comes within" in d for d in decisions), out
+    assert any("arm_down -> REPLACE arm_down: blind_spot: CounterTop 'CounterTop|1' under the gripper comes within"
+               in d for d in decisions), out
     summary = re.search(r"(\d+) stops, (\d+) replacements, (\d+) limits", out)
     assert summary and len(decisions) == sum(int(n) for n in summary.groups()), out
-    assert "seed-470: success after" in out
+    assert "seed-478: success after" in out
 
 
 def test_every_costly_step_is_printed_with_the_simulators_reasons(capsys) -> None:
