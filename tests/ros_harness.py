@@ -58,6 +58,7 @@ class NodeProcess:
             args += ["-r", f"{src}:={dst}"]
         env = lease.env()
         env["PYTHONPATH"] = f"{REPO_ROOT}:{env.get('PYTHONPATH', '')}".rstrip(":")
+        env["PYTHONFAULTHANDLER"] = "1"  # a crash, or ``dump_stacks``, prints every thread's Python stack
         self.log_path = log_path or Path(f"/tmp/safevla-test-{module.rsplit('.', 1)[-1]}-{time.time_ns()}.log")
         self._log = open(self.log_path, "w")  # noqa: SIM115 (closed in stop)
         self.proc = subprocess.Popen(args, env=env, cwd=REPO_ROOT, stdout=self._log, stderr=subprocess.STDOUT)
@@ -71,6 +72,16 @@ class NodeProcess:
     def alive(self) -> bool:
         """True while the process runs."""
         return self.proc.poll() is None
+
+    def dump_stacks(self) -> str:
+        """SIGABRT a hung node: the fault handler prints where each thread is; returns the node's output."""
+        if self.alive():
+            self.proc.send_signal(signal.SIGABRT)
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
+        return self.output()
 
     def kill(self) -> None:
         """SIGKILL: the node gets no chance to clean up (a crash)."""

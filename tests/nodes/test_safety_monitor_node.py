@@ -289,11 +289,11 @@ def test_shutdown_publishes_a_final_zero_twist(rig, monitor_process):
     rig.passes(0.1)
     proc.proc.send_signal(signal.SIGINT)
     # The exit sometimes took over 10 s in full-suite runs (session 20; never alone, in this file or in
-    # tests/nodes): say what the node printed, to find where it hangs.
+    # tests/nodes): say where each of the node's threads is, to find where it hangs.
     try:
         rig.client.spin_until(lambda: not proc.alive(), 10.0, "the node to exit")
     except AssertionError as exc:
-        raise AssertionError(f"{exc}; node output:\n{proc.output()}") from None
+        raise AssertionError(f"{exc}; node output and stacks:\n{proc.dump_stacks()}") from None
     # The zero twist left the process before it exited (acknowledged); a loaded client may still be
     # handling it, so wait for it rather than for a fixed time.
     rig.client.spin_until(
