@@ -246,10 +246,26 @@ class _Objects:
     #: (M,) the other members of the target's fragile group
     target_group: np.ndarray = dataclass_field(default_factory=lambda: np.zeros(0, dtype=bool))
 
+    @property
+    def bottoms(self) -> np.ndarray:
+        """(M,) height (m) of each box's bottom."""
+        return self.centers[:, 2] - self.sizes[:, 2] / 2.0
+
+    @property
+    def tops(self) -> np.ndarray:
+        """(M,) height (m) of each box's top."""
+        return self.centers[:, 2] + self.sizes[:, 2] / 2.0
+
     def overlap_band(self, band: tuple[float, float], pad: float) -> np.ndarray:
         """(M,) True where an object's box, grown by ``pad`` up and down, overlaps the height ``band``."""
-        half = self.sizes[:, 2] / 2.0
-        return (self.centers[:, 2] - half - pad < band[1]) & (self.centers[:, 2] + half + pad > band[0])
+        return (self.bottoms - pad < band[1]) & (self.tops + pad > band[0])
+
+    def vertical_gap(self, low: np.ndarray, high: np.ndarray, which: np.ndarray) -> np.ndarray:
+        """(S, K) height (m) between the band [``low``, ``high``] of each of S samples and the boxes ``which``
+        (K indices), 0 where they overlap in height."""
+        below = low[:, None] - self.tops[which][None, :]
+        above = self.bottoms[which][None, :] - high[:, None]
+        return np.maximum(np.maximum(below, above), 0.0)
 
     @classmethod
     def empty(cls) -> _Objects:
@@ -564,11 +580,10 @@ class Shield:
         if others.size == 0:
             return
         wrist, tip = body.gripper
-        centers, sizes = objects.centers[others], objects.sizes[others]
         along = np.linspace(0.0, 1.0, 5)[None, :, None]
-        planar = point_box_distance(wrist[:, None] + along * (tip - wrist)[:, None], centers[:, :2],
-                                    sizes[:, :2]).min(axis=1)  # (P, M)
-        tops, bottoms = centers[:, 2] + sizes[:, 2] / 2.0, centers[:, 2] - sizes[:, 2] / 2.0
+        planar = point_box_distance(wrist[:, None] + along * (tip - wrist)[:, None], objects.centers[others, :2],
+                                    objects.sizes[others, :2]).min(axis=1)  # (P, M)
+        tops, bottoms = objects.tops[others], objects.bottoms[others]
         under = (planar <= c.gripper_radius_m) & (bottoms[None, :] < (height + c.arm_band_above_m)[:, None])
         clear = np.where(under, (height - c.arm_band_below_m)[:, None] - tops[None, :], np.inf)
         static = objects.static[others]
@@ -597,8 +612,7 @@ class Shield:
         for; flagged objects have their own, larger margins). Furniture (the scan sees what of it the base
         can touch, and the arm reaches over it) and held objects do not count."""
         c = self.config
-        bottoms = objects.centers[:, 2] - objects.sizes[:, 2] / 2.0
-        tops = objects.centers[:, 2] + objects.sizes[:, 2] / 2.0
+        bottoms, tops = objects.bottoms, objects.tops
         low = tops < c.scan_height_m
         flagged = (objects.fragile_group > 0) | objects.unstable | objects.dangerous
         arm_objects = ~flagged & objects.overlap_band(band, c.safety_margin_m) & (low | (bottoms > c.scan_height_m))
@@ -663,10 +677,8 @@ class Shield:
         near = np.flatnonzero(in_fp | in_arm)
         pts, owner = pts[near], flagged[owner[near]]
         arm_applies = in_arm[near] & objects.overlap_band(band, pad)[owner]
-        half = objects.sizes[owner, 2] / 2.0
-        below = (height - c.arm_band_below_m)[:, None] - (objects.centers[owner, 2] + half)[None, :]
-        above = (objects.centers[owner, 2] - half)[None, :] - (height + c.arm_band_above_m)[:, None]
-        _, clear = body.clearance(pts, in_fp[near], arm_applies, np.maximum(np.maximum(below, above), 0.0))
+        gap = objects.vertical_gap(height - c.arm_band_below_m, height + c.arm_band_above_m, owner)
+        _, clear = body.clearance(pts, in_fp[near], arm_applies, gap)
         clear -= c.object_sample_spacing_m / 2.0  # the outline is sampled: stay conservative
 
         def describe(n: int, cols: np.ndarray) -> str:
