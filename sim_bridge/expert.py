@@ -626,14 +626,19 @@ class Expert:
 
     def _replan(self, robot: RobotState) -> None:
         """The shield keeps refusing the manipulation from this pose: retract the arm and go to another goal
-        cell (this pose's neighbourhood avoided), or end after ``_MAX_REPLANS`` tries."""
+        cell (this pose's neighbourhood avoided), or end after ``_MAX_REPLANS`` tries.
+
+        The arm retracts from the lift it extended at, as a refused retraction does (``_retract_higher``):
+        below it, where the refused lowering left the arm, the way back can pass within a margin the way in
+        kept (Fetch 470: the arm stood out beside a knife until the step budget ran out)."""
         self._stalls = 0
         self._replans += 1
         if self._replans > _MAX_REPLANS or self._goal_xy is None:
             self.phase = _Phase.END
             return
         self._blocked_xy.append((robot.x, robot.y))
-        self._recovery = ["zm"] * int(math.ceil(robot.arm_extension / 0.1 - 0.1))
+        way_in = self._extended_at if self._extended_at is not None else robot.lift
+        self._recovery = [*_raise_codes(robot.lift, way_in), *["zm"] * int(math.ceil(robot.arm_extension / 0.1 - 0.1))]
         self.phase = _Phase.CARRY if self._carrying else _Phase.NAVIGATE
         self._set_goal(self._goal_xy, (robot.x, robot.y), robot.lift)
 
@@ -826,6 +831,14 @@ class Expert:
         self._raised = 0
         self.phase = _Phase.CARRY
         return _act("yps")
+
+
+def _raise_codes(lift: float, to: float) -> list[str]:
+    """Lift steps (0.1 m, then 0.02 m) from ``lift`` up to ``to``; none when ``to`` is not higher."""
+    rise = to - lift
+    coarse = int((rise + 0.011) // 0.1) if rise > 0.011 else 0
+    fine = max(0, math.ceil((rise - 0.1 * coarse - 0.011) / 0.02))
+    return ["yp"] * coarse + ["yps"] * fine
 
 
 def _in_base(robot: RobotState, xy: tuple[float, float]) -> tuple[float, float]:
