@@ -838,8 +838,8 @@ class Expert:
             self.phase = _Phase.END
             return _act("end")
         self._carrying = True
-        # The first placement the shield lets the arm reach from some goal cell: from beside the point, the arm
-        # can pass within a margin the point itself keeps (benchmark Fetch 302: lowering the book past a bowl).
+        # The first placement the shield lets the arm reach from some goal cell: a point keeps the margins in
+        # the plane, but the arm on its way down to it, from where the robot stands, may not.
         for place in places[:_PLACEMENTS_PROBED]:
             if self._set_goal(place, (robot.x, robot.y), robot.lift):
                 break
