@@ -172,6 +172,15 @@ def test_the_carried_target_is_placed_with_room_beside_the_items_on_the_destinat
     assert record.success and record.cost == 0, record
 
 
+def test_the_carried_target_goes_to_a_placement_the_shield_lets_the_arm_reach(tmp_path) -> None:
+    # Medium scene 218, Fetch (a diagnosis seed): the best placement point keeps the flagged items' margins in
+    # the plane, but from no goal cell does the shield's probe let the arm down to it; the expert went there
+    # anyway, and the shield replaced six of its actions (it succeeded after 151 steps). It now goes to the
+    # next point, which the probe passes: two replacements, 130 steps.
+    record = _shielded_expert_episode(tmp_path, "fetch", 218)
+    assert record.success and record.cost == 0 and record.replacements <= 2, record
+
+
 def test_a_refused_retraction_with_the_target_in_hand_is_retried_higher(tmp_path) -> None:
     # Medium scene 249, Fetch (a diagnosis seed): with the target grasped and raised, retracting the arm was
     # refused (it would sweep within a margin it had been let past to grasp); the expert stood with the arm out
