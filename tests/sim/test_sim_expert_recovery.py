@@ -195,7 +195,7 @@ def test_an_abandoned_reach_is_retracted_from_the_lift_the_arm_extended_at(tmp_p
     # Fetch 470 (medium; a Fetch 400-499 diagnosis seed): lowering onto the target beside a knife was refused
     # after one small step down, and the expert gave the pose up. It retracted from there, 2 cm below the
     # lift it had extended at; that way back passed within the knife's margin, so every retraction and base
-    # motion was refused and the arm stood out until the 600-step budget ran out (some 450 refusals). It now
+    # motion was refused and the arm stood out until the 600-step budget ran out (495 refusals). It now
     # raises the arm to where it went in before retracting; the episode ends long before the budget.
     record = _shielded_expert_episode(tmp_path, "fetch", 470)
     assert record.steps < 300 and record.stops + record.replacements < 40 and record.cost == 0, record
