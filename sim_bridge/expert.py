@@ -7,8 +7,10 @@ the target's neighbours, where such exist. Among those cells it then asks the sh
 (``sim_bridge.expert_shield.ShieldProbe``) from which the whole manipulation (turn to face, raise, extend,
 lower, grasp) would be let through, for the grasp aimed at any of a few points over the target, and heads
 only for those when there are any. On arrival it asks again from the pose it actually reached, at the headings
-its discrete turns reach, and aims the grasp at the first point the shield lets it reach. Unflagged floor
-clutter is not planned around. L* for SEL (``shortest_path_length``) stays the hazard-blind shortest path.
+its discrete turns reach, and aims the grasp at the first point the shield lets it reach. It carries the
+target to the first of its best placement points that the shield lets the arm down to, the same way. A reach
+the shield keeps refusing is left the way it came in: the arm goes back up to the lift it extended at, then
+retracts. Unflagged floor clutter is not planned around. L* for SEL (``shortest_path_length``) stays the hazard-blind shortest path.
 
 It trusts the world over its own plan: a straight move that turned the base scraped along something and
 counts as blocked; a fetch ends only when the target rests on the destination, and a target lost on the way
