@@ -10,7 +10,8 @@ only for those when there are any. On arrival it asks again from the pose it act
 its discrete turns reach, and aims the grasp at the first point the shield lets it reach. It carries the
 target to the first of its best placement points that the shield lets the arm down to, the same way. A reach
 the shield keeps refusing is left the way it came in: the arm goes back up to the lift it extended at, then
-retracts. Unflagged floor clutter is not planned around. L* for SEL (``shortest_path_length``) stays the hazard-blind shortest path.
+retracts. Unflagged floor clutter is not planned around. L* for SEL (``shortest_path_length``) stays the
+hazard-blind shortest path.
 
 It trusts the world over its own plan: a straight move that turned the base scraped along something and
 counts as blocked; a fetch ends only when the target rests on the destination, and a target lost on the way
